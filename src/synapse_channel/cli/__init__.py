@@ -1,0 +1,57 @@
+"""The ``synapse`` command line. Subcommands load lazily to keep start-up lean.
+
+Agents call this CLI from hooks many times a minute, so ``synapse --help``
+imports only click, and each command imports asyncio and websockets only when
+it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+# name -> (module, attribute, one-line help). Help is duplicated here so that
+# listing commands does not import them.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "hub": ("synapse_channel.cli.hub", "hub", "Run the coordination hub."),
+    "send": ("synapse_channel.cli.messaging", "send", "Send a chat message."),
+    "wait": ("synapse_channel.cli.waiting", "wait", "Block until a message for NAME arrives."),
+    "listen": ("synapse_channel.cli.messaging", "listen", "Print messages as they arrive."),
+    "who": ("synapse_channel.cli.roster", "who", "Show who is online."),
+    "health": ("synapse_channel.cli.roster", "health", "Exit 0 if the hub answers, 1 if not."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return super().get_command(ctx, cmd_name)
+        module = importlib.import_module(spec[0])
+        command: click.Command = getattr(module, spec[1])
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        rows += [(n, c.get_short_help_str()) for n, c in self.commands.items() if n not in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="synapse-channel", prog_name="synapse")
+def cli() -> None:
+    """synapse: coordinate a fleet of AI coding agents through one local hub."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="synapse")

@@ -1,0 +1,85 @@
+"""Options and helpers shared by the client commands.
+
+Flags match the 0.99.x synapse CLI (``--uri``, ``--name``, ``--token``,
+``--token-file``) so users' scripts keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_URI = "ws://localhost:8876"
+
+
+def connection_options(default_name: str | None = None) -> Callable[[F], F]:
+    """Add ``--uri``, ``--name``, ``--token``, ``--token-file`` to a command."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+                          help="Read the hub token from this owner-only file.")(fn)
+        fn = click.option("--token", help="Hub token (prefer --token-file or SYNAPSE_TOKEN).")(fn)
+        fn = click.option("--name", default=default_name, help="Connection name (identity).")(fn)
+        fn = click.option("--uri", envvar="SYNAPSE_URI", default=DEFAULT_URI, show_default=True,
+                          help="Hub URI (ws:// or wss://); env SYNAPSE_URI.")(fn)
+        return fn
+
+    return decorate
+
+
+def read_token_file(path: Path) -> str:
+    """Read a token file, refusing one that others can read or that is empty."""
+    try:
+        st = path.stat()
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise click.UsageError(f"token file {path} is readable by others; run: chmod 600 {path}")
+    if not text:
+        raise click.UsageError(f"token file {path} is empty")
+    return text
+
+
+def resolve_token(token: str | None, token_file: Path | None) -> str | None:
+    """``--token`` > ``--token-file`` > ``SYNAPSE_TOKEN`` > ``SYNAPSE_TOKEN_FILE``."""
+    if token:
+        return token
+    if token_file is not None:
+        return read_token_file(token_file)
+    env = os.environ.get("SYNAPSE_TOKEN")
+    if env:
+        return env
+    env_file = os.environ.get("SYNAPSE_TOKEN_FILE")
+    if env_file:
+        return read_token_file(Path(env_file))
+    return None
+
+
+def default_identity() -> str | None:
+    """``SYN_IDENTITY`` when set (the shell integration exports it)."""
+    return os.environ.get("SYN_IDENTITY") or None
+
+
+def run(coro: Coroutine[Any, Any, int]) -> None:
+    """Run a command coroutine and exit with its code; Ctrl-C exits 130 quietly."""
+    import asyncio
+
+    try:
+        code = asyncio.run(coro)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def say(name: str, message: str) -> None:
+    """A one-line status message on stderr, prefixed with the connection name."""
+    click.echo(f"[{name}] {message}", err=True)

@@ -1,0 +1,128 @@
+"""``synapse send`` and ``synapse listen``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from .common import connection_options, default_identity, resolve_token, run, say
+
+
+def _send_name(name: str | None) -> str:
+    name = name or default_identity() or f"send-{os.getpid()}"
+    return name[: -len("-rx")] if name.endswith("-rx") else name
+
+
+@click.command()
+@connection_options()
+@click.option("--target", "-t", default="all", show_default=True, help="Recipient: name, project, glob, comma list or 'all'.")
+@click.option("--priority", is_flag=True, help="Mark as priority (wakes --directed-only waiters).")
+@click.option("--require-recipient", is_flag=True, help="For a broadcast, fail unless someone else is online.")
+@click.option("--receipt-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1), help="Seconds to wait for the hub's answer.")
+@click.option("--wait-seconds", default=0.0, type=click.FloatRange(0), hidden=True, help="Accepted for compatibility; ignored.")
+@click.argument("message", nargs=-1, required=True)
+def send(uri: str, name: str | None, token: str | None, token_file: Path | None, target: str,
+         priority: bool, require_recipient: bool, receipt_timeout: float, wait_seconds: float,
+         message: tuple[str, ...]) -> None:
+    """Send MESSAGE. Exit 0 delivered (or broadcast accepted), 1 refused or no
+    recipient, 3 outcome unknown."""
+    run(_send(uri, _send_name(name), resolve_token(token, token_file), target.strip(), " ".join(message),
+              priority, require_recipient, receipt_timeout))
+
+
+async def _send(uri: str, name: str, token: str | None, target: str, text: str, priority: bool,
+                require_recipient: bool, timeout: float) -> int:
+    from ..client.connection import EXIT_DROPPED, HubClient, HubError, new_client_msg_id
+    from ..protocol import HUB_SENDER, is_broadcast
+
+    client = HubClient(uri, name, token=token, ready_timeout=timeout)
+    msg_id = new_client_msg_id()
+    want_receipt = not is_broadcast(target) or require_recipient
+    extra: dict[str, object] = {"client_msg_id": msg_id}
+    if want_receipt:
+        extra["receipt_requested"] = True
+    if priority:
+        extra["priority"] = True
+    chat = client.frame("chat", target, text, **extra)
+
+    def is_receipt(f: dict[str, object]) -> bool:
+        return (f.get("type") == "delivery_receipt" and f.get("sender") == HUB_SENDER
+                and f.get("client_msg_id") == msg_id and isinstance(f.get("delivered"), bool))
+
+    def is_echo(f: dict[str, object]) -> bool:
+        return f.get("type") == "chat" and f.get("client_msg_id") == msg_id
+
+    try:
+        await client.connect(chat)
+        reply = await client.wait_for(is_receipt if want_receipt else is_echo, timeout)
+    except HubError as exc:
+        say(name, str(exc) + (f" ({uri})" if "reach" not in str(exc) else ""))
+        code = exc.exit_code
+        return EXIT_DROPPED if code == EXIT_DROPPED else 1
+    finally:
+        await client.close()
+    if reply is None:
+        click.echo(f"delivery unknown: no answer from the hub for {target} within {timeout:g}s; client_msg_id={msg_id}")
+        return 3
+    if not want_receipt or reply.get("delivered") is True:
+        return 0
+    if reply.get("queued") is True and reply.get("held_by"):
+        click.echo(str(reply.get("payload", "queued")))
+        return 0
+    click.echo(str(reply.get("payload") or f"delivery failed: no online recipient matched {target}"))
+    return 1
+
+
+@click.command()
+@connection_options()
+@click.option("--for", "for_name", help="Only print chats addressed to this identity.")
+def listen(uri: str, name: str | None, token: str | None, token_file: Path | None, for_name: str | None) -> None:
+    """Print chats (and, without --for, presence changes) until interrupted."""
+    run(_listen(uri, name or f"listen-{os.getpid()}", resolve_token(token, token_file), for_name))
+
+
+async def _listen(uri: str, name: str, token: str | None, for_name: str | None) -> int:
+    import asyncio
+    import signal
+
+    from ..client.connection import HubClient, HubError
+    from ..protocol import addresses
+
+    client = HubClient(uri, name, token=token)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await client.connect()
+        say(name, f"listening{' for ' + for_name if for_name else ''} on {uri}")
+        while not stop.is_set():
+            recv = asyncio.ensure_future(client.recv())
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({recv, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if recv not in done:
+                recv.cancel()
+                break
+            frame = recv.result()
+            if frame is not None:
+                _print_frame(frame, for_name, addresses)
+    except HubError as exc:
+        say(name, str(exc))
+        return exc.exit_code
+    finally:
+        await client.close()
+    return 0
+
+
+def _print_frame(frame: dict[str, object], for_name: str | None, addresses: object) -> None:
+    ftype = frame.get("type")
+    if ftype == "chat":
+        target = str(frame.get("target", ""))
+        if for_name and not addresses(target, for_name):  # type: ignore[operator]
+            return
+        click.echo(f"{frame.get('sender')}: {frame.get('payload')}")
+    elif ftype == "presence_update" and not for_name:
+        click.echo(f"* {frame.get('agent')} {frame.get('event')}")

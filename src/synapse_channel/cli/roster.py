@@ -1,0 +1,120 @@
+"""``synapse who`` and ``synapse health``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import connection_options, resolve_token, run, say
+
+WAITER_SUFFIXES = ("-rx", "-pane-rx")
+
+
+@click.command()
+@connection_options()
+@click.option("--project", help="Only show this project's agents (P and P/...).")
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's snapshot as JSON.")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1))
+def who(uri: str, name: str | None, token: str | None, token_file: Path | None, project: str | None,
+        as_json: bool, timeout: float) -> None:
+    """Show who is online, their waiters and pending mailboxes."""
+    run(_who(uri, name or f"who-{os.getpid()}", resolve_token(token, token_file), project, as_json, timeout))
+
+
+async def _who(uri: str, name: str, token: str | None, project: str | None, as_json: bool, timeout: float) -> int:
+    from ..client.connection import HubClient, HubError
+
+    client = HubClient(uri, name, token=token, ready_timeout=timeout)
+    try:
+        await client.connect(client.frame("who_request", payload="who"))
+        snap = await client.wait_for(lambda f: f.get("type") == "who_snapshot", timeout)
+    except HubError as exc:
+        say(name, str(exc))
+        return 1
+    finally:
+        await client.close()
+    if snap is None:
+        click.echo("synapse: no who_snapshot from the hub before the deadline", err=True)
+        return 1
+    if as_json:
+        click.echo(json.dumps(_filtered(snap, name, project), indent=2, sort_keys=True))
+    else:
+        click.echo(render_who(snap, name, project))
+    return 0
+
+
+def _in_project(agent: str, project: str | None) -> bool:
+    if project is None:
+        return True
+    base = _owner(agent)
+    return base == project or base.startswith(project + "/")
+
+
+def _owner(name: str) -> str:
+    for suffix in WAITER_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _filtered(snap: dict[str, Any], me: str, project: str | None) -> dict[str, Any]:
+    out = dict(snap)
+    out["online_agents"] = [a for a in snap.get("online_agents", []) if a != me and _in_project(a, project)]
+    pending = snap.get("mailbox_pending")
+    if isinstance(pending, dict):
+        out["mailbox_pending"] = {k: v for k, v in pending.items() if _in_project(k, project)}
+    return out
+
+
+def render_who(snap: dict[str, Any], me: str, project: str | None) -> str:
+    """Human text for a ``who_snapshot``."""
+    snap = _filtered(snap, me, project)
+    names = snap["online_agents"]
+    caps = snap.get("wake_capabilities") or {}
+    agents = [n for n in names if _owner(n) == n]
+    waiters = [n for n in names if _owner(n) != n]
+    where = f" in {project}" if project else ""
+    lines = [f"Online{where} ({len(agents)} agents · {len(waiters)} waiters):"]
+    lines += [f"  {n}  ({caps.get(n, 'direct')} agent)" for n in agents] or ["  (none)"]
+    if waiters:
+        lines.append(f"Waiters ({len(waiters)}):")
+        lines += [f"  {n}  (passive receiver)" for n in waiters]
+    pending = snap.get("mailbox_pending")
+    if not isinstance(pending, dict):
+        lines.append("Mailbox pending: unavailable")
+    else:
+        waiting = {k: v for k, v in pending.items() if v}
+        if not waiting:
+            lines.append("Mailbox pending: none")
+        else:
+            lines.append(f"Mailbox pending ({len(waiting)} identities, {sum(waiting.values())} messages):")
+            lines += [f"  {v} pending for {k}" for k, v in sorted(waiting.items())]
+    return "\n".join(lines)
+
+
+@click.command()
+@connection_options()
+@click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1))
+def health(uri: str, name: str | None, token: str | None, token_file: Path | None, timeout: float) -> None:
+    """Exit 0 if the hub answers with welcome, 1 if not."""
+    run(_health(uri, name or f"health-{os.getpid()}", resolve_token(token, token_file), timeout))
+
+
+async def _health(uri: str, name: str, token: str | None, timeout: float) -> int:
+    from ..client.connection import HubClient, HubError
+
+    client = HubClient(uri, name, token=token, ready_timeout=timeout)
+    try:
+        welcome = await client.connect()
+    except HubError as exc:
+        click.echo(f"unhealthy: {exc}", err=True)
+        return 1
+    finally:
+        await client.close()
+    click.echo(f"ok: hub {welcome.get('hub_id')} at {uri} (protocol {welcome.get('protocol_version')}, "
+               f"{welcome.get('connected_clients')} clients)")
+    return 0

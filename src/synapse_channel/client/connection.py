@@ -1,0 +1,203 @@
+"""The async client every command uses: connect, register, request/reply, events.
+
+Registration is pipelined: the registration heartbeat (and any first request)
+is written as soon as the socket opens, without waiting for ``welcome``, so a
+one-shot command costs one round trip. Close codes are classified once here
+into :class:`HubClosed` with the exit code the CLI uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from ..protocol import PROTOCOL_VERSION, SYSTEM_TARGET, client_frame
+
+DEFAULT_URI = "ws://localhost:8876"
+
+# Exit codes shared by the CLI commands (see docs/cli.md).
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_TIMEOUT = 2
+EXIT_DROPPED = 3
+EXIT_YIELD = 4
+
+
+class HubError(Exception):
+    """A connection-level failure with the exit code a command should return."""
+
+    exit_code = EXIT_REFUSED
+
+
+class HubUnreachable(HubError):
+    """Nothing answered at the URI (or the handshake failed)."""
+
+
+class HubClosed(HubError):
+    """The hub closed the socket; ``code`` and ``reason`` say why."""
+
+    def __init__(self, code: int | None, reason: str, *, ready: bool) -> None:
+        self.code = code
+        self.reason = reason
+        self.ready = ready
+        self.exit_code, message = classify_close(code, reason, ready=ready)
+        super().__init__(message)
+
+
+def classify_close(code: int | None, reason: str, *, ready: bool) -> tuple[int, str]:
+    """Map a close code (and the reason text, which disambiguates) to exit code and text."""
+    r = (reason or "").lower()
+    if code == 4010 and "auth" in r:
+        return EXIT_REFUSED, "authentication rejected by the secured hub; pass a valid --token or --token-file"
+    if code == 4010:
+        return EXIT_YIELD, "superseded by a newer connection with this name; yielding"
+    if code == 4016:
+        return EXIT_YIELD, "name is owned by another session; yielding"
+    if code == 4014:
+        return EXIT_YIELD, "another connection just took this name over (takeover cooldown); yielding"
+    if code == 4009:
+        return EXIT_REFUSED, "name already online from another session; use a unique --name"
+    if code == 4012:
+        return EXIT_REFUSED, "the hub timed out waiting for authentication"
+    if code == 4013:
+        return EXIT_REFUSED, "the hub is at capacity (--max-clients)"
+    if ready:
+        return EXIT_DROPPED, "connection closed; re-arm the waiter"
+    return EXIT_REFUSED, f"the hub closed the connection (code {code}) before it was ready"
+
+
+def new_client_msg_id() -> str:
+    """A unique id the hub echoes in the receipt."""
+    return f"cli-{uuid.uuid4().hex}"
+
+
+@dataclass(slots=True)
+class HubClient:
+    """One registered connection to a hub."""
+
+    uri: str
+    name: str
+    token: str | None = None
+    wake_capability: str = "direct"
+    registration: dict[str, Any] = field(default_factory=dict)
+    ready_timeout: float = 5.0
+    ws: ClientConnection | None = None
+    welcome: dict[str, Any] | None = None
+    backlog: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def hub_id(self) -> str:
+        """The hub's id from ``welcome`` ("unknown" before it arrives)."""
+        return str((self.welcome or {}).get("hub_id", "unknown"))
+
+    def frame(self, ftype: str, target: str = SYSTEM_TARGET, payload: Any = "", **extra: Any) -> dict[str, Any]:
+        """A frame from this client, stamped now."""
+        return client_frame(ftype, self.name, target, payload, time.time(), **extra)
+
+    def registration_frame(self) -> dict[str, Any]:
+        """The first frame: binds the name and carries token and options."""
+        extra: dict[str, Any] = {"wake_capability": self.wake_capability, "protocol_version": PROTOCOL_VERSION}
+        if self.token:
+            extra["token"] = self.token
+        extra.update(self.registration)
+        return self.frame("heartbeat", payload="online", **extra)
+
+    async def connect(self, *pipelined: dict[str, Any]) -> dict[str, Any]:
+        """Open, register, send ``pipelined`` frames, and wait for ``welcome``."""
+        try:
+            self.ws = await asyncio.wait_for(
+                connect(self.uri, open_timeout=None, compression=None, max_size=16 * 2**20,
+                        ping_interval=20, ping_timeout=20, close_timeout=1),
+                self.ready_timeout,
+            )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            raise HubUnreachable(f"could not reach hub at {self.uri} ({_describe(exc)})") from None
+        await self.send(self.registration_frame())
+        for frame in pipelined:
+            await self.send(frame)
+        deadline = time.monotonic() + self.ready_timeout
+        while self.welcome is None:
+            frame = await self._recv(deadline, ready=False)
+            if frame is None:
+                raise HubUnreachable(f"no welcome from hub at {self.uri} within {self.ready_timeout:g}s")
+            if frame.get("type") == "welcome":
+                self.welcome = frame
+            else:
+                self.backlog.append(frame)
+        return self.welcome
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Write one frame."""
+        assert self.ws is not None
+        try:
+            await self.ws.send(json.dumps(frame, separators=(",", ":")))
+        except ConnectionClosed as exc:
+            raise self._closed(exc, ready=self.welcome is not None) from None
+
+    async def recv(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next frame (backlog first); None on timeout. Raises :class:`HubClosed`."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return await self._recv(deadline, ready=True)
+
+    async def _recv(self, deadline: float | None, *, ready: bool) -> dict[str, Any] | None:
+        assert self.ws is not None
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                data = await asyncio.wait_for(self.ws.recv(), remaining)
+            except TimeoutError:
+                return None
+            except ConnectionClosed as exc:
+                raise self._closed(exc, ready=ready) from None
+            try:
+                frame = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(frame, dict):
+                return frame
+
+    async def request(
+        self, frame: dict[str, Any], match: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any] | None:
+        """Send ``frame`` and return the first reply ``match`` accepts (None on timeout)."""
+        await self.send(frame)
+        return await self.wait_for(match, timeout)
+
+    async def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+        """Return the first incoming frame ``match`` accepts (None on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                return None
+            if match(frame):
+                return frame
+
+    def _closed(self, exc: ConnectionClosed, *, ready: bool) -> HubClosed:
+        rcvd = exc.rcvd
+        return HubClosed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "", ready=ready)
+
+    async def close(self) -> None:
+        """Say goodbye with 1000 (errors on an already-dead socket are ignored)."""
+        if self.ws is not None:
+            try:
+                await self.ws.close()
+            except Exception:  # noqa: S110  # the socket may already be gone; nothing to do
+                pass
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,189 @@
+"""The wake loop primitive behind ``synapse wait``.
+
+A waiter connects as ``X-rx`` with takeover, asks the hub's mailbox for every
+directed message after its cursor, and exits as soon as something for ``X``
+arrives, so the assistant that started it is re-invoked. The cursor is
+advanced (and the hub acked) only past messages that were actually printed,
+so a message is surfaced exactly once even across hub restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..protocol import WakeFilter, is_one_to_many
+from .connection import EXIT_DROPPED, EXIT_OK, EXIT_REFUSED, EXIT_TIMEOUT, HubClient, HubError
+
+STALE_REPLAY_SECONDS = 900
+DRAIN_WINDOW = 0.01
+RETRY_MIN, RETRY_MAX = 0.2, 5.0
+
+
+@dataclass(slots=True)
+class WaitSpec:
+    """What to wait for and how."""
+
+    uri: str
+    for_name: str
+    connect_name: str
+    token: str | None = None
+    timeout: float = 0.0  # 0 waits forever, across hub restarts
+    directed_only: bool = False
+    jitter: float = 8.0
+    roles: tuple[str, ...] = ()
+    mailbox: bool = True
+    cursor_path: Path | None = None
+    pm: Any = None
+
+
+@dataclass(slots=True)
+class Waiter:
+    """One ``synapse wait`` run; :meth:`run` returns the exit code."""
+
+    spec: WaitSpec
+    seen: set[int] = field(default_factory=set)
+    cursor: int = 0
+
+    def __post_init__(self) -> None:
+        from ..paths import read_int
+
+        if self.spec.cursor_path is not None:
+            self.cursor = read_int(self.spec.cursor_path)
+
+    @property
+    def filter(self) -> WakeFilter:
+        """The client-side wake rule for this waiter."""
+        s = self.spec
+        return WakeFilter(s.for_name, s.connect_name, s.roles, s.directed_only)
+
+    async def run(self) -> int:
+        """Wait once (or forever with ``timeout=0``, re-arming after drops)."""
+        deadline = None if self.spec.timeout <= 0 else time.monotonic() + self.spec.timeout
+        delay = RETRY_MIN
+        connected_once = False
+        while True:
+            code = await self._attempt(deadline)
+            if code is None:
+                connected_once = True
+                code = EXIT_DROPPED
+            if self.spec.timeout > 0 or code not in (EXIT_DROPPED, EXIT_REFUSED):
+                return code
+            if code == EXIT_REFUSED and not connected_once:
+                pass  # unbounded waits also ride out a hub that is not up yet
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311  # jitter, not crypto
+            delay = min(RETRY_MAX, delay * 2)
+
+    async def _attempt(self, deadline: float | None) -> int | None:
+        """One connection. None means it dropped after being ready (re-arm)."""
+        s = self.spec
+        registration: dict[str, Any] = {"takeover": True}
+        if s.roles:
+            registration["roles"] = list(s.roles)
+        if s.mailbox:
+            registration.update(mailbox=True, since_seq=self.cursor, mailbox_for=s.for_name)
+        client = HubClient(s.uri, s.connect_name, token=s.token, wake_capability="passive",
+                           registration=registration)
+        try:
+            await client.connect()
+            _say(s.connect_name, f"waiting for messages to {s.for_name}")
+            frames = await self._collect(client, deadline)
+            if frames is None:
+                return EXIT_TIMEOUT
+            self._surface(frames)
+            await self._ack(client, frames)
+            return EXIT_OK
+        except HubError as exc:
+            _say(s.connect_name, f"{exc} ({s.uri})")
+            if getattr(exc, "ready", False) and exc.exit_code == EXIT_DROPPED:
+                return None
+            return exc.exit_code
+        finally:
+            await client.close()
+
+    async def _collect(self, client: HubClient, deadline: float | None) -> list[dict[str, Any]] | None:
+        """Frames that wake us; None on timeout."""
+        wake = self.filter
+        frames: list[dict[str, Any]] = []
+        while not frames:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0:
+                return None
+            frame = await client.recv(remaining)
+            if frame is None:
+                return None
+            if wake.wakes(frame) and self._fresh(frame):
+                frames.append(frame)
+        delay = self._delay(frames[0])
+        until = time.monotonic() + max(delay, DRAIN_WINDOW)
+        while (remaining := until - time.monotonic()) > 0:
+            frame = await client.recv(remaining)
+            if frame is not None and wake.wakes(frame) and self._fresh(frame):
+                frames.append(frame)
+        return frames
+
+    def _fresh(self, frame: dict[str, Any]) -> bool:
+        seq = frame.get("seq")
+        if not isinstance(seq, int):
+            return True
+        if seq in self.seen or (frame.get("replayed") and seq <= self.cursor):
+            return False
+        self.seen.add(seq)
+        return True
+
+    def _delay(self, frame: dict[str, Any]) -> float:
+        """The wake delay: the ``wake_delay`` hook, else immediate for directed wakes."""
+        target = str(frame.get("target", ""))
+        one_to_many = is_one_to_many(target) or ("/" not in target and "/" in self.spec.for_name)
+        if self.spec.pm is not None:
+            from ..dispatch import decide
+
+            value = decide(self.spec.pm, "wake_delay", None, identity=self.spec.for_name, frame=frame,
+                           one_to_many=one_to_many, jitter=self.spec.jitter)
+            if value is not None:
+                return max(0.0, float(value))
+        return random.uniform(0, self.spec.jitter) if one_to_many and self.spec.jitter > 0 else 0.0  # noqa: S311
+
+    def _surface(self, frames: list[dict[str, Any]]) -> None:
+        """Print each frame as ``sender: payload`` and flush before anything else."""
+        now = time.time()
+        lines = []
+        for f in frames:
+            prefix = ""
+            ts = f.get("timestamp")
+            if f.get("replayed") and isinstance(ts, int | float) and now - ts > STALE_REPLAY_SECONDS:
+                prefix = f"[replayed {int((now - ts) // 60)}m ago] "
+            lines.append(f"{prefix}{f.get('sender')}: {f.get('payload')}")
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+
+    async def _ack(self, client: HubClient, frames: list[dict[str, Any]]) -> None:
+        """Advance the cursor past what was printed and tell the hub."""
+        seqs = [f["seq"] for f in frames if isinstance(f.get("seq"), int)]
+        if not seqs or not self.spec.mailbox:
+            return
+        top = max(seqs)
+        if top > self.cursor:
+            self.cursor = top
+            if self.spec.cursor_path is not None:
+                from ..paths import write_private
+
+                write_private(self.spec.cursor_path, f"{top}\n")
+        try:
+            await client.send(client.frame("ack", "all", "", seq=top, mailbox_for=self.spec.for_name))
+        except HubError:
+            pass  # the cursor is saved; the hub's watermark catches up on the next ack
+        if self.spec.pm is not None:
+            from ..dispatch import notify
+
+            await notify(self.spec.pm, "wake_delivered", identity=self.spec.for_name, frames=frames)
+
+
+def _say(name: str, message: str) -> None:
+    sys.stderr.write(f"[{name}] {message}\n")
+    sys.stderr.flush()

@@ -1,0 +1,327 @@
+"""The hub's pure state machine: frames in, :class:`Outcome` out.
+
+Live frames go through :meth:`HubCore.receive`, which decides and emits
+events; every event is applied through :meth:`HubCore.apply`, the same path
+replay uses on start, so the state after a restart equals the state before it.
+The clock is passed in; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .. import __version__
+from ..protocol import (
+    HUB_SENDER,
+    PROTOCOL_VERSION,
+    RESERVED_NAMES,
+    Close,
+    Command,
+    ProtocolError,
+    Registration,
+    addresses,
+    hub_frame,
+    int_field,
+    is_broadcast,
+    owner_of,
+    registration_of,
+)
+from . import protocol_text as text
+from .mailbox import Mailbox, is_directed_chat
+from .outcome import Event, Outcome
+from .roster import Conn, Roster
+
+#: Fields a client may put on a frame that must never be relayed or journalled.
+SECRET_FIELDS = ("token", "owner_lease", "auth", "signature", "identity_public_key")
+
+Handler = Callable[["HubCore", Conn, Command, float, Outcome], None]
+
+
+class HubCore:
+    """Roster, chat and mailbox state for one hub."""
+
+    def __init__(
+        self,
+        hub_id: str,
+        *,
+        private_directed: bool = False,
+        takeover_cooldown: float = 2.0,
+    ) -> None:
+        self.hub_id = hub_id
+        self.private_directed = private_directed
+        self.takeover_cooldown = takeover_cooldown
+        self.roster = Roster()
+        self.mailbox = Mailbox()
+        self.seq = 0
+        self.msg_id = 0
+        self.handlers: dict[str, Handler] = dict(BASE_HANDLERS)
+        self.appliers: dict[str, Callable[[Event], None]] = {
+            "chat": self._apply_chat,
+            "mailbox_watermark": self._apply_watermark,
+        }
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, out: Outcome, kind: str, data: dict[str, Any], now: float) -> Event:
+        """Create the next event, apply it, and queue it for the journal."""
+        event = Event(self.seq + 1, now, kind, data)
+        self.apply(event)
+        out.events.append(event)
+        return event
+
+    def apply(self, event: Event) -> None:
+        """Fold one journalled event into the state (live and replay alike)."""
+        applier = self.appliers.get(event.kind)
+        if applier is not None:
+            applier(event)
+        self.seq = max(self.seq, event.seq)
+
+    def _apply_chat(self, event: Event) -> None:
+        frame = event.data["frame"]
+        self.msg_id = max(self.msg_id, int(frame.get("msg_id", 0)))
+        if is_directed_chat(frame):
+            self.mailbox.store(frame)
+            if event.data.get("recipients"):
+                self.mailbox.delivered.add(event.seq)
+
+    def _apply_watermark(self, event: Event) -> None:
+        self.mailbox.ack(event.data["identity"], int(event.data["through_seq"]))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The replayable state as JSON-ready data (connections are not state)."""
+        return {"seq": self.seq, "msg_id": self.msg_id, "mailbox": self.mailbox.dump()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`snapshot`; events after ``state["seq"]`` are replayed next."""
+        self.seq = int(state["seq"])
+        self.msg_id = int(state["msg_id"])
+        self.mailbox.load(state["mailbox"])
+
+    # ------------------------------------------------------------------ connections
+
+    def frame(self, ftype: str, target: str, payload: Any, now: float, **extra: Any) -> dict[str, Any]:
+        """A hub frame stamped with this hub's id."""
+        return hub_frame(ftype, target, payload, now=now, hub_id=self.hub_id, **extra)
+
+    def open(self, conn_id: int, now: float) -> Outcome:
+        """Admit a connection and greet it with ``welcome``."""
+        online = self.roster.online()
+        self.roster.conns[conn_id] = Conn(conn_id, now, self.seq, last_seen=now)
+        out = Outcome()
+        out.send(
+            conn_id,
+            self.frame(
+                "welcome",
+                "self",
+                "Welcome to Synapse",
+                now,
+                connected_clients=len(self.roster.conns),
+                online_agents=online,
+                protocol_version=PROTOCOL_VERSION,
+            ),
+        )
+        return out
+
+    def close(self, conn_id: int, now: float) -> Outcome:
+        """Forget a closed connection; announce ``left`` if it held its name."""
+        out = Outcome()
+        conn = self.roster.remove(conn_id)
+        if conn is not None and conn.name is not None:
+            self._presence(out, "left", conn.name, now)
+        return out
+
+    def _presence(self, out: Outcome, event: str, agent: str, now: float) -> None:
+        online = self.roster.online()
+        frame = self.frame(
+            "presence_update", "all", "Presence update", now,
+            online_agents=online, event=event, agent=agent,
+        )
+        out.send(self.roster.all_ids(), frame, public=True)
+        out.notify("presence_changed", agent=agent, event=event, online_agents=online)
+
+    # ------------------------------------------------------------------ frames
+
+    def receive(self, conn_id: int, cmd: Command, now: float) -> Outcome:
+        """Apply one validated client frame from an admitted connection."""
+        out = Outcome()
+        conn = self.roster.conns.get(conn_id)
+        if conn is None:
+            return out
+        conn.last_seen = now
+        try:
+            if conn.name is None:
+                if not self._register(conn, cmd, now, out):
+                    return out
+            elif cmd.sender != conn.name:
+                raise ProtocolError(
+                    "SENDER_MISMATCH",
+                    f"sender {cmd.sender!r} does not match this connection's name {conn.name!r}",
+                )
+            handler = self.handlers.get(cmd.type)
+            if handler is None:
+                raise ProtocolError("UNSUPPORTED", f"frame type {cmd.type!r} is not supported by this hub")
+            handler(self, conn, cmd, now, out)
+        except ProtocolError as exc:
+            self.error(out, conn, str(exc), now, code=exc.code)
+        return out
+
+    def error(self, out: Outcome, conn: Conn, message: str, now: float, **extra: Any) -> None:
+        """Queue a private ``error`` frame for ``conn``."""
+        out.send(conn.conn_id, self.frame("error", conn.name or "self", message, now, **extra))
+
+    def _register(self, conn: Conn, cmd: Command, now: float, out: Outcome) -> bool:
+        """Bind the first frame's sender; False when the connection is refused."""
+        reg = registration_of(cmd.raw)
+        name = cmd.sender
+        if name in RESERVED_NAMES or name.startswith(HUB_SENDER):
+            self._refuse(out, conn, name, text.RESERVED.format(name=name), Close.NAME_CONFLICT, "reserved identity", now)
+            return False
+        holder = self.roster.holder(name)
+        if holder is not None and not reg.takeover:
+            self._refuse(out, conn, name, text.CONFLICT.format(name=name), Close.NAME_CONFLICT, "name conflict", now)
+            return False
+        if holder is not None:
+            last = self.roster.last_takeover.get(name, -math.inf)
+            if now - last < self.takeover_cooldown:
+                out.close(conn.conn_id, Close.TAKEOVER_COOLDOWN, "takeover cooldown")
+                return False
+            old = self.roster.takeover(conn, name, now)
+            out.close(old.conn_id, Close.SUPERSEDED, "superseded")
+        else:
+            self.roster.bind(conn, name)
+        conn.wake_capability = reg.wake_capability
+        conn.roles = reg.roles
+        if holder is None:
+            self._presence(out, "joined", name, now)
+        if reg.mailbox:
+            self._replay_mailbox(conn, reg, now, out)
+        return True
+
+    def _refuse(self, out: Outcome, conn: Conn, name: str, message: str, code: int, reason: str, now: float) -> None:
+        out.send(conn.conn_id, self.frame("name_conflict", name, message, now))
+        out.close(conn.conn_id, code, reason)
+
+    def _replay_mailbox(self, conn: Conn, reg: Registration, now: float, out: Outcome) -> None:
+        assert conn.name is not None
+        identity = reg.mailbox_for or owner_of(conn.name)
+        for frame in self.mailbox.pending_for(identity, conn.roles, reg.since_seq):
+            if not self.private_directed and frame["seq"] > conn.admitted_seq:
+                continue  # this socket already received it live (compatibility fan-out)
+            self.mailbox.delivered.add(frame["seq"])
+            out.send(conn.conn_id, {**frame, "replayed": True})
+
+    # ------------------------------------------------------------------ audiences
+
+    def recipients(self, target: str, sender_conn: int) -> list[Conn]:
+        """Named connections (other than the sender's) that ``target`` reaches."""
+        return [
+            conn
+            for conn in self.roster.named()
+            if conn.conn_id != sender_conn
+            and conn.name is not None
+            and (addresses(target, owner_of(conn.name), conn.roles) or addresses(target, conn.name, conn.roles))
+        ]
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+def _heartbeat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
+    """Keepalive; the registration part was handled when the name was bound."""
+
+
+def _chat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
+    raw = cmd.raw
+    target = cmd.target
+    frame = {k: v for k, v in raw.items() if k not in SECRET_FIELDS}
+    if "timestamp" in raw:
+        frame["client_timestamp"] = raw["timestamp"]
+    seq = core.seq + 1
+    msg_id = core.msg_id + 1
+    frame.update(timestamp=now, hub_id=core.hub_id, msg_id=msg_id, seq=seq)
+    recips = core.recipients(target, conn.conn_id)
+    names = sorted({owner_of(c.name) for c in recips if c.name})
+    core.emit(out, "chat", {"frame": frame, "recipients": names}, now)
+    if core.private_directed and target.strip() not in ("", "all", "*"):
+        audience = tuple(c.conn_id for c in recips)
+    else:
+        audience = core.roster.all_ids()
+    out.send(audience, frame, public=True)
+    out.notify("message_received", message=frame, recipients=names)
+    if raw.get("receipt_requested") is True:
+        out.send(conn.conn_id, _receipt(core, conn, frame, recips, names, now))
+
+
+def _receipt(
+    core: HubCore, conn: Conn, frame: dict[str, Any], recips: list[Conn], names: list[str], now: float
+) -> dict[str, Any]:
+    target = frame["target"]
+    delivered = bool(names)
+    if delivered:
+        payload = text.DELIVERED.format(names=", ".join(names))
+        phase = "immediate_delivered"
+    else:
+        payload = text.UNDELIVERED.format(target=target)
+        phase = "pending"
+    caps = {owner_of(c.name): c.wake_capability for c in recips if c.name}
+    return core.frame(
+        "delivery_receipt",
+        conn.name or "self",
+        payload,
+        now,
+        client_msg_id=frame.get("client_msg_id", ""),
+        message_target=target,
+        message_id=frame["msg_id"],
+        message_seq=frame["seq"],
+        delivered=delivered,
+        dead_lettered=not delivered,
+        deferred=False,
+        queued=not delivered and is_directed_chat(frame),
+        reason="" if delivered else "no_online_recipient",
+        matched_recipients=names,
+        recipients=names,
+        stale_recipients=[],
+        recipient_wake_capabilities=caps,
+        receipt_notification_id=f"delivery-receipt:{frame['seq']}:{phase}",
+    )
+
+
+def _who(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
+    identities = {owner_of(c.name) for c in core.roster.named() if c.name}
+    frame = core.frame(
+        "who_snapshot",
+        conn.name or "self",
+        "Who snapshot",
+        now,
+        online_agents=core.roster.online(),
+        agent_roles=core.roster.roles(),
+        connected_clients=len(core.roster.conns),
+        hub_version=__version__,
+        mailbox_pending=core.mailbox.pending_counts(identities),
+        agent_liveness=core.roster.liveness(now),
+        wake_capabilities=core.roster.wake_capabilities(),
+        delivery_sessions={},
+    )
+    out.send(conn.conn_id, frame)
+
+
+def _ack(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
+    seq = int_field(cmd.raw, "seq")
+    identity = cmd.raw.get("mailbox_for") or owner_of(conn.name or "")
+    if not isinstance(identity, str) or not identity:
+        raise ProtocolError("BAD_FIELD", "field 'mailbox_for' must be a non-empty string")
+    if seq < 0 or seq > core.seq:
+        raise ProtocolError("BAD_FIELD", f"cannot ack seq {seq}: the journal ends at {core.seq}")
+    if seq > core.mailbox.watermarks.get(identity, 0):
+        core.emit(out, "mailbox_watermark", {"identity": identity, "through_seq": seq, "source": "ack"}, now)
+        out.notify("message_acked", identity=identity, seq=seq)
+
+
+BASE_HANDLERS: dict[str, Handler] = {
+    "heartbeat": _heartbeat,
+    "chat": _chat,
+    "who_request": _who,
+    "ack": _ack,
+}

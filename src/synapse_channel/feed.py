@@ -1,0 +1,108 @@
+"""The relay feed: one compact "lite v2" JSON line per public hub frame.
+
+The feed is derived state for readers that never talk to the hub
+(``synapse relay``, ``syn-inbox``). It is bounded: every ``max_lines`` appends
+the file is rewritten atomically to its last ``max_lines`` lines. It may be
+truncated or deleted while the hub runs; the next append recreates it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+LITE_VERSION = 2
+_CORE_KEYS = frozenset({"sender", "target", "type", "payload", "timestamp", "hub_id", "msg_id", "channel"})
+
+
+def encode_lite(frame: dict[str, Any]) -> str:
+    """One feed line for ``frame`` (``t`` in milliseconds, extra fields under ``x``)."""
+    ts = frame.get("timestamp", 0)
+    line = {
+        "v": LITE_VERSION,
+        "i": frame.get("msg_id", 0) if frame.get("type") == "chat" else 0,
+        "ty": frame.get("type", ""),
+        "s": frame.get("sender", ""),
+        "to": frame.get("target", ""),
+        "p": frame.get("payload", ""),
+        "t": int(round(float(ts) * 1000)) if isinstance(ts, int | float) else 0,
+        "h": frame.get("hub_id", ""),
+        "c": frame.get("channel", "") or "",
+        "x": {k: v for k, v in frame.items() if k not in _CORE_KEYS},
+    }
+    return json.dumps(line, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_lite(line: str) -> dict[str, Any] | None:
+    """Parse one feed line back into a frame-like dict; None if it is not one."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or obj.get("v") != LITE_VERSION:
+        return None
+    extra = obj.get("x") if isinstance(obj.get("x"), dict) else {}
+    t = obj.get("t", 0)
+    frame = {
+        **extra,
+        "type": obj.get("ty", ""),
+        "sender": obj.get("s", ""),
+        "target": obj.get("to", ""),
+        "payload": obj.get("p", ""),
+        "timestamp": (t / 1000.0) if isinstance(t, int | float) else 0.0,
+        "hub_id": obj.get("h", ""),
+        "msg_id": obj.get("i", 0),
+        "channel": obj.get("c", ""),
+    }
+    return frame
+
+
+class FeedWriter:
+    """Appends feed lines to ``path`` and keeps it bounded."""
+
+    def __init__(self, path: Path, max_lines: int) -> None:
+        self.path = Path(path).expanduser()
+        self.max_lines = max(1, max_lines)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._since_trim = 0
+
+    def append(self, frame: dict[str, Any]) -> None:
+        """Write one line (reopening each time, so truncation and deletion are safe)."""
+        data = (encode_lite(frame) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError:
+            return  # the feed is derived state; never let it break the hub
+        self._since_trim += 1
+        if self._since_trim >= self.max_lines:
+            self._since_trim = 0
+            self.trim()
+
+    def trim(self) -> None:
+        """Atomically rewrite the file to its last ``max_lines`` lines."""
+        try:
+            with open(self.path, "rb") as fh:
+                lines = fh.readlines()
+        except OSError:
+            return
+        if len(lines) <= self.max_lines:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.writelines(lines[-self.max_lines :])
+        os.replace(tmp, self.path)
+
+    def close(self) -> None:
+        """Nothing is held open; present for symmetry with the journal."""
+
+
+def open_feed(path: Path | None, max_lines: int) -> FeedWriter | None:
+    """A writer for ``path``, or None when the feed is off."""
+    return None if path is None else FeedWriter(path, max_lines)

@@ -1,0 +1,78 @@
+"""One connection's outbound side: an ordered, bounded queue and its writer task.
+
+The hub never awaits a socket while it fans out: frames are queued here
+synchronously, in the order the core produced them, and one task per
+connection writes them. A consumer that stops reading fills its own queue
+and is closed; it cannot delay anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+
+from ..protocol import REASON_SLOW
+
+log = logging.getLogger(__name__)
+
+SLOW_CONSUMER_CODE = 1008
+
+
+class Link:
+    """Ordered delivery to one websocket, with close frames kept in order."""
+
+    def __init__(self, ws: Any, limit: int) -> None:
+        self.ws = ws
+        self.limit = limit
+        self._items: deque[str | tuple[int, str]] = deque()
+        self._ready = asyncio.Event()
+        self._closing = False
+        self.task = asyncio.create_task(self._run())
+
+    def put(self, data: str) -> None:
+        """Queue a text frame; a full queue closes the connection as too slow."""
+        if self._closing:
+            return
+        if len(self._items) >= self.limit:
+            log.warning("closing a slow consumer (%d frames queued)", len(self._items))
+            self._items.clear()
+            self.close(SLOW_CONSUMER_CODE, REASON_SLOW)
+            return
+        self._items.append(data)
+        self._ready.set()
+
+    @property
+    def closing(self) -> bool:
+        """True once the hub decided to close this connection."""
+        return self._closing
+
+    def close(self, code: int, reason: str) -> None:
+        """Queue a close after everything already queued; later frames are dropped."""
+        if self._closing:
+            return
+        self._closing = True
+        self._items.append((code, reason))
+        self._ready.set()
+
+    async def _run(self) -> None:
+        with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self._items:
+                    item = self._items.popleft()
+                    if isinstance(item, tuple):
+                        await self.ws.close(item[0], item[1])
+                        return
+                    await self.ws.send(item)
+
+    async def stop(self) -> None:
+        """Stop the writer (the socket is already closed or closing)."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task

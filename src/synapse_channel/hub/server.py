@@ -1,0 +1,281 @@
+"""The hub: a websockets server around the pure core and the journal.
+
+Data flows one way. A frame arrives, :mod:`protocol` validates it, the core
+decides and returns an :class:`Outcome`; the hub submits its events to the
+journal (group commit, fsync) and only when they are durable queues the
+replies and fan-out on each connection's :class:`Link`, appends public frames
+to the relay feed and notifies plugins. Outcomes are delivered in the order
+the core produced them, so every socket sees frames in ``seq`` order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import logging
+import secrets
+import ssl
+import time
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ..core import HubCore, Outcome
+from ..dispatch import notify
+from ..protocol import (
+    REASON_AUTH_DENIED,
+    REASON_AUTH_TIMEOUT,
+    REASON_CAPACITY,
+    Close,
+    ProtocolError,
+    encode,
+    hub_frame,
+    parse_frame,
+)
+from ..core import protocol_text as text
+from .config import HubConfig
+from .link import Link
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from ..feed import FeedWriter
+    from ..store import Journal
+
+log = logging.getLogger("synapse_channel.hub")
+
+
+def new_hub_id() -> str:
+    """A fresh ``syn-<8 hex>`` identifier (stored, so it is stable across restarts)."""
+    return f"syn-{secrets.token_hex(4)}"
+
+
+class Hub:
+    """A running hub. Use ``async with Hub(config) as hub`` or start()/stop()."""
+
+    def __init__(self, config: HubConfig, *, pm: pluggy.PluginManager | None = None) -> None:
+        self.config = config
+        self.pm = pm
+        self.core: HubCore | None = None
+        self.journal: Journal | None = None
+        self.feed: FeedWriter | None = None
+        self._server: Server | None = None
+        self._links: dict[int, Link] = {}
+        self._ids = itertools.count(1)
+        self._last_commit: asyncio.Future[None] | None = None
+        self._notices: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._notifier: asyncio.Task[None] | None = None
+        self.stopped = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open the journal, replay it, and start listening."""
+        from ..feed import open_feed
+        from ..store import open_journal
+
+        cfg = self.config
+        self.journal = await open_journal(cfg.db, hub_id=cfg.hub_id or new_hub_id())
+        self.core = HubCore(
+            self.journal.hub_id,
+            private_directed=cfg.private_directed,
+            takeover_cooldown=cfg.takeover_cooldown,
+        )
+        await self.journal.replay(self.core)
+        self.journal.snapshot_source = self.core.snapshot
+        self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines)
+        self._notifier = asyncio.create_task(self._run_notices())
+        self._server = await serve(
+            self._handle,
+            cfg.host,
+            cfg.port,
+            ssl=self._ssl_context(),
+            ping_interval=cfg.ping_interval,
+            ping_timeout=cfg.ping_timeout,
+            close_timeout=cfg.close_timeout,
+            max_size=cfg.max_msg_kb * 1024,
+            compression=None,
+        )
+        self._emit("hub_started", hub=self)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        cfg = self.config
+        if cfg.tls_certfile is None:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cfg.tls_certfile, cfg.tls_keyfile)
+        return ctx
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port=0``)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def uri(self) -> str:
+        """A URI clients on this machine can use."""
+        scheme = "wss" if self.config.tls else "ws"
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Close every socket with 1001, flush the journal and stop."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        self._emit("hub_stopping", hub=self)
+        server.close(close_connections=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), self.config.close_timeout + 0.5)
+        for link in list(self._links.values()):
+            await link.stop()
+        if self._notifier is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._notices.join(), 1.0)
+            self._notifier.cancel()
+        if self.journal is not None:
+            await self.journal.close()
+        if self.feed is not None:
+            self.feed.close()
+        self.stopped.set()
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ connections
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        if len(self._links) >= self.config.max_clients:
+            await ws.close(Close.CAPACITY, REASON_CAPACITY)
+            return
+        conn_id = next(self._ids)
+        link = Link(ws, self.config.send_queue_limit)
+        self._links[conn_id] = link
+        admitted = False
+        try:
+            first = await self._first_frame(ws, link)
+            if first is None:
+                return
+            admitted = True
+            await self._commit_and_deliver(self._core.open(conn_id, time.time()))
+            if first:
+                await self._on_frame(conn_id, first)
+            async for data in ws:
+                await self._on_frame(conn_id, data)
+        except ConnectionClosed:
+            pass
+        finally:
+            if admitted:
+                await self._commit_and_deliver(self._core.close(conn_id, time.time()))
+            self._links.pop(conn_id, None)
+            if link.closing:  # let our own close frame (e.g. 4009) go out first
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(link.task), self.config.close_timeout)
+            await link.stop()
+
+    async def _first_frame(self, ws: ServerConnection, link: Link) -> str | bytes | None:
+        """On a secured hub, read and check the token frame; ``""`` on an open hub.
+
+        Returns None when the connection was refused (and is being closed).
+        """
+        token = self.config.token
+        if not token:
+            return ""
+        try:
+            data = await asyncio.wait_for(ws.recv(), self.config.auth_timeout)
+        except TimeoutError:
+            link.close(Close.AUTH_TIMEOUT, REASON_AUTH_TIMEOUT)
+            return None
+        offered: Any = None
+        sender = "self"
+        with contextlib.suppress(ProtocolError):
+            cmd = parse_frame(data)
+            offered, sender = cmd.raw.get("token"), cmd.sender
+        if isinstance(offered, str) and hmac.compare_digest(offered.encode(), token.encode()):
+            return data
+        message = text.AUTH_INVALID if offered else text.AUTH_REQUIRED
+        log.info("auth denied for %r (%s)", sender, "wrong token" if offered else "no token")
+        link.put(encode(hub_frame("auth_denied", sender, message, now=time.time(), hub_id=self._core.hub_id)))
+        link.close(Close.SUPERSEDED, REASON_AUTH_DENIED)
+        return None
+
+    async def _on_frame(self, conn_id: int, data: str | bytes) -> None:
+        core = self._core
+        try:
+            cmd = parse_frame(data)
+        except ProtocolError as exc:
+            conn = core.roster.conns.get(conn_id)
+            out = Outcome()
+            if conn is not None:
+                core.error(out, conn, str(exc), time.time(), code=exc.code)
+            await self._commit_and_deliver(out)
+            return
+        await self._commit_and_deliver(core.receive(conn_id, cmd, time.time()))
+
+    @property
+    def _core(self) -> HubCore:
+        assert self.core is not None, "hub not started"
+        return self.core
+
+    # ------------------------------------------------------------------ delivery
+
+    async def _commit_and_deliver(self, out: Outcome) -> None:
+        """Make ``out``'s events durable, then deliver it, in core order."""
+        if out.events:
+            assert self.journal is not None
+            self._last_commit = self.journal.submit(out.events)
+        pending = self._last_commit
+        if pending is not None and not pending.done():
+            try:
+                await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.critical("journal write failed; stopping so a restart replays what is on disk")
+                asyncio.get_running_loop().call_soon(self._fail)
+                return
+        elif pending is not None and pending.done() and pending.exception() is not None:
+            return
+        self._deliver(out)
+
+    def _fail(self) -> None:
+        asyncio.ensure_future(self.stop())
+
+    def _deliver(self, out: Outcome) -> None:
+        for send in out.sends:
+            data = encode(send.frame)
+            for cid in send.to:
+                link = self._links.get(cid)
+                if link is not None:
+                    link.put(data)
+            if send.public and self.feed is not None:
+                self.feed.append(send.frame)
+        for cid, code, reason in out.closes:
+            link = self._links.get(cid)
+            if link is not None:
+                link.close(code, reason)
+        for notice in out.notices:
+            self._emit(notice.hook, hub=self, **notice.kwargs)
+
+    def _emit(self, hook: str, **kwargs: Any) -> None:
+        if self.pm is not None:
+            self._notices.put_nowait((hook, kwargs))
+
+    async def _run_notices(self) -> None:
+        while True:
+            hook, kwargs = await self._notices.get()
+            try:
+                if self.pm is not None:
+                    await notify(self.pm, hook, **kwargs)
+            finally:
+                self._notices.task_done()

@@ -1,0 +1,324 @@
+"""The synapse-channel wire protocol: envelope, verbs, close codes, validation.
+
+Sans-I/O: this module turns raw text frames into typed commands and builds
+hub frames as plain dicts. It never touches a socket or the clock (callers pass
+``now``), so the hub, the client and the tests share one definition of the
+wire. The protocol is the one the synapse-channel 0.99.x clients speak; see
+``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from fnmatch import fnmatchcase
+from typing import Any
+
+PROTOCOL_VERSION = 7
+HUB_SENDER = "SynapseHub"
+SYSTEM_TARGET = "System"
+OPERATOR = "CEO"
+BROADCAST_TARGETS = frozenset({"", "all"})
+RESERVED_NAMES = frozenset({HUB_SENDER, SYSTEM_TARGET, "all", "self", ""})
+MAX_NAME_LEN = 200
+WAITER_SUFFIXES = ("-pane-rx", "-rx")
+
+
+class Close(IntEnum):
+    """WebSocket close codes. 4xxx meanings are shared with the 0.99.x clients,
+    which also read the reason text, so reasons are part of the contract."""
+
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    NAME_CONFLICT = 4009
+    SUPERSEDED = 4010  # also "auth denied"; clients split on the reason
+    AUTH_TIMEOUT = 4012
+    CAPACITY = 4013
+    TAKEOVER_COOLDOWN = 4014
+    NAME_OWNED = 4016
+
+
+REASON_SUPERSEDED = "superseded"
+REASON_AUTH_DENIED = "auth denied"
+REASON_AUTH_TIMEOUT = "auth timeout"
+REASON_NAME_CONFLICT = "name conflict"
+REASON_RESERVED = "reserved identity"
+REASON_COOLDOWN = "takeover cooldown"
+REASON_CAPACITY = "hub at capacity"
+REASON_SLOW = "slow consumer"
+
+
+class ProtocolError(ValueError):
+    """A frame the hub cannot accept. ``code`` is a stable machine-readable tag."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A validated client frame. ``raw`` keeps every field the client sent."""
+
+    type: str
+    sender: str
+    target: str
+    payload: Any
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """Optional fields a first frame may carry to shape the connection."""
+
+    token: str | None = None
+    takeover: bool = False
+    wake_capability: str = "direct"
+    roles: tuple[str, ...] = ()
+    mailbox: bool = False
+    since_seq: int = 0
+    mailbox_for: str | None = None
+
+
+KNOWN_TYPES = frozenset(
+    {
+        "heartbeat",
+        "chat",
+        "who_request",
+        "ack",
+        "history_request",
+        "resume_request",
+        "state_request",
+        "claim",
+        "release",
+        "renew",
+        "checkpoint",
+        "handoff",
+        "ledger_task",
+        "ledger_task_update",
+        "ledger_progress",
+        "board_request",
+        "message_status_request",
+    }
+)
+
+_STRING_FIELDS = ("sender", "target", "type")
+
+
+def parse_frame(data: str | bytes) -> Command:
+    """Parse one client text frame into a :class:`Command`.
+
+    Raises :class:`ProtocolError` for anything a well-behaved client would not
+    send: binary or non-UTF-8 data, invalid JSON, a non-object, a missing or
+    wrong-typed envelope field, non-finite numbers or an unknown verb.
+    """
+    if isinstance(data, bytes):
+        raise ProtocolError("BINARY_FRAME", "binary frames are not supported; send JSON text")
+    try:
+        obj = json.loads(data, parse_constant=_reject_constant)
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise ProtocolError("MALFORMED_JSON", "frame is nested too deeply") from None
+    except ValueError as exc:
+        raise ProtocolError("MALFORMED_JSON", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("NOT_AN_OBJECT", "frame must be a JSON object")
+    for name in _STRING_FIELDS:
+        value = obj.get(name)
+        if not isinstance(value, str):
+            kind = "missing" if value is None else "not a string"
+            raise ProtocolError("BAD_FIELD", f"field '{name}' is {kind}")
+    ftype = obj["type"]
+    if ftype not in KNOWN_TYPES:
+        raise ProtocolError("UNKNOWN_TYPE", f"unknown frame type {ftype!r}")
+    sender = obj["sender"]
+    if len(sender) > MAX_NAME_LEN or any(ord(c) < 32 or c.isspace() for c in sender):
+        raise ProtocolError("BAD_FIELD", "field 'sender' must be a short name without spaces")
+    ts = obj.get("timestamp")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+        raise ProtocolError("BAD_FIELD", "field 'timestamp' must be a number")
+    return Command(ftype, sender, obj["target"], obj.get("payload", ""), obj)
+
+
+def _reject_constant(name: str) -> float:
+    raise ProtocolError("MALFORMED_JSON", f"non-finite number {name} is not allowed")
+
+
+def registration_of(raw: dict[str, Any]) -> Registration:
+    """Read the registration fields of a first frame, tolerating absent ones.
+
+    Wrong-typed optional fields raise :class:`ProtocolError` rather than being
+    guessed at, so a client bug shows up instead of a silent default.
+    """
+    token = raw.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ProtocolError("BAD_FIELD", "field 'token' must be a string")
+    roles = raw.get("roles") or []
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise ProtocolError("BAD_FIELD", "field 'roles' must be a list of strings")
+    since = raw.get("since_seq", 0)
+    if since is None:
+        since = 0
+    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+        raise ProtocolError("BAD_FIELD", "field 'since_seq' must be a non-negative integer")
+    mailbox_for = raw.get("mailbox_for")
+    if mailbox_for is not None and not isinstance(mailbox_for, str):
+        raise ProtocolError("BAD_FIELD", "field 'mailbox_for' must be a string")
+    cap = raw.get("wake_capability", "direct")
+    return Registration(
+        token=token,
+        takeover=raw.get("takeover") is True,
+        wake_capability=cap if isinstance(cap, str) else "direct",
+        roles=tuple(roles),
+        mailbox=raw.get("mailbox") is True,
+        since_seq=since,
+        mailbox_for=mailbox_for,
+    )
+
+
+def int_field(raw: dict[str, Any], name: str, *, default: int | None = None) -> int:
+    """Return an integer field or raise :class:`ProtocolError` naming it."""
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError("BAD_FIELD", f"field '{name}' must be an integer")
+    return value
+
+
+def number_field(raw: dict[str, Any], name: str, default: float) -> float:
+    """Return a finite number field (or ``default`` when absent)."""
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError("BAD_FIELD", f"field '{name}' must be a number")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def hub_frame(
+    ftype: str, target: str, payload: Any, *, now: float, hub_id: str, **extra: Any
+) -> dict[str, Any]:
+    """Build a frame as the hub sends it: our sender, clock and ``hub_id``."""
+    frame: dict[str, Any] = {
+        "sender": HUB_SENDER,
+        "target": target,
+        "type": ftype,
+        "payload": payload,
+        "timestamp": now,
+        "hub_id": hub_id,
+    }
+    frame.update(extra)
+    return frame
+
+
+def client_frame(ftype: str, sender: str, target: str, payload: Any, now: float, **extra: Any) -> dict[str, Any]:
+    """Build a frame as a client sends it."""
+    frame: dict[str, Any] = {
+        "sender": sender,
+        "target": target,
+        "type": ftype,
+        "payload": payload,
+        "timestamp": now,
+    }
+    frame.update(extra)
+    return frame
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Serialise a frame compactly (one encoding is shared by every recipient)."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- addressing
+
+
+def owner_of(name: str) -> str:
+    """The identity a connection name speaks for: ``X-rx`` and ``X-pane-rx`` -> ``X``."""
+    for suffix in WAITER_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def project_of(identity: str) -> str:
+    """The project part of ``project/seat`` (the whole name when there is no ``/``)."""
+    return identity.split("/", 1)[0]
+
+
+def target_parts(target: str) -> list[str]:
+    """Split a comma list target into its stripped, non-empty parts."""
+    return [p.strip() for p in target.split(",") if p.strip()]
+
+
+def is_broadcast(target: str) -> bool:
+    """True for fleet-wide targets: empty, ``all`` or containing a ``*`` glob."""
+    t = target.strip()
+    return t in BROADCAST_TARGETS or "*" in t
+
+
+def is_one_to_many(target: str) -> bool:
+    """True when one message can wake many agents (broadcast, glob or comma list)."""
+    return is_broadcast(target) or "," in target
+
+
+def part_addresses(part: str, identity: str, roles: tuple[str, ...] = ()) -> bool:
+    """Does one target part address ``identity`` (exactly, by role, project or glob)?"""
+    if part == identity or part in roles:
+        return True
+    if "/" not in part and "/" in identity and project_of(identity) == part:
+        return True
+    if any(c in part for c in "*?["):
+        return fnmatchcase(identity, part) or any(fnmatchcase(r, part) for r in roles)
+    return False
+
+
+def addresses(target: str, identity: str, roles: tuple[str, ...] = (), *, directed_only: bool = False) -> bool:
+    """Is ``identity`` a recipient of a chat to ``target``?
+
+    With ``directed_only`` a plain broadcast (``all`` or empty) never matches;
+    globs and project names still do, as they name a group the identity is in.
+    """
+    t = target.strip()
+    if t in BROADCAST_TARGETS:
+        return not directed_only
+    for part in target_parts(t):
+        if part == "all":
+            if not directed_only:
+                return True
+            continue
+        if part_addresses(part, identity, roles):
+            return True
+    return False
+
+
+@dataclass(slots=True)
+class WakeFilter:
+    """The client-side rule deciding whether a chat wakes a waiter."""
+
+    for_name: str
+    connect_name: str
+    roles: tuple[str, ...] = ()
+    directed_only: bool = False
+    ignore_senders: frozenset[str] = field(default_factory=frozenset)
+
+    def wakes(self, frame: dict[str, Any]) -> bool:
+        """True when ``frame`` is a chat that should wake this waiter."""
+        if frame.get("type") != "chat":
+            return False
+        sender = frame.get("sender")
+        if sender in (self.for_name, self.connect_name) or sender in self.ignore_senders:
+            return False
+        target = frame.get("target")
+        if not isinstance(target, str):
+            return False
+        if addresses(target, self.for_name, self.roles, directed_only=self.directed_only):
+            return True
+        if self.directed_only and addresses(target, self.for_name, self.roles):
+            return frame.get("priority") is True or sender == OPERATOR
+        return False

@@ -1,0 +1,293 @@
+"""The event log: an append-only SQLite journal with group commit and snapshots.
+
+One writer task owns the connection. The hub submits each outcome's events
+and gets a future; the writer commits everything queued in one transaction
+with ``synchronous=FULL`` (group commit) and then resolves the futures in
+order. A reply that says granted or delivered is only sent after that, so it
+is always backed by an fsync'd row.
+
+State snapshots are written in the same transaction as the event that
+triggered them, so start-up loads the newest snapshot and replays only what
+follows. Replay goes through ``HubCore.apply``, the path live frames take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .core.outcome import Event
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+    from .core import HubCore
+
+log = logging.getLogger("synapse_channel.store")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL,
+    data TEXT NOT NULL, crc INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, ts REAL NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY, ts REAL, kind TEXT, data TEXT, crc INTEGER, reason TEXT NOT NULL);
+"""
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
+
+Batch = tuple[list[Event], "asyncio.Future[None]"]
+
+
+def encode_data(data: dict[str, Any]) -> str:
+    """Compact JSON for an event payload (stable key order is not needed)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def checksum(kind: str, text: str) -> int:
+    """CRC32 over kind and payload: catches a flipped byte that still parses."""
+    return zlib.crc32(text.encode(), zlib.crc32(kind.encode()))
+
+
+class ReplayReport:
+    """What start-up found: how far replay got and why it stopped, if it did."""
+
+    def __init__(self) -> None:
+        self.snapshot_seq = 0
+        self.replayed = 0
+        self.stopped_at: int | None = None
+        self.reason = ""
+
+    def __str__(self) -> str:
+        base = f"snapshot at seq {self.snapshot_seq}, {self.replayed} events replayed"
+        if self.stopped_at is None:
+            return base
+        return f"{base}; replay STOPPED at seq {self.stopped_at}: {self.reason}"
+
+
+class Journal:
+    """In-memory journal: commits are immediate, nothing survives a restart."""
+
+    def __init__(self, hub_id: str) -> None:
+        self.hub_id = hub_id
+        self.report = ReplayReport()
+        self.snapshot_source: Callable[[], dict[str, Any]] | None = None
+
+    def submit(self, events: list[Event]) -> asyncio.Future[None]:
+        """Queue ``events``; the future resolves once they are durable."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def replay(self, core: HubCore) -> ReplayReport:
+        """Rebuild ``core`` from what is stored (nothing, in memory)."""
+        return self.report
+
+    async def close(self) -> None:
+        """Flush and release resources."""
+
+
+class SqliteJournal(Journal):
+    """The durable journal on one aiosqlite connection owned by a writer task."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, hub_id: str, snapshot_every: int) -> None:
+        super().__init__(hub_id)
+        self.db = db
+        self.path = path
+        self.snapshot_every = snapshot_every
+        self.last_snapshot_seq = 0
+        self.commits = 0
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._run())
+
+    def submit(self, events: list[Event]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((events, fut))
+        return fut
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+            if stop:
+                return
+
+    async def _commit(self, batch: list[Batch]) -> None:
+        rows = []
+        for events, _ in batch:
+            for ev in events:
+                text = encode_data(ev.data)
+                rows.append((ev.seq, ev.ts, ev.kind, text, checksum(ev.kind, text)))
+        try:
+            await self.db.executemany("INSERT INTO events VALUES (?,?,?,?,?)", rows)
+            last = rows[-1][0] if rows else 0
+            if self.snapshot_source is not None and last - self.last_snapshot_seq >= self.snapshot_every:
+                await self._write_snapshot(last, rows[-1][1])
+            await self.db.commit()
+            self.commits += 1
+        except Exception as exc:
+            log.critical("journal commit failed: %s", exc)
+            with contextlib.suppress(Exception):
+                await self.db.rollback()
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _write_snapshot(self, seq: int, ts: float) -> None:
+        assert self.snapshot_source is not None
+        state = self.snapshot_source()
+        if state.get("seq") != seq:
+            return  # the core has moved on past this batch; snapshot at a later commit
+        await self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?)", (seq, ts, encode_data(state)))
+        await self.db.execute("DELETE FROM snapshots WHERE seq < ?", (seq,))
+        self.last_snapshot_seq = seq
+
+    async def replay(self, core: HubCore) -> ReplayReport:
+        report = self.report
+        async with self.db.execute("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1") as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            core.restore(json.loads(row[1]))
+            report.snapshot_seq = self.last_snapshot_seq = int(row[0])
+        await self._replay_events(core, report)
+        if report.stopped_at is not None:
+            log.error("journal %s: %s", self.path, report)
+            await self._quarantine(report)
+        async with self.db.execute("SELECT MAX(seq) FROM quarantine") as cur:
+            qrow = await cur.fetchone()
+        if qrow and qrow[0]:
+            core.seq = max(core.seq, int(qrow[0]))  # a seq is never reused, even a bad one's
+        log.info("journal %s: %s", self.path, report)
+        return report
+
+    async def _replay_events(self, core: HubCore, report: ReplayReport) -> None:
+        apply = core.apply
+        try:
+            async with self.db.execute(
+                "SELECT seq, ts, kind, data, crc FROM events WHERE seq > ? ORDER BY seq",
+                (report.snapshot_seq,),
+            ) as cur:
+                while rows := await cur.fetchmany(20_000):
+                    for seq, ts, kind, text, crc in rows:
+                        if checksum(kind, text) != crc:
+                            report.stopped_at, report.reason = seq, "checksum mismatch"
+                            return
+                        try:
+                            apply(Event(seq, ts, kind, json.loads(text)))
+                        except Exception as exc:
+                            report.stopped_at, report.reason = seq, f"{type(exc).__name__}: {exc}"
+                            return
+                        report.replayed += 1
+        except sqlite3.DatabaseError as exc:
+            report.stopped_at = core.seq + 1
+            report.reason = f"database error: {exc}"
+
+    async def _quarantine(self, report: ReplayReport) -> None:
+        """Move the unreadable tail aside (kept for inspection, never replayed)."""
+        assert report.stopped_at is not None
+        with contextlib.suppress(sqlite3.DatabaseError):
+            await self.db.execute(
+                "INSERT OR REPLACE INTO quarantine SELECT seq, ts, kind, data, crc, ? FROM events WHERE seq >= ?",
+                (report.reason, report.stopped_at),
+            )
+            await self.db.execute("DELETE FROM events WHERE seq >= ?", (report.stopped_at,))
+            await self.db.commit()
+
+    async def close(self) -> None:
+        self._queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await self._writer
+        if self.snapshot_source is not None:
+            with contextlib.suppress(Exception):
+                state = self.snapshot_source()
+                if state["seq"] > self.last_snapshot_seq:
+                    await self.db.execute(
+                        "INSERT OR REPLACE INTO snapshots VALUES (?,?,?)", (state["seq"], 0.0, encode_data(state))
+                    )
+                    await self.db.execute("DELETE FROM snapshots WHERE seq < ?", (state["seq"],))
+                    await self.db.commit()
+        await self.db.close()
+
+
+async def open_journal(path: Path | None, *, hub_id: str, snapshot_every: int = 10_000) -> Journal:
+    """Open (creating if needed) the journal at ``path``; None means in memory.
+
+    The stored ``hub_id`` wins over ``hub_id`` unless none is stored yet, so
+    the hub keeps its identity across restarts.
+    """
+    if path is None or str(path) == ":memory:":
+        return Journal(hub_id)
+    import aiosqlite
+
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _touch_private(path)
+    db = await aiosqlite.connect(path)
+    try:
+        for pragma in PRAGMAS:
+            await db.execute(pragma)
+        await db.executescript(SCHEMA)
+        stored = await _meta(db, "hub_id")
+        if stored is None:
+            await _set_meta(db, {"hub_id": hub_id, "schema_version": str(SCHEMA_VERSION)})
+        else:
+            hub_id = stored
+        await db.commit()
+    except BaseException:
+        await db.close()
+        raise
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            with contextlib.suppress(OSError):
+                side.chmod(0o600)
+    return SqliteJournal(db, path, hub_id, snapshot_every)
+
+
+def _touch_private(path: Path) -> None:
+    """Create the database file owner-only before SQLite opens it."""
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+async def _meta(db: aiosqlite.Connection, key: str) -> str | None:
+    async with db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def _set_meta(db: aiosqlite.Connection, values: dict[str, str]) -> None:
+    await db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+
+
+def iter_rows(path: Path) -> Iterable[tuple[int, float, str, str, int]]:
+    """Read every event row of a database file (for ``synapse db check``)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        yield from con.execute("SELECT seq, ts, kind, data, crc FROM events ORDER BY seq")
+    finally:
+        con.close()
