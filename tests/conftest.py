@@ -117,7 +117,7 @@ class Raw:
             async with asyncio.timeout(timeout):
                 async for _ in self.ws:
                     pass
-        except Exception:  # noqa: S110  # the close itself is what we inspect
+        except Exception:  # the close itself is what we inspect
             pass
         rcvd = self.ws.protocol.close_rcvd
         return (rcvd.code, rcvd.reason) if rcvd else (None, "")
@@ -157,13 +157,16 @@ async def raw(hub: Hub) -> AsyncIterator[RawFactory]:
         await client.ws.close()
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30,
-                  stdin: bytes | None = None) -> tuple[int, str, str]:
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30, stdin: bytes | None = None
+) -> tuple[int, str, str]:
     """Run ``synapse ARGS`` to completion; return (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        SYNAPSE, *args,
+        SYNAPSE,
+        *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
@@ -174,8 +177,11 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float 
 async def start_cli(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     """Start ``synapse ARGS`` in the background (stdout/stderr piped)."""
     return await asyncio.create_subprocess_exec(
-        SYNAPSE, *args, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        SYNAPSE,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+
 from synapse_channel.hub.server import Hub
 
 from .conftest import HubFactory, RawFactory, open_raw, open_ws

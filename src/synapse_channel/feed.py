@@ -27,7 +27,7 @@ def encode_lite(frame: dict[str, Any]) -> str:
         "s": frame.get("sender", ""),
         "to": frame.get("target", ""),
         "p": frame.get("payload", ""),
-        "t": int(round(float(ts) * 1000)) if isinstance(ts, int | float) else 0,
+        "t": round(float(ts) * 1000) if isinstance(ts, int | float) else 0,
         "h": frame.get("hub_id", ""),
         "c": frame.get("channel", "") or "",
         "x": {k: v for k, v in frame.items() if k not in _CORE_KEYS},
@@ -43,7 +43,8 @@ def decode_lite(line: str) -> dict[str, Any] | None:
         return None
     if not isinstance(obj, dict) or obj.get("v") != LITE_VERSION:
         return None
-    extra = obj.get("x") if isinstance(obj.get("x"), dict) else {}
+    x = obj.get("x")
+    extra: dict[str, Any] = x if isinstance(x, dict) else {}
     t = obj.get("t", 0)
     frame = {
         **extra,

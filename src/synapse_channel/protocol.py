@@ -201,9 +201,7 @@ def number_field(raw: dict[str, Any], name: str, default: float) -> float:
 # --------------------------------------------------------------------------- frames
 
 
-def hub_frame(
-    ftype: str, target: str, payload: Any, *, now: float, hub_id: str, **extra: Any
-) -> dict[str, Any]:
+def hub_frame(ftype: str, target: str, payload: Any, *, now: float, hub_id: str, **extra: Any) -> dict[str, Any]:
     """Build a frame as the hub sends it: our sender, clock and ``hub_id``."""
     frame: dict[str, Any] = {
         "sender": HUB_SENDER,

@@ -242,9 +242,7 @@ async def open_journal(path: Path | None, *, hub_id: str, snapshot_every: int = 
         return Journal(hub_id)
     import aiosqlite
 
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _touch_private(path)
+    path = _touch_private(Path(path))
     db = await aiosqlite.connect(path)
     try:
         for pragma in PRAGMAS:
@@ -259,19 +257,24 @@ async def open_journal(path: Path | None, *, hub_id: str, snapshot_every: int = 
     except BaseException:
         await db.close()
         raise
-    for suffix in ("-wal", "-shm"):
-        side = Path(f"{path}{suffix}")
-        if side.exists():
-            with contextlib.suppress(OSError):
-                side.chmod(0o600)
+    _restrict_siblings(path)
     return SqliteJournal(db, path, hub_id, snapshot_every)
 
 
-def _touch_private(path: Path) -> None:
-    """Create the database file owner-only before SQLite opens it."""
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+def _touch_private(path: Path) -> Path:
+    """Create the database file (and its folder) owner-only before SQLite opens it."""
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    return path
+
+
+def _restrict_siblings(path: Path) -> None:
+    """Make the -wal and -shm files owner-only whatever the umask was."""
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            Path(f"{path}{suffix}").chmod(0o600)
 
 
 async def _meta(db: aiosqlite.Connection, key: str) -> str | None:

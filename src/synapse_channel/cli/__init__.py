@@ -53,5 +53,15 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point."""
-    return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="synapse")
+    """Console-script entry point: user mistakes become one line on stderr and exit 2."""
+    try:
+        return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="synapse", standalone_mode=False)
+    except click.UsageError as exc:
+        where = f"synapse {exc.ctx.info_name}" if exc.ctx and exc.ctx.info_name != "synapse" else "synapse"
+        click.echo(f"{where}: error: {exc.format_message()} (see --help)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"synapse: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(130)

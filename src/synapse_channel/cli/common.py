@@ -24,12 +24,20 @@ def connection_options(default_name: str | None = None) -> Callable[[F], F]:
     """Add ``--uri``, ``--name``, ``--token``, ``--token-file`` to a command."""
 
     def decorate(fn: F) -> F:
-        fn = click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
-                          help="Read the hub token from this owner-only file.")(fn)
+        fn = click.option(
+            "--token-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Read the hub token from this owner-only file.",
+        )(fn)
         fn = click.option("--token", help="Hub token (prefer --token-file or SYNAPSE_TOKEN).")(fn)
         fn = click.option("--name", default=default_name, help="Connection name (identity).")(fn)
-        fn = click.option("--uri", envvar="SYNAPSE_URI", default=DEFAULT_URI, show_default=True,
-                          help="Hub URI (ws:// or wss://); env SYNAPSE_URI.")(fn)
+        fn = click.option(
+            "--uri",
+            envvar="SYNAPSE_URI",
+            default=DEFAULT_URI,
+            show_default=True,
+            help="Hub URI (ws:// or wss://); env SYNAPSE_URI.",
+        )(fn)
         return fn
 
     return decorate

@@ -6,60 +6,139 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import read_token_file
 
+if TYPE_CHECKING:
+    from ..hub.config import HubConfig
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8876, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
+@click.option(
+    "--port", default=8876, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one)."
+)
 @click.option("--token", envvar="SYNAPSE_TOKEN", help="Shared token clients must present (env SYNAPSE_TOKEN).")
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), help="Read the token from an owner-only file.")
-@click.option("--tls-certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Serve wss:// with this certificate.")
-@click.option("--tls-keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Private key for --tls-certfile.")
+@click.option(
+    "--token-file", type=click.Path(dir_okay=False, path_type=Path), help="Read the token from an owner-only file."
+)
+@click.option(
+    "--tls-certfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serve wss:// with this certificate.",
+)
+@click.option(
+    "--tls-keyfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key for --tls-certfile.",
+)
 @click.option("--hub-id", help="Hub id for a new database (default: generated once, then stored).")
 @click.option("--db", default=None, help="Event log path; ':memory:' disables persistence. [default: $SYN_HOME/hub.db]")
 @click.option("--relay-log", default=None, help="Relay feed path; '' disables it. [default: $SYN_HOME/feed.ndjson]")
 @click.option("--relay-max-lines", default=5000, show_default=True, type=click.IntRange(1), help="Feed trim bound.")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-@click.option("--max-msg-kb", default=1024, show_default=True, type=click.IntRange(1), help="Largest frame accepted (KiB); larger closes 1009.")
-@click.option("--max-clients", default=256, show_default=True, type=click.IntRange(1), help="Connections beyond this are closed 4013.")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--max-msg-kb",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest frame accepted (KiB); larger closes 1009.",
+)
+@click.option(
+    "--max-clients",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Connections beyond this are closed 4013.",
+)
 @click.option("--private-directed", is_flag=True, help="Send directed chats only to matching sockets.")
 @click.option("--insecure-off-loopback", is_flag=True, help="Allow an off-loopback bind without a token (warns).")
-@click.option("--ping-interval", default=15.0, show_default=True, type=click.FloatRange(0.01), help="Seconds between keepalive pings.")
-@click.option("--ping-timeout", default=15.0, show_default=True, type=click.FloatRange(0.01), help="Seconds to wait for a pong before reaping.")
-@click.option("--auth-timeout", default=10.0, show_default=True, type=click.FloatRange(0.01), help="Seconds a new socket has to send its first frame.")
-@click.option("--takeover-cooldown", default=2.0, show_default=True, type=click.FloatRange(0), help="Seconds between two takeovers of one name.")
-def hub(**opts: object) -> None:
+@click.option(
+    "--ping-interval",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Seconds between keepalive pings.",
+)
+@click.option(
+    "--ping-timeout",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Seconds to wait for a pong before reaping.",
+)
+@click.option(
+    "--auth-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Seconds a new socket has to send its first frame.",
+)
+@click.option(
+    "--takeover-cooldown",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds between two takeovers of one name.",
+)
+def hub(
+    host: str,
+    port: int,
+    token: str | None,
+    token_file: Path | None,
+    tls_certfile: Path | None,
+    tls_keyfile: Path | None,
+    hub_id: str | None,
+    db: str | None,
+    relay_log: str | None,
+    relay_max_lines: int,
+    log_level: str,
+    max_msg_kb: int,
+    max_clients: int,
+    private_directed: bool,
+    insecure_off_loopback: bool,
+    ping_interval: float,
+    ping_timeout: float,
+    auth_timeout: float,
+    takeover_cooldown: float,
+) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
     from ..hub.config import HubConfig, InsecureBindError, check_exposure
     from ..paths import syn_home
 
-    logging.basicConfig(level=str(opts["log_level"]).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if str(opts["log_level"]).upper() != "DEBUG":
-        logging.getLogger("websockets").setLevel(logging.WARNING)
-    token = opts["token"] or (read_token_file(opts["token_file"]) if opts["token_file"] else None)  # type: ignore[arg-type]
-    if bool(opts["tls_certfile"]) != bool(opts["tls_keyfile"]):
+    _setup_logging(log_level)
+    if token_file is not None and not token:
+        token = read_token_file(token_file)
+    if bool(tls_certfile) != bool(tls_keyfile):
         raise click.UsageError("--tls-certfile and --tls-keyfile go together")
-    db = opts["db"] if opts["db"] is not None else str(syn_home() / "hub.db")
-    relay = opts["relay_log"] if opts["relay_log"] is not None else str(syn_home() / "feed.ndjson")
+    db = db if db is not None else str(syn_home() / "hub.db")
+    relay_log = relay_log if relay_log is not None else str(syn_home() / "feed.ndjson")
     config = HubConfig(
-        host=str(opts["host"]), port=int(opts["port"]),  # type: ignore[call-overload]
-        token=str(token) if token else None,
-        tls_certfile=opts["tls_certfile"], tls_keyfile=opts["tls_keyfile"],  # type: ignore[arg-type]
-        hub_id=opts["hub_id"],  # type: ignore[arg-type]
-        db=None if db == ":memory:" else Path(str(db)),
-        relay_log=Path(str(relay)) if relay else None,
-        relay_max_lines=int(opts["relay_max_lines"]),  # type: ignore[call-overload]
-        max_msg_kb=int(opts["max_msg_kb"]), max_clients=int(opts["max_clients"]),  # type: ignore[call-overload]
-        private_directed=bool(opts["private_directed"]),
-        insecure_off_loopback=bool(opts["insecure_off_loopback"]),
-        ping_interval=float(opts["ping_interval"]), ping_timeout=float(opts["ping_timeout"]),  # type: ignore[arg-type]
-        auth_timeout=float(opts["auth_timeout"]),  # type: ignore[arg-type]
-        takeover_cooldown=float(opts["takeover_cooldown"]),  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        token=token or None,
+        tls_certfile=tls_certfile,
+        tls_keyfile=tls_keyfile,
+        hub_id=hub_id,
+        db=None if db == ":memory:" else Path(db),
+        relay_log=Path(relay_log) if relay_log else None,
+        relay_max_lines=relay_max_lines,
+        max_msg_kb=max_msg_kb,
+        max_clients=max_clients,
+        private_directed=private_directed,
+        insecure_off_loopback=insecure_off_loopback,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        auth_timeout=auth_timeout,
+        takeover_cooldown=takeover_cooldown,
     )
     try:
         warning = check_exposure(config)
@@ -79,20 +158,29 @@ def hub(**opts: object) -> None:
         sys.exit(1)
 
 
-async def _serve(config: object) -> None:
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level.upper() != "DEBUG":
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+async def _serve(config: HubConfig) -> None:
     import asyncio
     import signal
 
     from ..hub.server import Hub
     from ..plugins import make_plugin_manager
 
-    hub = Hub(config, pm=make_plugin_manager())  # type: ignore[arg-type]
-    await hub.start()
-    assert hub.journal is not None
-    where = str(hub.config.db) if hub.config.db else "memory only"
-    click.echo(f"synapse hub {hub.core.hub_id if hub.core else ''} listening on {hub.uri} "
-               f"(journal: {where}; {hub.journal.report})", err=True)
+    hub = Hub(config, pm=make_plugin_manager())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(hub.stop()))
+    await hub.start()
+    assert hub.journal is not None
+    where = str(hub.config.db) if hub.config.db else "memory only"
+    click.echo(
+        f"synapse hub {hub.core.hub_id if hub.core else ''} listening on {hub.uri} "
+        f"(journal: {where}; {hub.journal.report})",
+        err=True,
+    )
     await hub.stopped.wait()

@@ -17,23 +17,60 @@ def _send_name(name: str | None) -> str:
 
 @click.command()
 @connection_options()
-@click.option("--target", "-t", default="all", show_default=True, help="Recipient: name, project, glob, comma list or 'all'.")
+@click.option(
+    "--target", "-t", default="all", show_default=True, help="Recipient: name, project, glob, comma list or 'all'."
+)
 @click.option("--priority", is_flag=True, help="Mark as priority (wakes --directed-only waiters).")
 @click.option("--require-recipient", is_flag=True, help="For a broadcast, fail unless someone else is online.")
-@click.option("--receipt-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1), help="Seconds to wait for the hub's answer.")
-@click.option("--wait-seconds", default=0.0, type=click.FloatRange(0), hidden=True, help="Accepted for compatibility; ignored.")
+@click.option(
+    "--receipt-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds to wait for the hub's answer.",
+)
+@click.option(
+    "--wait-seconds", default=0.0, type=click.FloatRange(0), hidden=True, help="Accepted for compatibility; ignored."
+)
 @click.argument("message", nargs=-1, required=True)
-def send(uri: str, name: str | None, token: str | None, token_file: Path | None, target: str,
-         priority: bool, require_recipient: bool, receipt_timeout: float, wait_seconds: float,
-         message: tuple[str, ...]) -> None:
+def send(
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
+    target: str,
+    priority: bool,
+    require_recipient: bool,
+    receipt_timeout: float,
+    wait_seconds: float,
+    message: tuple[str, ...],
+) -> None:
     """Send MESSAGE. Exit 0 delivered (or broadcast accepted), 1 refused or no
     recipient, 3 outcome unknown."""
-    run(_send(uri, _send_name(name), resolve_token(token, token_file), target.strip(), " ".join(message),
-              priority, require_recipient, receipt_timeout))
+    run(
+        _send(
+            uri,
+            _send_name(name),
+            resolve_token(token, token_file),
+            target.strip(),
+            " ".join(message),
+            priority,
+            require_recipient,
+            receipt_timeout,
+        )
+    )
 
 
-async def _send(uri: str, name: str, token: str | None, target: str, text: str, priority: bool,
-                require_recipient: bool, timeout: float) -> int:
+async def _send(
+    uri: str,
+    name: str,
+    token: str | None,
+    target: str,
+    text: str,
+    priority: bool,
+    require_recipient: bool,
+    timeout: float,
+) -> int:
     from ..client.connection import EXIT_DROPPED, HubClient, HubError, new_client_msg_id
     from ..protocol import HUB_SENDER, is_broadcast
 
@@ -48,8 +85,12 @@ async def _send(uri: str, name: str, token: str | None, target: str, text: str, 
     chat = client.frame("chat", target, text, **extra)
 
     def is_receipt(f: dict[str, object]) -> bool:
-        return (f.get("type") == "delivery_receipt" and f.get("sender") == HUB_SENDER
-                and f.get("client_msg_id") == msg_id and isinstance(f.get("delivered"), bool))
+        return (
+            f.get("type") == "delivery_receipt"
+            and f.get("sender") == HUB_SENDER
+            and f.get("client_msg_id") == msg_id
+            and isinstance(f.get("delivered"), bool)
+        )
 
     def is_echo(f: dict[str, object]) -> bool:
         return f.get("type") == "chat" and f.get("client_msg_id") == msg_id

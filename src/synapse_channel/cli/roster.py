@@ -19,8 +19,15 @@ WAITER_SUFFIXES = ("-rx", "-pane-rx")
 @click.option("--project", help="Only show this project's agents (P and P/...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the hub's snapshot as JSON.")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1))
-def who(uri: str, name: str | None, token: str | None, token_file: Path | None, project: str | None,
-        as_json: bool, timeout: float) -> None:
+def who(
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
+    project: str | None,
+    as_json: bool,
+    timeout: float,
+) -> None:
     """Show who is online, their waiters and pending mailboxes."""
     run(_who(uri, name or f"who-{os.getpid()}", resolve_token(token, token_file), project, as_json, timeout))
 
@@ -115,6 +122,8 @@ async def _health(uri: str, name: str, token: str | None, timeout: float) -> int
         return 1
     finally:
         await client.close()
-    click.echo(f"ok: hub {welcome.get('hub_id')} at {uri} (protocol {welcome.get('protocol_version')}, "
-               f"{welcome.get('connected_clients')} clients)")
+    click.echo(
+        f"ok: hub {welcome.get('hub_id')} at {uri} (protocol {welcome.get('protocol_version')}, "
+        f"{welcome.get('connected_clients')} clients)"
+    )
     return 0

@@ -12,21 +12,41 @@ from .common import connection_options, default_identity, resolve_token, run
 @click.command()
 @connection_options()
 @click.option("--for", "for_name", help="Wake for this identity (default: --name); connects as --name.")
-@click.option("--timeout", default=0.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds before giving up (exit 2); 0 waits forever and re-arms across hub restarts.")
+@click.option(
+    "--timeout",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds before giving up (exit 2); 0 waits forever and re-arms across hub restarts.",
+)
 @click.option("--directed-only", is_flag=True, help="Ignore plain broadcasts (priority and CEO messages still wake).")
-@click.option("--wake-jitter", default=8.0, show_default=True, type=click.FloatRange(0),
-              help="Spread one-to-many wakes uniformly over this many seconds; directed wakes are immediate.")
+@click.option(
+    "--wake-jitter",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Spread one-to-many wakes uniformly over this many seconds; directed wakes are immediate.",
+)
 @click.option("--role", "roles", multiple=True, help="Also wake for messages to this role (P/R); repeatable.")
 @click.option("--no-mailbox", is_flag=True, help="Do not replay directed messages missed since the last wait.")
-def wait(uri: str, name: str | None, token: str | None, token_file: Path | None, for_name: str | None,
-         timeout: float, directed_only: bool, wake_jitter: float, roles: tuple[str, ...], no_mailbox: bool) -> None:
+def wait(
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
+    for_name: str | None,
+    timeout: float,
+    directed_only: bool,
+    wake_jitter: float,
+    roles: tuple[str, ...],
+    no_mailbox: bool,
+) -> None:
     """Wait for a message to NAME and print it as 'sender: payload'.
 
     Exit 0 woken, 1 unreachable or refused, 2 timeout, 3 connection dropped
     (re-arm), 4 superseded by a newer waiter (yield).
     """
-    from ..client.waiter import WaitSpec, Waiter
+    from ..client.waiter import Waiter, WaitSpec
     from ..paths import mailbox_cursor_path
     from ..protocol import owner_of
 
@@ -40,9 +60,16 @@ def wait(uri: str, name: str | None, token: str | None, token_file: Path | None,
         for_name = owner_of(name)
         connect_name = f"{for_name}-rx"
     spec = WaitSpec(
-        uri=uri, for_name=for_name, connect_name=connect_name, token=resolve_token(token, token_file),
-        timeout=timeout, directed_only=directed_only, jitter=wake_jitter, roles=roles,
-        mailbox=not no_mailbox, cursor_path=None if no_mailbox else mailbox_cursor_path(for_name),
+        uri=uri,
+        for_name=for_name,
+        connect_name=connect_name,
+        token=resolve_token(token, token_file),
+        timeout=timeout,
+        directed_only=directed_only,
+        jitter=wake_jitter,
+        roles=roles,
+        mailbox=not no_mailbox,
+        cursor_path=None if no_mailbox else mailbox_cursor_path(for_name),
         pm=_plugins(),
     )
     run(Waiter(spec).run())

@@ -9,6 +9,7 @@ into :class:`HubClosed` with the exit code the CLI uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -114,8 +115,15 @@ class HubClient:
         """Open, register, send ``pipelined`` frames, and wait for ``welcome``."""
         try:
             self.ws = await asyncio.wait_for(
-                connect(self.uri, open_timeout=None, compression=None, max_size=16 * 2**20,
-                        ping_interval=20, ping_timeout=20, close_timeout=1),
+                connect(
+                    self.uri,
+                    open_timeout=None,
+                    compression=None,
+                    max_size=16 * 2**20,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=1,
+                ),
                 self.ready_timeout,
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
@@ -124,15 +132,14 @@ class HubClient:
         for frame in pipelined:
             await self.send(frame)
         deadline = time.monotonic() + self.ready_timeout
-        while self.welcome is None:
-            frame = await self._recv(deadline, ready=False)
-            if frame is None:
+        while True:
+            got = await self._recv(deadline, ready=False)
+            if got is None:
                 raise HubUnreachable(f"no welcome from hub at {self.uri} within {self.ready_timeout:g}s")
-            if frame.get("type") == "welcome":
-                self.welcome = frame
-            else:
-                self.backlog.append(frame)
-        return self.welcome
+            if got.get("type") == "welcome":
+                self.welcome = got
+                return got
+            self.backlog.append(got)
 
     async def send(self, frame: dict[str, Any]) -> None:
         """Write one frame."""
@@ -192,10 +199,8 @@ class HubClient:
     async def close(self) -> None:
         """Say goodbye with 1000 (errors on an already-dead socket are ignored)."""
         if self.ws is not None:
-            try:
+            with contextlib.suppress(Exception):  # the socket may already be gone
                 await self.ws.close()
-            except Exception:  # noqa: S110  # the socket may already be gone; nothing to do
-                pass
 
 
 def _describe(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ so a message is surfaced exactly once even across hub restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import time
@@ -76,7 +77,7 @@ class Waiter:
                 return code
             if code == EXIT_REFUSED and not connected_once:
                 pass  # unbounded waits also ride out a hub that is not up yet
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311  # jitter, not crypto
+            await asyncio.sleep(delay * (0.5 + random.random()))  # jitter, not crypto
             delay = min(RETRY_MAX, delay * 2)
 
     async def _attempt(self, deadline: float | None) -> int | None:
@@ -87,8 +88,7 @@ class Waiter:
             registration["roles"] = list(s.roles)
         if s.mailbox:
             registration.update(mailbox=True, since_seq=self.cursor, mailbox_for=s.for_name)
-        client = HubClient(s.uri, s.connect_name, token=s.token, wake_capability="passive",
-                           registration=registration)
+        client = HubClient(s.uri, s.connect_name, token=s.token, wake_capability="passive", registration=registration)
         try:
             await client.connect()
             _say(s.connect_name, f"waiting for messages to {s.for_name}")
@@ -143,11 +143,18 @@ class Waiter:
         if self.spec.pm is not None:
             from ..dispatch import decide
 
-            value = decide(self.spec.pm, "wake_delay", None, identity=self.spec.for_name, frame=frame,
-                           one_to_many=one_to_many, jitter=self.spec.jitter)
+            value = decide(
+                self.spec.pm,
+                "wake_delay",
+                None,
+                identity=self.spec.for_name,
+                frame=frame,
+                one_to_many=one_to_many,
+                jitter=self.spec.jitter,
+            )
             if value is not None:
                 return max(0.0, float(value))
-        return random.uniform(0, self.spec.jitter) if one_to_many and self.spec.jitter > 0 else 0.0  # noqa: S311
+        return random.uniform(0, self.spec.jitter) if one_to_many and self.spec.jitter > 0 else 0.0
 
     def _surface(self, frames: list[dict[str, Any]]) -> None:
         """Print each frame as ``sender: payload`` and flush before anything else."""
@@ -174,10 +181,8 @@ class Waiter:
                 from ..paths import write_private
 
                 write_private(self.spec.cursor_path, f"{top}\n")
-        try:
+        with contextlib.suppress(HubError):  # the cursor is saved; the hub catches up on the next ack
             await client.send(client.frame("ack", "all", "", seq=top, mailbox_for=self.spec.for_name))
-        except HubError:
-            pass  # the cursor is saved; the hub's watermark catches up on the next ack
         if self.spec.pm is not None:
             from ..dispatch import notify
 

@@ -24,7 +24,6 @@ from ..protocol import (
     addresses,
     hub_frame,
     int_field,
-    is_broadcast,
     owner_of,
     registration_of,
 )
@@ -135,8 +134,13 @@ class HubCore:
     def _presence(self, out: Outcome, event: str, agent: str, now: float) -> None:
         online = self.roster.online()
         frame = self.frame(
-            "presence_update", "all", "Presence update", now,
-            online_agents=online, event=event, agent=agent,
+            "presence_update",
+            "all",
+            "Presence update",
+            now,
+            online_agents=online,
+            event=event,
+            agent=agent,
         )
         out.send(self.roster.all_ids(), frame, public=True)
         out.notify("presence_changed", agent=agent, event=event, online_agents=online)
@@ -176,7 +180,9 @@ class HubCore:
         reg = registration_of(cmd.raw)
         name = cmd.sender
         if name in RESERVED_NAMES or name.startswith(HUB_SENDER):
-            self._refuse(out, conn, name, text.RESERVED.format(name=name), Close.NAME_CONFLICT, "reserved identity", now)
+            self._refuse(
+                out, conn, name, text.RESERVED.format(name=name), Close.NAME_CONFLICT, "reserved identity", now
+            )
             return False
         holder = self.roster.holder(name)
         if holder is not None and not reg.takeover:

@@ -92,9 +92,7 @@ class Roster:
         for conn in self.named():
             assert conn.name is not None
             owner = owner_of(conn.name)
-            entry = out.setdefault(
-                owner, {"proven_live": False, "has_live_waiter": False, "last_reaction_age": None}
-            )
+            entry = out.setdefault(owner, {"proven_live": False, "has_live_waiter": False, "last_reaction_age": None})
             if owner != conn.name:
                 entry["has_live_waiter"] = True
             else:

@@ -24,6 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ..core import HubCore, Outcome
+from ..core import protocol_text as text
 from ..dispatch import notify
 from ..protocol import (
     REASON_AUTH_DENIED,
@@ -35,7 +36,6 @@ from ..protocol import (
     hub_frame,
     parse_frame,
 )
-from ..core import protocol_text as text
 from .config import HubConfig
 from .link import Link
 
@@ -69,6 +69,8 @@ class Hub:
         self._notices: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._notifier: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
+        self._stop_requested = False
+        self._stop_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -100,6 +102,8 @@ class Hub:
             compression=None,
         )
         self._emit("hub_started", hub=self)
+        if self._stop_requested:
+            await self.stop()
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         cfg = self.config
@@ -127,6 +131,7 @@ class Hub:
     async def stop(self) -> None:
         """Close every socket with 1001, flush the journal and stop."""
         if self._server is None:
+            self._stop_requested = True  # a signal during start(): stop once started
             return
         server, self._server = self._server, None
         self._emit("hub_stopping", hub=self)
@@ -249,7 +254,7 @@ class Hub:
         self._deliver(out)
 
     def _fail(self) -> None:
-        asyncio.ensure_future(self.stop())
+        self._stop_task = asyncio.ensure_future(self.stop())
 
     def _deliver(self, out: Outcome) -> None:
         for send in out.sends:

@@ -1,0 +1,43 @@
+# One entry point for people and CI. `make hub` and `make test` are the two
+# set-up commands in the README: each creates the virtualenv it needs.
+PY      ?= python3
+VENV    ?= .venv
+REFVENV ?= .refvenv
+BIN      = $(VENV)/bin
+REF_VERSION = 0.99.38
+
+.PHONY: hub test test-slow lint bench refvenv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# The reference client for interop tests and benchmarks lives in its own
+# throw-away venv: its distribution and import names clash with ours.
+$(REFVENV)/.installed:
+	$(PY) -m venv $(REFVENV)
+	$(REFVENV)/bin/python -m pip install -q synapse-channel==$(REF_VERSION)
+	touch $@
+
+refvenv: $(REFVENV)/.installed
+
+hub: $(VENV)/.installed
+	$(BIN)/synapse hub
+
+test: $(VENV)/.installed $(REFVENV)/.installed
+	SYNAPSE_REF_BIN=$(abspath $(REFVENV))/bin $(BIN)/python -m pytest
+
+test-slow: $(VENV)/.installed $(REFVENV)/.installed
+	SYNAPSE_REF_BIN=$(abspath $(REFVENV))/bin $(BIN)/python -m pytest -m slow
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src plugins tests benchmarks
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed $(REFVENV)/.installed
+	SYNAPSE_REF_BIN=$(abspath $(REFVENV))/bin $(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(REFVENV)
