@@ -25,7 +25,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import OUR_BIN, REF_BIN, fmt_s, ref_available, summary, write_results  # noqa: E402
+from benchlib import OUR_BIN, REF_BIN, fmt_s, ref_available, summary, write_results
 
 
 def free_port() -> int:
@@ -75,8 +75,15 @@ class Side:
 async def hold(uri: str, name: str) -> Any:
     """A registered raw connection (a live recipient for receipts)."""
     ws = await connect(uri, compression=None, max_queue=None)
-    frame = {"sender": name, "target": "System", "type": "heartbeat", "payload": "online", "timestamp": time.time(),
-             "wake_capability": "passive", "protocol_version": 7}
+    frame = {
+        "sender": name,
+        "target": "System",
+        "type": "heartbeat",
+        "payload": "online",
+        "timestamp": time.time(),
+        "wake_capability": "passive",
+        "protocol_version": 7,
+    }
     await ws.send(json.dumps(frame))
     return ws
 
@@ -86,12 +93,31 @@ async def online(uri: str, name: str, timeout: float = 15) -> None:
     ws = await connect(uri, compression=None, max_queue=None)
     me = f"bench-who-{os.getpid()}"
     try:
-        await ws.send(json.dumps({"sender": me, "target": "System", "type": "heartbeat", "payload": "online",
-                                  "timestamp": time.time(), "protocol_version": 7}))
+        await ws.send(
+            json.dumps(
+                {
+                    "sender": me,
+                    "target": "System",
+                    "type": "heartbeat",
+                    "payload": "online",
+                    "timestamp": time.time(),
+                    "protocol_version": 7,
+                }
+            )
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            await ws.send(json.dumps({"sender": me, "target": "System", "type": "who_request", "payload": "who",
-                                      "timestamp": time.time()}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "sender": me,
+                        "target": "System",
+                        "type": "who_request",
+                        "payload": "who",
+                        "timestamp": time.time(),
+                    }
+                )
+            )
             while True:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
                 if frame.get("type") == "who_snapshot":
@@ -122,8 +148,10 @@ async def measure(side: Side, runs: int) -> dict[str, Any]:
         codes.add(rc)
     out["send_live"] = {**summary(samples), "exit_codes": sorted(codes)}
     if side.label == "ref":
-        dt_default = [(await asyncio.to_thread(time_cmd, side.send_args("bench-target", "p", linger_flags=False),
-                                               side.env))[0] for _ in range(max(5, runs // 3))]
+        dt_default = [
+            (await asyncio.to_thread(time_cmd, side.send_args("bench-target", "p", linger_flags=False), side.env))[0]
+            for _ in range(max(5, runs // 3))
+        ]
         out["send_live_default_flags"] = summary(dt_default)
     await holder.close()
     out["send_to_wake"] = summary([await send_to_wake(side, i) for i in range(runs)])
@@ -133,13 +161,26 @@ async def measure(side: Side, runs: int) -> dict[str, Any]:
 async def send_to_wake(side: Side, i: int) -> float:
     name = f"wake{i}"
     waiter = await asyncio.create_subprocess_exec(
-        str(side.bin), "wait", "--uri", side.uri, "--name", name, "--timeout", "60", "--wake-jitter", "0",
-        env=side.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        str(side.bin),
+        "wait",
+        "--uri",
+        side.uri,
+        "--name",
+        name,
+        "--timeout",
+        "60",
+        "--wake-jitter",
+        "0",
+        env=side.env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     await online(side.uri, f"{name}-rx")
     t0 = time.perf_counter()
     sender = await asyncio.create_subprocess_exec(
-        *side.send_args(name, "wake up"), env=side.env, stdout=asyncio.subprocess.DEVNULL,
+        *side.send_args(name, "wake up"),
+        env=side.env,
+        stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
     await asyncio.wait_for(waiter.wait(), 60)
@@ -160,8 +201,9 @@ async def main_async(runs: int) -> dict[str, Any]:
             finally:
                 side.stop_hub()
     if "ref" in results:
-        results["ratio"] = {k: results["ours"][k]["median"] / results["ref"][k]["median"]
-                            for k in ("help", "send_live", "send_to_wake")}
+        results["ratio"] = {
+            k: results["ours"][k]["median"] / results["ref"][k]["median"] for k in ("help", "send_live", "send_to_wake")
+        }
     return results
 
 
@@ -178,7 +220,9 @@ def main() -> None:
         ratio = f"{ours / ref:.2f}x" if ref else "-"
         print(f"{key:<26}{fmt_s(ours):>12}{(fmt_s(ref) if ref else '-'):>12}{ratio:>8}")
     if "ref" in results:
-        print(f"{'ref send, default flags':<26}{'':>12}{fmt_s(results['ref']['send_live_default_flags']['median']):>12}")
+        print(
+            f"{'ref send, default flags':<26}{'':>12}{fmt_s(results['ref']['send_live_default_flags']['median']):>12}"
+        )
     print(f"wrote {path}")
 
 

@@ -17,10 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
 from ..protocol import PROTOCOL_VERSION, SYSTEM_TARGET, client_frame
+from .wire import WebSocketStream, WireClosed
 
 DEFAULT_URI = "ws://localhost:8876"
 
@@ -90,7 +88,7 @@ class HubClient:
     wake_capability: str = "direct"
     registration: dict[str, Any] = field(default_factory=dict)
     ready_timeout: float = 5.0
-    ws: ClientConnection | None = None
+    ws: WebSocketStream | None = None
     welcome: dict[str, Any] | None = None
     backlog: list[dict[str, Any]] = field(default_factory=list)
 
@@ -114,19 +112,8 @@ class HubClient:
     async def connect(self, *pipelined: dict[str, Any]) -> dict[str, Any]:
         """Open, register, send ``pipelined`` frames, and wait for ``welcome``."""
         try:
-            self.ws = await asyncio.wait_for(
-                connect(
-                    self.uri,
-                    open_timeout=None,
-                    compression=None,
-                    max_size=16 * 2**20,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    close_timeout=1,
-                ),
-                self.ready_timeout,
-            )
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            self.ws = await asyncio.wait_for(WebSocketStream.open(self.uri), self.ready_timeout)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             raise HubUnreachable(f"could not reach hub at {self.uri} ({_describe(exc)})") from None
         await self.send(self.registration_frame())
         for frame in pipelined:
@@ -146,7 +133,7 @@ class HubClient:
         assert self.ws is not None
         try:
             await self.ws.send(json.dumps(frame, separators=(",", ":")))
-        except ConnectionClosed as exc:
+        except WireClosed as exc:
             raise self._closed(exc, ready=self.welcome is not None) from None
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any] | None:
@@ -166,7 +153,7 @@ class HubClient:
                 data = await asyncio.wait_for(self.ws.recv(), remaining)
             except TimeoutError:
                 return None
-            except ConnectionClosed as exc:
+            except WireClosed as exc:
                 raise self._closed(exc, ready=ready) from None
             try:
                 frame = json.loads(data)
@@ -192,9 +179,8 @@ class HubClient:
             if match(frame):
                 return frame
 
-    def _closed(self, exc: ConnectionClosed, *, ready: bool) -> HubClosed:
-        rcvd = exc.rcvd
-        return HubClosed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "", ready=ready)
+    def _closed(self, exc: WireClosed, *, ready: bool) -> HubClosed:
+        return HubClosed(exc.code, exc.reason, ready=ready)
 
     async def close(self) -> None:
         """Say goodbye with 1000 (errors on an already-dead socket are ignored)."""
