@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 LITE_VERSION = 2
 _CORE_KEYS = frozenset({"sender", "target", "type", "payload", "timestamp", "hub_id", "msg_id", "channel"})
@@ -102,6 +102,102 @@ class FeedWriter:
 
     def close(self) -> None:
         """Nothing is held open; present for symmetry with the journal."""
+
+
+class FeedCursor:
+    """Where a reader stopped: a byte offset plus the hash of the last line read.
+
+    The offset file holds a plain integer (the format the 0.99 tools use).
+    A sidecar ``.last`` file keeps the hash of the last line consumed, so a
+    reader can realign after the hub rewrote (trimmed) the feed: it resumes
+    after that line if it is still there, and from the top if it was trimmed
+    away (then everything left is newer).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.offset = 0
+        self.last = ""
+        if path is not None:
+            try:
+                self.offset = max(0, int(path.read_text().strip() or 0))
+            except (OSError, ValueError):
+                self.offset = 0
+            try:
+                self.last = path.with_name(path.name + ".last").read_text().strip()
+            except OSError:
+                self.last = ""
+
+    def save(self, offset: int, last: str) -> None:
+        """Persist the new position (atomically, owner-only)."""
+        if self.path is None:
+            return
+        from .paths import write_private
+
+        write_private(self.path, f"{offset}\n")
+        if last:
+            write_private(self.path.with_name(self.path.name + ".last"), last + "\n")
+
+
+def line_hash(line: bytes) -> str:
+    """A short stable fingerprint of one feed line."""
+    import hashlib
+
+    return hashlib.sha256(line.rstrip(b"\r\n")).hexdigest()[:32]
+
+
+class FeedLine(NamedTuple):
+    """One decoded feed line and the cursor position just after it."""
+
+    frame: dict[str, Any]
+    end: int
+    hash: str
+
+
+def read_feed(path: Path, cursor: FeedCursor) -> tuple[list[FeedLine], int, str]:
+    """Complete lines after ``cursor``; returns (lines, new offset, last line hash).
+
+    A partial last line is left for the next read. An offset past the end
+    (the file was truncated) or one that no longer follows the last line read
+    (the file was trimmed) is realigned instead of printing nothing forever.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return [], cursor.offset, cursor.last
+    start = _realign(data, cursor)
+    end = data.rfind(b"\n", start) + 1
+    if end <= start:
+        return [], start, cursor.last
+    lines = []
+    last = cursor.last
+    pos = start
+    for raw in data[start:end].splitlines(keepends=True):
+        pos += len(raw)
+        if not raw.strip():
+            continue
+        last = line_hash(raw)
+        frame = decode_lite(raw.decode(errors="replace"))
+        if frame is not None:
+            lines.append(FeedLine(frame, pos, last))
+    return lines, end, last
+
+
+def _realign(data: bytes, cursor: FeedCursor) -> int:
+    offset = cursor.offset
+    if offset > len(data):
+        offset = 0
+    if not cursor.last or offset == 0:
+        return offset if offset == 0 or data[offset - 1 : offset] == b"\n" else 0
+    prev_start = data.rfind(b"\n", 0, max(0, offset - 1)) + 1
+    if data[offset - 1 : offset] == b"\n" and line_hash(data[prev_start:offset]) == cursor.last:
+        return offset
+    pos = 0
+    for raw in data.splitlines(keepends=True):
+        pos += len(raw)
+        if raw.endswith(b"\n") and line_hash(raw) == cursor.last:
+            return pos
+    return 0
 
 
 def open_feed(path: Path | None, max_lines: int) -> FeedWriter | None:

@@ -99,11 +99,14 @@ class Journal:
 class SqliteJournal(Journal):
     """The durable journal on one aiosqlite connection owned by a writer task."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, hub_id: str, snapshot_every: int) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, hub_id: str, snapshot_every: int, group_commit: bool = True
+    ) -> None:
         super().__init__(hub_id)
         self.db = db
         self.path = path
         self.snapshot_every = snapshot_every
+        self.group_commit = group_commit
         self.last_snapshot_seq = 0
         self.commits = 0
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue()
@@ -121,7 +124,7 @@ class SqliteJournal(Journal):
                 return
             batch = [first]
             stop = False
-            while not self._queue.empty():
+            while self.group_commit and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is None:
                     stop = True
@@ -232,7 +235,9 @@ class SqliteJournal(Journal):
         await self.db.close()
 
 
-async def open_journal(path: Path | None, *, hub_id: str, snapshot_every: int = 10_000) -> Journal:
+async def open_journal(
+    path: Path | None, *, hub_id: str, snapshot_every: int = 10_000, group_commit: bool = True
+) -> Journal:
     """Open (creating if needed) the journal at ``path``; None means in memory.
 
     The stored ``hub_id`` wins over ``hub_id`` unless none is stored yet, so
@@ -258,7 +263,7 @@ async def open_journal(path: Path | None, *, hub_id: str, snapshot_every: int = 
         await db.close()
         raise
     _restrict_siblings(path)
-    return SqliteJournal(db, path, hub_id, snapshot_every)
+    return SqliteJournal(db, path, hub_id, snapshot_every, group_commit)
 
 
 def _touch_private(path: Path) -> Path:

@@ -22,6 +22,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "listen": ("synapse_channel.cli.messaging", "listen", "Print messages as they arrive."),
     "who": ("synapse_channel.cli.roster", "who", "Show who is online."),
     "health": ("synapse_channel.cli.roster", "health", "Exit 0 if the hub answers, 1 if not."),
+    "relay": ("synapse_channel.cli.catchup", "relay", "Print the hub's relay feed (no hub needed)."),
+    "inbox": ("synapse_channel.cli.catchup", "inbox", "What is new for this identity (syn-inbox)."),
+    "resume": ("synapse_channel.cli.catchup", "resume", "A returning agent's catch-up (syn-resume)."),
+    "backup": ("synapse_channel.cli.db", "backup", "Copy a running hub's database consistently."),
+    "db": ("synapse_channel.cli.db", "db", "Inspect the event log (db check)."),
+    "receipt": ("synapse_channel.cli.roster", "receipt", "Show a directed message's state: stored, delivered, acked."),
 }
 
 
@@ -53,15 +59,21 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point: user mistakes become one line on stderr and exit 2."""
+    """Console-script entry point for ``synapse``."""
+    return run_command(cli, "synapse", argv)
+
+
+def run_command(command: click.Command, prog: str, argv: list[str] | None = None) -> Any:
+    """Run a click command; user mistakes become one line on stderr and exit 2, never a traceback."""
     try:
-        return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="synapse", standalone_mode=False)
+        return command.main(args=argv if argv is not None else sys.argv[1:], prog_name=prog, standalone_mode=False)
     except click.UsageError as exc:
-        where = f"synapse {exc.ctx.info_name}" if exc.ctx and exc.ctx.info_name != "synapse" else "synapse"
+        name = exc.ctx.info_name if exc.ctx else None
+        where = f"{prog} {name}" if name and name != prog else prog
         click.echo(f"{where}: error: {exc.format_message()} (see --help)", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"synapse: error: {exc.format_message()}", err=True)
+        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         sys.exit(130)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -32,6 +34,7 @@ def _send_name(name: str | None) -> str:
 @click.option(
     "--wait-seconds", default=0.0, type=click.FloatRange(0), hidden=True, help="Accepted for compatibility; ignored."
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's answer (receipt or echo) as JSON.")
 @click.argument("message", nargs=-1, required=True)
 def send(
     uri: str,
@@ -43,76 +46,91 @@ def send(
     require_recipient: bool,
     receipt_timeout: float,
     wait_seconds: float,
+    as_json: bool,
     message: tuple[str, ...],
 ) -> None:
     """Send MESSAGE. Exit 0 delivered (or broadcast accepted), 1 refused or no
     recipient, 3 outcome unknown."""
-    run(
-        _send(
-            uri,
-            _send_name(name),
-            resolve_token(token, token_file),
-            target.strip(),
-            " ".join(message),
-            priority,
-            require_recipient,
-            receipt_timeout,
-        )
+    request = SendRequest(
+        uri,
+        _send_name(name),
+        resolve_token(token, token_file),
+        target.strip(),
+        " ".join(message),
+        priority,
+        require_recipient,
+        receipt_timeout,
+        as_json,
     )
+    run(_send(request))
 
 
-async def _send(
-    uri: str,
-    name: str,
-    token: str | None,
-    target: str,
-    text: str,
-    priority: bool,
-    require_recipient: bool,
-    timeout: float,
-) -> int:
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """Everything one ``synapse send`` needs."""
+
+    uri: str
+    name: str
+    token: str | None
+    target: str
+    text: str
+    priority: bool = False
+    require_recipient: bool = False
+    timeout: float = 5.0
+    as_json: bool = False
+
+
+async def _send(req: SendRequest) -> int:
     from ..client.connection import EXIT_DROPPED, HubClient, HubError, new_client_msg_id
     from ..protocol import HUB_SENDER, is_broadcast
 
-    client = HubClient(uri, name, token=token, ready_timeout=timeout)
+    client = HubClient(req.uri, req.name, token=req.token, ready_timeout=req.timeout)
     msg_id = new_client_msg_id()
-    want_receipt = not is_broadcast(target) or require_recipient
+    want_receipt = not is_broadcast(req.target) or req.require_recipient
     extra: dict[str, object] = {"client_msg_id": msg_id}
     if want_receipt:
         extra["receipt_requested"] = True
-    if priority:
+    if req.priority:
         extra["priority"] = True
-    chat = client.frame("chat", target, text, **extra)
 
-    def is_receipt(f: dict[str, object]) -> bool:
+    def answers(f: dict[str, object]) -> bool:
+        if f.get("client_msg_id") != msg_id:
+            return False
+        if not want_receipt:
+            return f.get("type") == "chat"
         return (
             f.get("type") == "delivery_receipt"
             and f.get("sender") == HUB_SENDER
-            and f.get("client_msg_id") == msg_id
             and isinstance(f.get("delivered"), bool)
         )
 
-    def is_echo(f: dict[str, object]) -> bool:
-        return f.get("type") == "chat" and f.get("client_msg_id") == msg_id
-
     try:
-        await client.connect(chat)
-        reply = await client.wait_for(is_receipt if want_receipt else is_echo, timeout)
+        await client.connect(client.frame("chat", req.target, req.text, **extra))
+        reply = await client.wait_for(answers, req.timeout)
     except HubError as exc:
-        say(name, str(exc) + (f" ({uri})" if "reach" not in str(exc) else ""))
-        code = exc.exit_code
-        return EXIT_DROPPED if code == EXIT_DROPPED else 1
+        say(req.name, str(exc) + (f" ({req.uri})" if "reach" not in str(exc) else ""))
+        return EXIT_DROPPED if exc.exit_code == EXIT_DROPPED else 1
     finally:
         await client.close()
+    return _report(req, reply, msg_id, want_receipt)
+
+
+def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want_receipt: bool) -> int:
     if reply is None:
-        click.echo(f"delivery unknown: no answer from the hub for {target} within {timeout:g}s; client_msg_id={msg_id}")
+        click.echo(
+            f"delivery unknown: no answer from the hub for {req.target} within {req.timeout:g}s; client_msg_id={msg_id}"
+        )
         return 3
+    if req.as_json:
+        click.echo(json.dumps(reply, sort_keys=True))
     if not want_receipt or reply.get("delivered") is True:
         return 0
     if reply.get("queued") is True and reply.get("held_by"):
-        click.echo(str(reply.get("payload", "queued")))
+        if not req.as_json:
+            click.echo(str(reply.get("payload", "queued")))
         return 0
-    click.echo(str(reply.get("payload") or f"delivery failed: no online recipient matched {target}"))
+    if not req.as_json:
+        click.echo(str(reply.get("payload") or f"delivery failed: no online recipient matched {req.target}"))
     return 1
 
 

@@ -127,3 +127,31 @@ async def _health(uri: str, name: str, token: str | None, timeout: float) -> int
         f"{welcome.get('connected_clients')} clients)"
     )
     return 0
+
+
+@click.command()
+@connection_options()
+@click.argument("seq", type=click.IntRange(1))
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1))
+def receipt(uri: str, name: str | None, token: str | None, token_file: Path | None, seq: int, timeout: float) -> None:
+    """Print the state of directed message SEQ: stored, delivered, acked (exit 1 if unknown)."""
+    run(_receipt(uri, name or f"receipt-{os.getpid()}", resolve_token(token, token_file), seq, timeout))
+
+
+async def _receipt(uri: str, name: str, token: str | None, seq: int, timeout: float) -> int:
+    from ..client.connection import HubClient, HubError
+
+    client = HubClient(uri, name, token=token, ready_timeout=timeout)
+    try:
+        await client.connect(client.frame("message_status_request", seq=seq))
+        reply = await client.wait_for(lambda f: f.get("type") in ("message_status", "error"), timeout)
+    except HubError as exc:
+        say(name, str(exc))
+        return 1
+    finally:
+        await client.close()
+    if reply is None or reply.get("type") != "message_status":
+        click.echo(f"no answer: {reply.get('payload') if reply else 'timeout'}", err=True)
+        return 1
+    click.echo(f"{seq}: {reply.get('state')}")
+    return 0 if reply.get("state") != "unknown" else 1

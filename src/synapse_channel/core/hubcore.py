@@ -9,6 +9,7 @@ The clock is passed in; nothing here does I/O.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..protocol import (
     owner_of,
     registration_of,
 )
+from . import catchup
 from . import protocol_text as text
 from .mailbox import Mailbox, is_directed_chat
 from .outcome import Event, Outcome
@@ -55,6 +57,7 @@ class HubCore:
         self.mailbox = Mailbox()
         self.seq = 0
         self.msg_id = 0
+        self.history: deque[dict[str, Any]] = deque(maxlen=catchup.HISTORY_LIMIT)
         self.handlers: dict[str, Handler] = dict(BASE_HANDLERS)
         self.appliers: dict[str, Callable[[Event], None]] = {
             "chat": self._apply_chat,
@@ -80,6 +83,7 @@ class HubCore:
     def _apply_chat(self, event: Event) -> None:
         frame = event.data["frame"]
         self.msg_id = max(self.msg_id, int(frame.get("msg_id", 0)))
+        self.history.append(frame)
         if is_directed_chat(frame):
             self.mailbox.store(frame)
             if event.data.get("recipients"):
@@ -90,13 +94,20 @@ class HubCore:
 
     def snapshot(self) -> dict[str, Any]:
         """The replayable state as JSON-ready data (connections are not state)."""
-        return {"seq": self.seq, "msg_id": self.msg_id, "mailbox": self.mailbox.dump()}
+        return {
+            "seq": self.seq,
+            "msg_id": self.msg_id,
+            "mailbox": self.mailbox.dump(),
+            "history": list(self.history),
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a :meth:`snapshot`; events after ``state["seq"]`` are replayed next."""
         self.seq = int(state["seq"])
         self.msg_id = int(state["msg_id"])
         self.mailbox.load(state["mailbox"])
+        self.history.clear()
+        self.history.extend(state.get("history", []))
 
     # ------------------------------------------------------------------ connections
 
@@ -330,4 +341,7 @@ BASE_HANDLERS: dict[str, Handler] = {
     "chat": _chat,
     "who_request": _who,
     "ack": _ack,
+    "history_request": catchup.history,
+    "resume_request": catchup.resume,
+    "message_status_request": catchup.message_status,
 }

@@ -9,6 +9,7 @@ order. Broadcasts are never kept here.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ from ..protocol import addresses, is_broadcast, target_parts
 
 #: Directed messages kept in memory for replay; older ones stay in the journal.
 DEFAULT_RETENTION = 100_000
+#: How many pruned (fully acked) message seqs are remembered for status queries.
+ACKED_MEMORY = 10_000
 
 
 @dataclass(slots=True)
@@ -33,6 +36,7 @@ class Mailbox:
     delivered: set[int] = field(default_factory=set)
     targets: set[str] = field(default_factory=set)
     by_target: dict[str, list[int]] = field(default_factory=dict)
+    recent_acked: deque[int] = field(default_factory=lambda: deque(maxlen=ACKED_MEMORY))
 
     def store(self, frame: dict[str, Any]) -> None:
         """Keep a directed chat (idempotent by ``seq``)."""
@@ -77,6 +81,7 @@ class Mailbox:
             cut = bisect_right(mine, seq)
             for old in mine[:cut]:
                 self._drop(old)
+                self.recent_acked.append(old)
             del mine[:cut]
             if not mine:
                 del self.by_target[identity]
@@ -100,6 +105,15 @@ class Mailbox:
                 out.append(frame)
         return out
 
+    def messages_since(self, since: int) -> list[dict[str, Any]]:
+        """Every kept directed message with ``seq > since``, in order."""
+        start = bisect_right(self.order, since)
+        return [self.messages[s] for s in self.order[start:] if s in self.messages]
+
+    def is_acked_elsewhere(self, seq: int) -> bool:
+        """True for a message pruned from memory because its recipient acked it."""
+        return seq in self.recent_acked
+
     def pending_counts(self, identities: set[str]) -> dict[str, int]:
         """Unacked directed message counts for each identity of interest."""
         return {ident: len(self.pending_for(ident)) for ident in sorted(identities | self.targets)}
@@ -120,6 +134,7 @@ class Mailbox:
             "messages": [self.messages[s] for s in self.order if s in self.messages],
             "watermarks": self.watermarks,
             "delivered": sorted(self.delivered),
+            "recent_acked": list(self.recent_acked),
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -131,6 +146,8 @@ class Mailbox:
         for frame in state["messages"]:
             self.store(frame)
         self.delivered = set(state["delivered"]) & set(self.messages)
+        self.recent_acked.clear()
+        self.recent_acked.extend(state.get("recent_acked", []))
 
 
 def is_directed_chat(frame: dict[str, Any]) -> bool:

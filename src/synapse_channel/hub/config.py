@@ -33,6 +33,7 @@ class HubConfig:
     send_queue_limit: int = 4096
     insecure_off_loopback: bool = False
     snapshot_every: int = 10_000
+    group_commit: bool = True  # False: one fsync per outcome (benchmarks compare the two)
 
     @property
     def tls(self) -> bool:

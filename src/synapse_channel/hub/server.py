@@ -80,7 +80,9 @@ class Hub:
         from ..store import open_journal
 
         cfg = self.config
-        self.journal = await open_journal(cfg.db, hub_id=cfg.hub_id or new_hub_id())
+        self.journal = await open_journal(
+            cfg.db, hub_id=cfg.hub_id or new_hub_id(), snapshot_every=cfg.snapshot_every, group_commit=cfg.group_commit
+        )
         self.core = HubCore(
             self.journal.hub_id,
             private_directed=cfg.private_directed,

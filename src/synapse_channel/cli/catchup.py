@@ -1,0 +1,250 @@
+"""Catch-up without a live socket: ``synapse relay``, ``syn-inbox``, ``syn-resume``.
+
+``relay`` and ``syn-inbox`` read only the relay feed the hub writes
+(``$SYN_HOME/feed.ndjson``), so they work while the hub is down. ``syn-resume``
+reads the feed for the project's missed chats and, when the hub answers,
+adds the claims its seats hold and the board's ready tasks. Cursors live
+under ``$SYN_HOME``, one per identity, and move only past what was printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..feed import FeedCursor, FeedLine, read_feed
+from ..paths import syn_home
+from ..protocol import addresses, target_parts
+
+_CONTROL = dict.fromkeys(range(32), "?") | {9: " ", 10: " "}
+
+
+def render_line(frame: dict[str, Any]) -> str:
+    """``[ts] sender -> target (type): payload`` with control characters neutralised."""
+    payload = frame.get("payload", "")
+    text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    line = f"[{frame.get('timestamp', 0):.3f}] {frame.get('sender')} -> {frame.get('target')} ({frame.get('type')}): "
+    return (line + text).translate(_CONTROL)
+
+
+def for_identity(frame: dict[str, Any], name: str, roles: tuple[str, ...]) -> bool:
+    """Chats that reach ``name`` (broadcasts included), not sent by it."""
+    return (
+        frame.get("type") == "chat"
+        and frame.get("sender") != name
+        and addresses(str(frame.get("target", "")), name, roles)
+    )
+
+
+def for_project(frame: dict[str, Any], project: str) -> bool:
+    """Chats to everyone, to the project, to one of its seats, or to a glob covering it."""
+    if frame.get("type") != "chat":
+        return False
+    target = str(frame.get("target", ""))
+    if target.strip() in ("", "all"):
+        return True
+    for part in target_parts(target):
+        if part == project or part.startswith(project + "/"):
+            return True
+        if any(c in part for c in "*?[") and (fnmatchcase(project, part) or fnmatchcase(project + "/x", part)):
+            return True
+    return False
+
+
+def select(
+    lines: list[FeedLine], *, for_name: str | None, project: str | None, roles: tuple[str, ...]
+) -> list[FeedLine]:
+    """Apply the ``--for`` / ``--project`` filters (none: every line)."""
+    if for_name:
+        return [ln for ln in lines if for_identity(ln.frame, for_name, roles)]
+    if project:
+        return [ln for ln in lines if for_project(ln.frame, project)]
+    return lines
+
+
+def show(line: FeedLine, as_json: bool) -> None:
+    """Print one feed line as text or JSON."""
+    click.echo(json.dumps(line.frame, separators=(",", ":")) if as_json else render_line(line.frame))
+
+
+@click.command()
+@click.argument("feed", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--for", "for_name", help="Only chats that reach this identity (broadcasts included).")
+@click.option("--project", help="Only chats to the project, its seats, or everyone.")
+@click.option("--role", "roles", multiple=True, help="Roles of --for (P/R); repeatable.")
+@click.option("--since", type=click.IntRange(0), help="Start at this byte offset (ignores --cursor).")
+@click.option("--cursor", type=click.Path(dir_okay=False, path_type=Path), help="Resume from, and save to, this file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def relay(
+    feed: Path,
+    for_name: str | None,
+    project: str | None,
+    roles: tuple[str, ...],
+    since: int | None,
+    cursor: Path | None,
+    as_json: bool,
+) -> None:
+    """Print the hub's relay FEED (no hub needed); with --cursor, only what is new."""
+    cur = FeedCursor(None if since is not None else cursor)
+    if since is not None:
+        cur.offset = since
+    lines, offset, last = read_feed(feed, cur)
+    for line in select(lines, for_name=for_name, project=project, roles=roles):
+        show(line, as_json)
+    if cursor is not None and since is None:
+        cur.save(offset, last)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def git_project() -> str | None:
+    """The basename of the git top level of the working directory, if any."""
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(top.stdout.strip()).name if top.returncode == 0 and top.stdout.strip() else None
+
+
+def resolve(identity: str | None, project: str | None) -> tuple[str | None, str | None]:
+    """Flags beat ``SYN_IDENTITY``/``SYN_PROJECT``, which beat the git top level."""
+    identity = identity or os.environ.get("SYN_IDENTITY") or None
+    project = project or os.environ.get("SYN_PROJECT") or (identity.split("/", 1)[0] if identity else None)
+    return identity, project or git_project()
+
+
+def cursor_file(name: str, suffix: str = ".cursor") -> Path:
+    """``$SYN_HOME/<name with / as __><suffix>``, the layout the 0.99 tools share."""
+    return syn_home() / (name.replace("/", "__") + suffix)
+
+
+@click.command()
+@click.option("--id", "identity", help="Identity to read for (default $SYN_IDENTITY).")
+@click.option("--project", help="Project (default $SYN_PROJECT, the identity's prefix, or the git top level).")
+@click.option("--project-wide", is_flag=True, help="Everything for the project, with its own cursor.")
+@click.option("--json", "as_json", is_flag=True)
+def inbox(identity: str | None, project: str | None, project_wide: bool, as_json: bool) -> None:
+    """What is new for this identity since its last read (from the relay feed)."""
+    identity, project = resolve(identity, project)
+    key = project if project_wide else identity
+    if not key:
+        raise click.UsageError("no identity: pass --id (or --project with --project-wide), or set SYN_IDENTITY")
+    cur = FeedCursor(cursor_file(key))
+    lines, offset, last = read_feed(syn_home() / "feed.ndjson", cur)
+    chosen = select(
+        lines, for_name=None if project_wide else identity, project=project if project_wide else None, roles=()
+    )
+    for line in chosen:
+        show(line, as_json)
+    cur.save(offset, last)
+
+
+def inbox_main() -> None:
+    """Console script ``syn-inbox``."""
+    from . import run_command
+
+    run_command(inbox, "syn-inbox")
+
+
+@click.command()
+@click.option("--id", "identity", help="This seat's identity (default $SYN_IDENTITY).")
+@click.option("--project", help="Project to catch up on (default $SYN_PROJECT or the identity's prefix).")
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(1), help="Most messages to print per run.")
+@click.option("--uri", envvar="SYNAPSE_URI", default="ws://localhost:8876", show_default=True)
+@click.option("--no-hub", is_flag=True, help="Do not ask the hub for claims and tasks.")
+def resume(identity: str | None, project: str | None, limit: int, uri: str, no_hub: bool) -> None:
+    """The returning agent's catch-up: missed chats, held claims, ready tasks."""
+    identity, project = resolve(identity, project)
+    if not project:
+        raise click.UsageError("no project: pass --project or --id, or set SYN_PROJECT / SYN_IDENTITY")
+    cur = FeedCursor(cursor_file(project, ".resume.cursor"))
+    lines, offset, last = read_feed(syn_home() / "feed.ndjson", cur)
+    missed = select(lines, for_name=None, project=project, roles=())
+    shown = missed[:limit]
+    click.echo(f"# synapse catch-up for {project}" + (f" (as {identity})" if identity else ""))
+    click.echo(f"Missed messages ({len(missed)}):" if missed else "Missed messages: none")
+    for line in shown:
+        click.echo("  " + render_line(line.frame))
+    if len(missed) > limit:
+        click.echo(f"  ... {len(missed) - limit} more: run syn-resume again")
+        offset, last = shown[-1].end, shown[-1].hash
+    if not no_hub:
+        _hub_sections(uri, project, identity)
+    cur.save(offset, last)
+
+
+def _hub_sections(uri: str, project: str, identity: str | None) -> None:
+    import asyncio
+
+    try:
+        sections = asyncio.run(_ask_hub(uri, project))
+    except Exception as exc:  # catch-up must never fail because the hub is away
+        click.echo(f"(hub not reachable at {uri}: {exc}; claims and tasks not shown)")
+        return
+    for line in sections:
+        click.echo(line)
+
+
+async def _ask_hub(uri: str, project: str) -> list[str]:
+    from ..client.connection import HubClient
+
+    client = HubClient(uri, f"resume-{os.getpid()}", ready_timeout=2.0)
+    lines: list[str] = []
+    try:
+        await client.connect(
+            client.frame("state_request", payload="snapshot"), client.frame("board_request", payload="board")
+        )
+        for _ in range(2):
+            frame = await client.wait_for(lambda f: f.get("type") in ("state_snapshot", "board_snapshot", "error"), 2.0)
+            if frame is None:
+                break
+            lines += _render_hub_section(frame, project)
+    finally:
+        await client.close()
+    return lines
+
+
+def _render_hub_section(frame: dict[str, Any], project: str) -> list[str]:
+    def mine(owner: object) -> bool:
+        return isinstance(owner, str) and (owner == project or owner.startswith(project + "/"))
+
+    if frame.get("type") == "state_snapshot":
+        claims = [c for c in (frame.get("snapshot") or {}).get("active_claims", []) if mine(c.get("owner"))]
+        out = [f"Claims held by {project} seats ({len(claims)}):"] if claims else [f"Claims held by {project}: none"]
+        out += [
+            f"  {c.get('task_id')} owner={c.get('owner')} paths={','.join(c.get('paths') or []) or '(worktree)'}"
+            for c in claims
+        ]
+        return out
+    if frame.get("type") == "board_snapshot":
+        board = frame.get("board") or {}
+        ready = [t for t in board.get("ready", []) if t.get("project") in ("", None, project)]
+        out = [f"Ready tasks ({len(ready)}):"] if ready else ["Ready tasks: none"]
+        return out + [f"  {t.get('task_id')} — {t.get('title')}" for t in ready]
+    return []
+
+
+def resume_main() -> None:
+    """Console script ``syn-resume``."""
+    from . import run_command
+
+    run_command(resume, "syn-resume")
+
+
+def syn_wait_main() -> None:
+    """Console script ``syn-wait``: one mailbox wait for ``$SYN_IDENTITY``, directed only."""
+    from . import main
+
+    identity = os.environ.get("SYN_IDENTITY")
+    args = sys.argv[1:]
+    if identity and not any(a in ("--name", "--for") or a.startswith(("--name=", "--for=")) for a in args):
+        args = ["--name", identity, *args]
+    main(["wait", "--directed-only", *args])
