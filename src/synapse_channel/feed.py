@@ -185,19 +185,19 @@ def read_feed(path: Path, cursor: FeedCursor) -> tuple[list[FeedLine], int, str]
 
 def _realign(data: bytes, cursor: FeedCursor) -> int:
     offset = cursor.offset
-    if offset > len(data):
-        offset = 0
-    if not cursor.last or offset == 0:
-        return offset if offset == 0 or data[offset - 1 : offset] == b"\n" else 0
-    prev_start = data.rfind(b"\n", 0, max(0, offset - 1)) + 1
-    if data[offset - 1 : offset] == b"\n" and line_hash(data[prev_start:offset]) == cursor.last:
-        return offset
+    if not cursor.last:  # a bare offset (0.99 tools): trust it only at a line boundary
+        in_file = offset <= len(data) and (offset == 0 or data[offset - 1 : offset] == b"\n")
+        return offset if in_file else 0
+    if 0 < offset <= len(data) and data[offset - 1 : offset] == b"\n":
+        prev_start = data.rfind(b"\n", 0, offset - 1) + 1
+        if line_hash(data[prev_start:offset]) == cursor.last:
+            return offset
     pos = 0
     for raw in data.splitlines(keepends=True):
         pos += len(raw)
         if raw.endswith(b"\n") and line_hash(raw) == cursor.last:
             return pos
-    return 0
+    return 0  # the last line read was trimmed away: everything left is newer
 
 
 def open_feed(path: Path | None, max_lines: int) -> FeedWriter | None:

@@ -1,0 +1,222 @@
+"""Durability: acknowledged means on disk, replay rebuilds, SIGKILL loses nothing acked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synapse_channel.hub.server import Hub
+
+from .conftest import HubFactory, open_raw, run_cli
+from .hubproc import HubProcess
+
+
+def rows(db: Path, kind: str | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+    """Every event row of a database file (read-only)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        q = "SELECT seq, kind, data FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY seq"
+        return [(s, k, json.loads(d)) for s, k, d in con.execute(q, (kind,) if kind else ())]
+    finally:
+        con.close()
+
+
+async def test_hub_id_and_seq_survive_restart(hub_factory: HubFactory, tmp_path: Path) -> None:
+    """The stored hub_id is reused and seq continues after a clean restart."""
+    hub = await hub_factory()
+    hub_id = hub.core.hub_id
+    c = await open_raw(hub.uri, "a")
+    await c.send("chat", "b", "one")
+    first = (await c.expect("chat"))["seq"]
+    await c.close()
+    await hub.stop()
+    again = await hub_factory()
+    assert again.core.hub_id == hub_id
+    c = await open_raw(again.uri, "a")
+    welcome = await c.expect("welcome")
+    assert welcome["hub_id"] == hub_id
+    await c.send("chat", "b", "two")
+    assert (await c.expect("chat"))["seq"] > first
+    await c.close()
+
+
+async def test_hub_id_flag_only_names_a_new_database(hub_factory: HubFactory) -> None:
+    """--hub-id seeds a new database; an existing one keeps its stored id."""
+    hub = await hub_factory(hub_id="syn-00c0ffee")
+    assert hub.core.hub_id == "syn-00c0ffee"
+    await hub.stop()
+    assert (await hub_factory(hub_id="syn-deadbeef")).core.hub_id == "syn-00c0ffee"
+
+
+async def test_receipt_is_sent_only_after_commit(hub: Hub, tmp_path: Path) -> None:
+    """When a receipt arrives, its chat row is already readable from another connection."""
+    c = await open_raw(hub.uri, "s")
+    for i in range(20):
+        await c.send("chat", "nobody", f"m{i}", client_msg_id=f"c{i}", receipt_requested=True)
+        receipt = await c.expect("delivery_receipt", client_msg_id=f"c{i}")
+        stored = [d["frame"]["seq"] for _, _, d in rows(tmp_path / "hub.db", "chat")]
+        assert receipt["message_seq"] in stored
+    await c.close()
+
+
+async def test_files_are_owner_only(hub: Hub, tmp_path: Path) -> None:
+    """The database, its WAL and the feed are created 0600."""
+    c = await open_raw(hub.uri, "s")
+    await c.send("chat", "all", "x")
+    await c.expect("chat")
+    await c.close()
+    for path in [tmp_path / "hub.db", tmp_path / "hub.db-wal", tmp_path / "feed.ndjson"]:
+        assert path.exists(), path
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is {oct(path.stat().st_mode)}"
+
+
+async def test_snapshot_bounds_replay(hub_factory: HubFactory) -> None:
+    """With snapshots, a restart replays only the events after the last snapshot."""
+    hub = await hub_factory(snapshot_every=50)
+    c = await open_raw(hub.uri, "s")
+    for i in range(120):
+        await c.send("chat", "box", f"m{i}")
+    await c.expect("chat", payload="m119")
+    await c.close()
+    await hub.stop()
+    again = await hub_factory(snapshot_every=50)
+    assert again.journal is not None
+    report = again.journal.report
+    assert report.snapshot_seq >= 120 and report.replayed == 0  # clean stop writes a final snapshot
+    w = await open_raw(again.uri, "box-rx")
+    await w.send("heartbeat", mailbox=True, since_seq=0, mailbox_for="box")
+    replayed = [await w.expect("chat", replayed=True) for _ in range(120)]
+    assert [f["payload"] for f in replayed] == [f"m{i}" for i in range(120)]
+    await w.close()
+
+
+async def test_corrupt_tail_is_reported_and_quarantined(hub_factory: HubFactory, tmp_path: Path) -> None:
+    """A damaged row stops replay there; the hub starts from what is sound and says where."""
+    hub = await hub_factory(snapshot_every=10**9)
+    c = await open_raw(hub.uri, "s")
+    for i in range(10):
+        await c.send("chat", "box", f"m{i}")
+    last = (await c.expect("chat", payload="m9"))["seq"]
+    await c.close()
+    await hub.stop()
+    con = sqlite3.connect(tmp_path / "hub.db")
+    con.execute("DELETE FROM snapshots")
+    con.execute("UPDATE events SET data = replace(data, 'm7', 'mX') WHERE seq = ?", (last - 2,))
+    con.commit()
+    con.close()
+    again = await hub_factory(snapshot_every=10**9)
+    assert again.journal is not None
+    report = again.journal.report
+    assert report.stopped_at == last - 2 and "checksum" in report.reason
+    w = await open_raw(again.uri, "box-rx")
+    await w.send("heartbeat", mailbox=True, since_seq=0, mailbox_for="box")
+    got = [(await w.expect("chat", replayed=True))["payload"] for _ in range(7)]
+    assert got == [f"m{i}" for i in range(7)]
+    s = await open_raw(again.uri, "s")
+    await s.send("chat", "box", "after")
+    assert (await s.expect("chat", payload="after"))["seq"] > last  # quarantined seqs are never reused
+    await s.close()
+    await w.close()
+    await again.stop()
+    code, out, _ = await run_cli("db", "check", str(tmp_path / "hub.db"))
+    assert code == 0 and "3 quarantined" in out
+
+
+async def test_db_check_flags_a_bad_row_and_backup_copies_online(hub: Hub, tmp_path: Path) -> None:
+    """`synapse backup` copies a live hub's database; `db check` verifies and flags damage."""
+    c = await open_raw(hub.uri, "s")
+    for i in range(5):
+        await c.send("chat", "box", f"m{i}")
+    await c.expect("chat", payload="m4")
+    dest = tmp_path / "copy.db"
+    code, out, err = await run_cli("backup", str(dest), "--db", str(tmp_path / "hub.db"))
+    assert code == 0, err
+    assert "5 events" in out and dest.stat().st_mode & 0o077 == 0
+    code, out, _ = await run_cli("db", "check", str(dest))
+    assert code == 0 and out.strip().endswith("ok")
+    code, _, err = await run_cli("backup", str(dest), "--db", str(tmp_path / "hub.db"))
+    assert code == 1 and "exists" in err
+    con = sqlite3.connect(dest)
+    con.execute("UPDATE events SET data = replace(data, 'm3', 'm9') WHERE kind = 'chat'")
+    con.commit()
+    con.close()
+    code, out, _ = await run_cli("db", "check", str(dest))
+    assert code == 1 and "PROBLEM" in out
+    await c.close()
+
+
+# --------------------------------------------------------------------------- SIGKILL
+
+
+async def storm(uri: str, clients: int, acked: dict[str, int], stop: asyncio.Event) -> None:
+    """Directed messages with receipts from ``clients`` senders until ``stop`` or the hub dies."""
+
+    async def one(i: int) -> None:
+        try:
+            c = await open_raw(uri, f"storm{i}")
+            await c.send("heartbeat")
+            n = 0
+            while not stop.is_set():
+                cid = f"s{i}-{n}-{random.random()}"
+                await c.send("chat", f"box{i % 3}", cid, client_msg_id=cid, receipt_requested=True)
+                receipt = await c.expect("delivery_receipt", client_msg_id=cid, timeout=5)
+                acked[cid] = receipt["message_seq"]
+                n += 1
+        except Exception:  # the hub was killed under us: that is the point
+            pass
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+
+
+async def kill_cycles(tmp_path: Path, points: int) -> dict[str, Any]:
+    """Run ``points`` SIGKILL/restart cycles under a storm; check every acked message."""
+    db = tmp_path / "kill.db"
+    hub = HubProcess(db)
+    acked: dict[str, int] = {}
+    hub_ids = set()
+    last_top = 0
+    for _ in range(points):
+        await hub.start()
+        hub_ids.add(hub.banner.split()[2])
+        stop = asyncio.Event()
+        task = asyncio.create_task(storm(hub.uri, 4, acked, stop))
+        await asyncio.sleep(random.uniform(0.05, 0.3))
+        await hub.kill()
+        stop.set()
+        await task
+        found = {d["frame"]["client_msg_id"]: s for s, _, d in rows(db, "chat")}
+        missing = [cid for cid in acked if cid not in found]
+        assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {missing[:3]}"
+        assert all(found[cid] == seq for cid, seq in acked.items())
+        top = max(found.values(), default=0)
+        assert top >= last_top
+        last_top = top
+    await hub.start()
+    c = await open_raw(hub.uri, "after")
+    await c.send("chat", "x", "after all kills")
+    after = (await c.expect("chat"))["seq"]
+    await c.close()
+    await hub.stop()
+    assert after > last_top, "seq went backwards after a crash"
+    assert len(hub_ids) == 1, f"hub_id changed across restarts: {hub_ids}"
+    return {"kill_points": points, "acked": len(acked), "last_seq": after}
+
+
+async def test_sigkill_loses_no_acknowledged_message(tmp_path: Path) -> None:
+    """20 SIGKILLs at random moments: every receipted message survives, seq keeps rising."""
+    stats = await kill_cycles(tmp_path, 20)
+    print(f"kill test: {stats}")
+    assert stats["acked"] > 0
+
+
+@pytest.mark.slow
+async def test_sigkill_soak(tmp_path: Path) -> None:
+    """The same with 100 kill points (slow; CI runs it)."""
+    stats = await kill_cycles(tmp_path, 100)
+    print(f"kill soak: {stats}")
