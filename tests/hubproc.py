@@ -29,6 +29,7 @@ class HubProcess:
         self.uri = f"ws://127.0.0.1:{self.port}"
         self.proc: asyncio.subprocess.Process | None = None
         self.banner = ""
+        self._drainer: asyncio.Future[None] | None = None
 
     async def start(self, timeout: float = 20) -> str:
         """Start and wait for the banner; return it."""
@@ -51,7 +52,7 @@ class HubProcess:
                 if "listening on" in line:
                     self.banner = line
                     break
-        asyncio.ensure_future(self._drain())
+        self._drainer = asyncio.ensure_future(self._drain())
         return self.banner
 
     async def _drain(self) -> None:

@@ -98,13 +98,14 @@ async def test_relay_filters_format_and_cursor(tmp_path: Path) -> None:
         "[1795895759.237] x -> all (chat): everyone",
     ]
     code, out, _ = await run_cli("relay", str(feed), "--project", "proj")
+    assert code == 0
     assert [ln.split(": ", 1)[1] for ln in out.splitlines()] == ["everyone", "seat"]
     cursor = tmp_path / "c.cursor"
     assert len((await run_cli("relay", str(feed), "--cursor", str(cursor)))[1].splitlines()) == 4
     assert (await run_cli("relay", str(feed), "--cursor", str(cursor)))[1] == ""
     with feed.open("a") as fh:
         fh.write(encode_lite(chat("y", "alice", "new")) + "\n" + '{"v":2,"ty":"chat","s":"partial')
-    code, out, _ = await run_cli("relay", str(feed), "--cursor", str(cursor))
+    _code, out, _ = await run_cli("relay", str(feed), "--cursor", str(cursor))
     assert out.splitlines() == ["[1795895759.237] y -> alice (chat): new"]  # the partial line waits
 
 
@@ -115,7 +116,7 @@ async def test_relay_cursor_realigns_after_trim_and_truncation(tmp_path: Path) -
     write_feed(feed, frames)
     cursor = tmp_path / "c.cursor"
     await run_cli("relay", str(feed), "--cursor", str(cursor))
-    write_feed(feed, frames[7:] + [chat("s", "all", "m10", t=1010.0)])  # a trim kept the last 3, then 1 more
+    write_feed(feed, [*frames[7:], chat("s", "all", "m10", t=1010.0)])  # a trim kept the last 3, then 1 more
     out = (await run_cli("relay", str(feed), "--cursor", str(cursor)))[1]
     assert [ln.rsplit(": ", 1)[1] for ln in out.splitlines()] == ["m10"]
     feed.write_text("")  # truncated: nothing to print, and no error
