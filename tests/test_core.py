@@ -132,3 +132,25 @@ def test_replay_and_snapshot_rebuild_equal_state(script: list[tuple[str, str, ob
     assert restored.snapshot() == live.snapshot()
     seqs = [e.seq for e in events]
     assert seqs == sorted(set(seqs))
+
+
+conn_names = st.sampled_from(["p/a", "p/a-rx", "p/b", "q/c-rx", "alice", "alice-rx", "p", "r/x-pane-rx"])
+any_target = st.sampled_from(["p", "p/a", "alice", "q/*", "p/a,q/c", "all", "", "p/reviewer", "x", "*", "alice-rx"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(conn_names, st.booleans()), max_size=8, unique_by=lambda t: t[0]), any_target)
+def test_indexed_recipients_equal_a_full_scan(conns: list[tuple[str, bool]], target: str) -> None:
+    """The roster's indexes find exactly the connections a scan with `addresses` finds."""
+    core = HubCore("syn-test")
+    for cid, (name, reviewer) in enumerate(conns, start=1):
+        core.open(cid, 0.0)
+        roles = ["p/reviewer"] if reviewer else []
+        feed(core, cid, frame(name, "heartbeat", roles=roles))
+    core.open(99, 0.0)
+    expected = sorted(
+        c.conn_id
+        for c in core.roster.named()
+        if c.name and (addresses(target, owner_of(c.name), c.roles) or addresses(target, c.name, c.roles))
+    )
+    assert [c.conn_id for c in core.recipients(target, 99)] == expected

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -53,9 +54,14 @@ def encode_data(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+@functools.cache
+def _kind_crc(kind: str) -> int:
+    return zlib.crc32(kind.encode())
+
+
 def checksum(kind: str, text: str) -> int:
     """CRC32 over kind and payload: catches a flipped byte that still parses."""
-    return zlib.crc32(text.encode(), zlib.crc32(kind.encode()))
+    return zlib.crc32(text.encode(), _kind_crc(kind))
 
 
 class ReplayReport:
@@ -187,23 +193,26 @@ class SqliteJournal(Journal):
         return report
 
     async def _replay_events(self, core: HubCore, report: ReplayReport) -> None:
-        apply = core.apply
+        apply, loads, crc32, kind_crc = core.apply, json.loads, zlib.crc32, _kind_crc
         try:
             async with self.db.execute(
                 "SELECT seq, ts, kind, data, crc FROM events WHERE seq > ? ORDER BY seq",
                 (report.snapshot_seq,),
             ) as cur:
                 while rows := await cur.fetchmany(20_000):
-                    for seq, ts, kind, text, crc in rows:
-                        if checksum(kind, text) != crc:
-                            report.stopped_at, report.reason = seq, "checksum mismatch"
-                            return
-                        try:
-                            apply(Event(seq, ts, kind, json.loads(text)))
-                        except Exception as exc:
-                            report.stopped_at, report.reason = seq, f"{type(exc).__name__}: {exc}"
-                            return
-                        report.replayed += 1
+                    for done, (seq, ts, kind, text, crc) in enumerate(rows):
+                        if crc32(text.encode(), kind_crc(kind)) != crc:
+                            reason = "checksum mismatch"
+                        else:
+                            try:
+                                apply(Event(seq, ts, kind, loads(text)))
+                                continue
+                            except Exception as exc:
+                                reason = f"{type(exc).__name__}: {exc}"
+                        report.replayed += done
+                        report.stopped_at, report.reason = seq, reason
+                        return
+                    report.replayed += len(rows)
         except sqlite3.DatabaseError as exc:
             report.stopped_at = core.seq + 1
             report.reason = f"database error: {exc}"

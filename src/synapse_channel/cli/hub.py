@@ -83,6 +83,13 @@ if TYPE_CHECKING:
     help="Seconds a new socket has to send its first frame.",
 )
 @click.option(
+    "--commit-mode",
+    type=click.Choice(["group", "each"]),
+    default="group",
+    hidden=True,
+    help="group: one fsync per batch (default); each: one fsync per outcome (for benchmarks).",
+)
+@click.option(
     "--takeover-cooldown",
     default=2.0,
     show_default=True,
@@ -108,6 +115,7 @@ def hub(
     ping_interval: float,
     ping_timeout: float,
     auth_timeout: float,
+    commit_mode: str,
     takeover_cooldown: float,
 ) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
@@ -139,6 +147,7 @@ def hub(
         ping_timeout=ping_timeout,
         auth_timeout=auth_timeout,
         takeover_cooldown=takeover_cooldown,
+        group_commit=commit_mode == "group",
     )
     try:
         warning = check_exposure(config)

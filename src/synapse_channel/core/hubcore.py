@@ -22,7 +22,6 @@ from ..protocol import (
     Command,
     ProtocolError,
     Registration,
-    addresses,
     hub_frame,
     int_field,
     owner_of,
@@ -78,11 +77,14 @@ class HubCore:
         applier = self.appliers.get(event.kind)
         if applier is not None:
             applier(event)
-        self.seq = max(self.seq, event.seq)
+        if event.seq > self.seq:
+            self.seq = event.seq
 
     def _apply_chat(self, event: Event) -> None:
         frame = event.data["frame"]
-        self.msg_id = max(self.msg_id, int(frame.get("msg_id", 0)))
+        msg_id = frame.get("msg_id", 0)
+        if msg_id > self.msg_id:
+            self.msg_id = msg_id
         self.history.append(frame)
         if is_directed_chat(frame):
             self.mailbox.store(frame)
@@ -204,12 +206,11 @@ class HubCore:
             if now - last < self.takeover_cooldown:
                 out.close(conn.conn_id, Close.TAKEOVER_COOLDOWN, "takeover cooldown")
                 return False
-            old = self.roster.takeover(conn, name, now)
+            old = self.roster.takeover(conn, name, now, reg.roles)
             out.close(old.conn_id, Close.SUPERSEDED, "superseded")
         else:
-            self.roster.bind(conn, name)
+            self.roster.bind(conn, name, reg.roles)
         conn.wake_capability = reg.wake_capability
-        conn.roles = reg.roles
         if holder is None:
             self._presence(out, "joined", name, now)
         if reg.mailbox:
@@ -233,13 +234,7 @@ class HubCore:
 
     def recipients(self, target: str, sender_conn: int) -> list[Conn]:
         """Named connections (other than the sender's) that ``target`` reaches."""
-        return [
-            conn
-            for conn in self.roster.named()
-            if conn.conn_id != sender_conn
-            and conn.name is not None
-            and (addresses(target, owner_of(conn.name), conn.roles) or addresses(target, conn.name, conn.roles))
-        ]
+        return self.roster.recipients(target, sender_conn)
 
 
 # ---------------------------------------------------------------------- handlers

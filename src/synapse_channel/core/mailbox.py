@@ -17,6 +17,7 @@ from ..protocol import addresses, is_broadcast, target_parts
 
 #: Directed messages kept in memory for replay; older ones stay in the journal.
 DEFAULT_RETENTION = 100_000
+_GLOB = frozenset("*?[")
 #: How many pruned (fully acked) message seqs are remembered for status queries.
 ACKED_MEMORY = 10_000
 
@@ -39,29 +40,36 @@ class Mailbox:
     recent_acked: deque[int] = field(default_factory=lambda: deque(maxlen=ACKED_MEMORY))
 
     def store(self, frame: dict[str, Any]) -> None:
-        """Keep a directed chat (idempotent by ``seq``)."""
+        """Keep a directed chat (idempotent by ``seq``). Hot on replay: keep it lean."""
         seq = frame["seq"]
-        if seq in self.messages or seq <= self._acked_floor(frame):
+        if seq in self.messages:
             return
-        self.messages[seq] = frame
-        if not self.order or seq > self.order[-1]:
-            self.order.append(seq)
+        target = frame.get("target", "")
+        if "," in target or not _GLOB.isdisjoint(target):
+            exact = None
+            self.targets.update(p for p in target_parts(target) if _GLOB.isdisjoint(p))
         else:
-            self.order.insert(bisect_right(self.order, seq), seq)
-        parts = target_parts(frame.get("target", ""))
-        for part in parts:
-            if not any(c in part for c in "*?["):
-                self.targets.add(part)
-        if len(parts) == 1 and not any(c in parts[0] for c in "*?["):
-            self.by_target.setdefault(parts[0], []).append(seq)
-        while len(self.messages) > self.retention:
-            self._drop(self.order.pop(0))
+            exact = target.strip()
+            if seq <= self.watermarks.get(exact, 0):
+                return  # already acked by its only recipient
+            self.targets.add(exact)
+            self.by_target.setdefault(exact, []).append(seq)
+        self.messages[seq] = frame
+        order = self.order
+        if not order or seq > order[-1]:
+            order.append(seq)
+        else:
+            order.insert(bisect_right(order, seq), seq)
+        if len(self.messages) > self.retention:
+            self._expire()
 
-    def _acked_floor(self, frame: dict[str, Any]) -> int:
-        parts = target_parts(frame.get("target", ""))
-        if len(parts) == 1:
-            return self.watermarks.get(parts[0], 0)
-        return 0
+    def _expire(self) -> None:
+        """Forget the oldest messages beyond ``retention`` (in chunks, so it stays cheap)."""
+        keep = self.retention - self.retention // 10
+        live = [s for s in self.order if s in self.messages]
+        for old in live[: len(live) - keep]:
+            self._drop(old)
+        self.order = live[len(live) - keep :]
 
     def _drop(self, seq: int) -> None:
         self.messages.pop(seq, None)

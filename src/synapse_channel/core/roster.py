@@ -7,8 +7,11 @@ never sees a socket.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
-from ..protocol import owner_of
+from ..protocol import owner_of, project_of, target_parts
+
+_GLOB = frozenset("*?[")
 
 
 @dataclass(slots=True)
@@ -32,6 +35,9 @@ class Roster:
     conns: dict[int, Conn] = field(default_factory=dict)
     names: dict[str, int] = field(default_factory=dict)
     last_takeover: dict[str, float] = field(default_factory=dict)
+    by_owner: dict[str, set[int]] = field(default_factory=dict)
+    by_project: dict[str, set[int]] = field(default_factory=dict)
+    by_role: dict[str, set[int]] = field(default_factory=dict)
 
     def online(self) -> list[str]:
         """Every bound name, sorted (waiter sidecars included)."""
@@ -50,21 +56,78 @@ class Roster:
         cid = self.names.get(name)
         return None if cid is None else self.conns[cid]
 
-    def bind(self, conn: Conn, name: str) -> None:
-        """Bind ``name`` to ``conn`` (the caller checked for conflicts)."""
+    def bind(self, conn: Conn, name: str, roles: tuple[str, ...] = ()) -> None:
+        """Bind ``name`` (and ``roles``) to ``conn``; the caller checked for conflicts."""
         conn.name = name
+        conn.roles = roles
         self.names[name] = conn.conn_id
+        owner = owner_of(name)
+        self.by_owner.setdefault(owner, set()).add(conn.conn_id)
+        if "/" in owner:
+            self.by_project.setdefault(project_of(owner), set()).add(conn.conn_id)
+        for role in roles:
+            self.by_role.setdefault(role, set()).add(conn.conn_id)
 
-    def takeover(self, conn: Conn, name: str, now: float) -> Conn:
+    def _unindex(self, conn: Conn) -> None:
+        if conn.name is None:
+            return
+        owner = owner_of(conn.name)
+        keys = [(self.by_owner, owner)] + [(self.by_role, r) for r in conn.roles]
+        if "/" in owner:
+            keys.append((self.by_project, project_of(owner)))
+        for index, key in keys:
+            members = index.get(key)
+            if members is not None:
+                members.discard(conn.conn_id)
+                if not members:
+                    del index[key]
+
+    def recipients(self, target: str, exclude: int) -> list[Conn]:
+        """Named connections ``target`` reaches (by name, waiter, project, role or glob).
+
+        Uses the indexes, so a directed message costs O(recipients), not
+        O(connections); only globs scan.
+        """
+        t = target.strip()
+        ids: set[int] = set()
+        parts = target_parts(t)
+        if t in ("", "all") or "all" in parts:
+            ids = set(self.names.values())
+        else:
+            for part in parts:
+                if not _GLOB.isdisjoint(part):
+                    ids.update(self._glob(part))
+                    continue
+                for index in (self.by_owner, self.by_role, self.by_project if "/" not in part else {}):
+                    ids.update(index.get(part, ()))
+                if part in self.names:
+                    ids.add(self.names[part])
+        ids.discard(exclude)
+        return [self.conns[i] for i in sorted(ids)]
+
+    def _glob(self, pattern: str) -> list[int]:
+        return [
+            c.conn_id
+            for c in self.named()
+            if c.name is not None
+            and (
+                fnmatchcase(owner_of(c.name), pattern)
+                or fnmatchcase(c.name, pattern)
+                or any(fnmatchcase(r, pattern) for r in c.roles)
+            )
+        ]
+
+    def takeover(self, conn: Conn, name: str, now: float, roles: tuple[str, ...] = ()) -> Conn:
         """Atomically move ``name`` to ``conn``; return the displaced connection.
 
         The name is rebound before the old socket is closed, so no message
         addressed to it can be routed to the dying socket.
         """
         old = self.conns[self.names[name]]
+        self._unindex(old)
         old.superseded = True
         old.name = None
-        self.bind(conn, name)
+        self.bind(conn, name, roles)
         self.last_takeover[name] = now
         return old
 
@@ -74,6 +137,7 @@ class Roster:
         if conn is None or conn.name is None:
             return None
         if self.names.get(conn.name) == conn_id:
+            self._unindex(conn)
             del self.names[conn.name]
             return conn
         return None
