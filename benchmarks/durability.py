@@ -273,9 +273,8 @@ async def main_async(quick: bool) -> dict[str, Any]:
             key = f"{producers}/{'group' if group else 'each'}"
             rates = [await journal_rate(producers, group, seconds / 2) for _ in range(runs)]
             results["journal_commits_per_s"][key] = summary(rates)
-            print(
-                f"journal commits/s  producers={producers:<3} {key.split('/')[1]:<5} median {summary(rates)['median']:9.0f}"
-            )
+            median = summary(rates)["median"]
+            print(f"journal commits/s  producers={producers:<3} {key.split('/')[1]:<5} median {median:9.0f}")
         g = results["journal_commits_per_s"][f"{producers}/group"]["median"]
         e = results["journal_commits_per_s"][f"{producers}/each"]["median"]
         results["journal_commits_per_s"][f"{producers}/speedup"] = g / e
@@ -293,7 +292,8 @@ async def main_async(quick: bool) -> dict[str, Any]:
             db = Path(tmp, f"j{n}.db")
             t0 = time.perf_counter()
             build_journal(db, n, snapshot_every=10_000)
-            print(f"built {n} events in {time.perf_counter() - t0:.1f}s ({db.stat().st_size / 2**20:.0f} MiB)")
+            size = os.path.getsize(db) / 2**20
+            print(f"built {n} events in {time.perf_counter() - t0:.1f}s ({size:.0f} MiB)")
             results["restart_s"][str(n)] = await restart_time(db, runs)
             print(f"restart with {n} events: median {results['restart_s'][str(n)]['median']:.3f}s")
             results["replay_events_per_s"][str(n)] = await replay_rate(db, 3 if n > 100_000 else runs)

@@ -199,7 +199,7 @@ class SqliteJournal(Journal):
                 "SELECT seq, ts, kind, data, crc FROM events WHERE seq > ? ORDER BY seq",
                 (report.snapshot_seq,),
             ) as cur:
-                while rows := await cur.fetchmany(20_000):
+                while rows := list(await cur.fetchmany(20_000)):
                     for done, (seq, ts, kind, text, crc) in enumerate(rows):
                         if crc32(text.encode(), kind_crc(kind)) != crc:
                             reason = "checksum mismatch"
