@@ -116,3 +116,28 @@ async def test_reference_syn_wait_gets_the_replay(hub_factory: HubFactory, tmp_p
     code, out, err = await ref("--uri", hub.uri, tool="syn-wait", env=env, timeout=20)
     assert code == 0, err
     assert "offline directed 1" in out
+
+
+async def test_history_resume_and_inbox_page(hub: Hub) -> None:
+    """history_request, its inbox_page form, and resume_request answer from the journal's projection."""
+    s = await open_raw(hub.uri, "s")
+    for i in range(4):
+        await s.send("chat", "mbx/w1" if i % 2 else "all", f"m{i}")
+    last = (await s.expect("chat", payload="m3"))["msg_id"]
+    await s.send("history_request", payload="history", limit=2)
+    hist = await s.expect("history_snapshot")
+    assert [f["payload"] for f in hist["history"]] == ["m2", "m3"] and hist["requested_limit"] == 2
+    await s.send("resume_request", payload="resume", since=last - 2)
+    res = await s.expect("resume_snapshot")
+    assert [f["payload"] for f in res["messages"]] == ["m2", "m3"] and res["since"] == last - 2
+    query = {"version": 1, "identity": "mbx/w1", "hub_id": hub.core.hub_id, "since_seq": 0, "limit": 1}
+    await s.send("history_request", payload="history", inbox_query=query)
+    page = (await s.expect("history_snapshot"))["inbox_page"]
+    assert page["available"] is True and page["identity"] == "mbx/w1" and page["has_more"] is True
+    assert [f["payload"] for f in page["messages"]] == ["m1"]
+    await s.send("history_request", payload="history", inbox_query={**query, "since_seq": page["cursor"]})
+    page2 = (await s.expect("history_snapshot"))["inbox_page"]
+    assert [f["payload"] for f in page2["messages"]] == ["m3"] and page2["has_more"] is False
+    await s.send("history_request", inbox_query={"identity": 5})
+    assert (await s.expect("error"))["code"] == "BAD_FIELD"
+    await s.close()
