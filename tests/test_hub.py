@@ -321,14 +321,6 @@ async def test_stop_closes_every_socket_with_1001(hub_factory: HubFactory) -> No
     assert (await c.closed())[0] == 1001
 
 
-async def test_unsupported_verb_gets_error(raw: RawFactory) -> None:
-    """A known-but-unimplemented verb is refused with an error, not silence."""
-    c = await raw("c")
-    await c.send("board_request", payload="board")
-    err = await c.expect("error")
-    assert err["code"] in {"UNSUPPORTED"} or err["type"] == "error"
-
-
 async def test_plugin_hooks_fire_and_bad_plugins_are_skipped(hub_factory: HubFactory) -> None:
     """message_received and presence_changed reach plugins; raising or hanging ones do no harm."""
     from synapse_channel.hookspecs import hookimpl

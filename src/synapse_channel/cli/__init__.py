@@ -28,6 +28,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "backup": ("synapse_channel.cli.db", "backup", "Copy a running hub's database consistently."),
     "db": ("synapse_channel.cli.db", "db", "Inspect the event log (db check)."),
     "receipt": ("synapse_channel.cli.roster", "receipt", "Show a directed message's state: stored, delivered, acked."),
+    "claim": ("synapse_channel.cli.claims", "claim", "Lease a task with a file scope."),
+    "release": ("synapse_channel.cli.claims", "release", "Release your claim on a task."),
+    "lock": ("synapse_channel.cli.claims", "lock", "Claim, run a command, release."),
+    "renew": ("synapse_channel.cli.claims", "renew", "Extend your lease on a task."),
+    "checkpoint": ("synapse_channel.cli.claims", "checkpoint", "Store a resume note on your claim."),
+    "handoff": ("synapse_channel.cli.claims", "handoff", "Hand your claim to another online agent."),
+    "state": ("synapse_channel.cli.claims", "state", "List live claims."),
+    "task": ("synapse_channel.cli.board", "task", "Declare, update, report progress on board tasks."),
+    "board": ("synapse_channel.cli.board", "board", "Show the task board."),
 }
 
 

@@ -27,8 +27,12 @@ from ..protocol import (
     owner_of,
     registration_of,
 )
+from . import board as board_verbs
 from . import catchup
+from . import claims as claim_verbs
 from . import protocol_text as text
+from .board import Board
+from .claims import Claims
 from .mailbox import Mailbox, is_directed_chat
 from .outcome import Event, Outcome
 from .roster import Conn, Roster
@@ -62,6 +66,10 @@ class HubCore:
             "chat": self._apply_chat,
             "mailbox_watermark": self._apply_watermark,
         }
+        self.claims = Claims()
+        self.board = Board()
+        claim_verbs.install(self)
+        board_verbs.install(self)
 
     # ------------------------------------------------------------------ events
 
@@ -101,6 +109,8 @@ class HubCore:
             "msg_id": self.msg_id,
             "mailbox": self.mailbox.dump(),
             "history": list(self.history),
+            "claims": self.claims.dump(),
+            "board": self.board.dump(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -110,6 +120,14 @@ class HubCore:
         self.mailbox.load(state["mailbox"])
         self.history.clear()
         self.history.extend(state.get("history", []))
+        self.claims.load(state.get("claims", {"live": [], "epoch": 0, "operations": []}))
+        self.board.load(state.get("board", {"tasks": [], "progress": []}))
+
+    def expire(self, now: float) -> Outcome:
+        """Journal and announce every lease that has run out by ``now``."""
+        out = Outcome()
+        claim_verbs.expire(self, now, out)
+        return out
 
     # ------------------------------------------------------------------ connections
 
@@ -141,6 +159,7 @@ class HubCore:
         out = Outcome()
         conn = self.roster.remove(conn_id)
         if conn is not None and conn.name is not None:
+            self.roster.last_left[owner_of(conn.name)] = now
             self._presence(out, "left", conn.name, now)
         return out
 

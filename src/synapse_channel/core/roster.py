@@ -38,6 +38,7 @@ class Roster:
     by_owner: dict[str, set[int]] = field(default_factory=dict)
     by_project: dict[str, set[int]] = field(default_factory=dict)
     by_role: dict[str, set[int]] = field(default_factory=dict)
+    last_left: dict[str, float] = field(default_factory=dict)
 
     def online(self) -> list[str]:
         """Every bound name, sorted (waiter sidecars included)."""

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ..store import Journal
 
 log = logging.getLogger("synapse_channel.hub")
+EXPIRY_POLL = 0.5
 
 
 def new_hub_id() -> str:
@@ -68,6 +69,7 @@ class Hub:
         self._last_commit: asyncio.Future[None] | None = None
         self._notices: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._notifier: asyncio.Task[None] | None = None
+        self._expirer: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
         self._stop_requested = False
         self._stop_task: asyncio.Future[None] | None = None
@@ -92,6 +94,7 @@ class Hub:
         self.journal.snapshot_source = self.core.snapshot
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines)
         self._notifier = asyncio.create_task(self._run_notices())
+        self._expirer = asyncio.create_task(self._run_expiry())
         self._server = await serve(
             self._handle,
             cfg.host,
@@ -142,6 +145,8 @@ class Hub:
             await asyncio.wait_for(server.wait_closed(), self.config.close_timeout + 0.5)
         for link in list(self._links.values()):
             await link.stop()
+        if self._expirer is not None:
+            self._expirer.cancel()
         if self._notifier is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._notices.join(), 1.0)
@@ -277,6 +282,16 @@ class Hub:
     def _emit(self, hook: str, **kwargs: Any) -> None:
         if self.pm is not None:
             self._notices.put_nowait((hook, kwargs))
+
+    async def _run_expiry(self) -> None:
+        """Expire leases when they run out (re-checked at least every half second)."""
+        while True:
+            deadline = self._core.claims.next_deadline()
+            now = time.time()
+            if deadline is not None and deadline <= now:
+                await self._commit_and_deliver(self._core.expire(now))
+                continue
+            await asyncio.sleep(EXPIRY_POLL if deadline is None else min(EXPIRY_POLL, deadline - now))
 
     async def _run_notices(self) -> None:
         while True:
