@@ -189,3 +189,212 @@ async def test_hook_wake_delivered(hub_factory: HubFactory, capsys: pytest.Captu
     assert got["identity"] == "wd" and got["frames"][0]["payload"] == "ping"
     assert "s: ping" in capsys.readouterr().out
     await sender.close()
+
+
+class Connections:
+    """Records connection-level hooks on the hub side."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    @hookimpl
+    def client_joined(self, name: str, wake_capability: str) -> None:
+        self.calls.append(("client_joined", {"name": name, "cap": wake_capability}))
+
+    @hookimpl
+    def client_left(self, name: str) -> None:
+        self.calls.append(("client_left", {"name": name}))
+
+    @hookimpl
+    def message_delivered(self, message: dict[str, Any], recipients: list[str]) -> None:
+        self.calls.append(("message_delivered", {"payload": message["payload"], "recipients": recipients}))
+
+    async def wait_for(self, hook: str, timeout: float = 10) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            while not any(n == hook for n, _ in self.calls):
+                await asyncio.sleep(0.01)
+        return [kw for n, kw in self.calls if n == hook]
+
+
+@pytest.fixture
+async def conns(hub_factory: HubFactory) -> tuple[Any, Connections]:
+    rec = Connections()
+    hub = await hub_factory(pm=make_plugin_manager(entrypoints=False, extra=[rec]))
+    return hub, rec
+
+
+async def test_hook_client_joined(conns: tuple[Any, Connections]) -> None:
+    """client_joined carries the name and its wake capability."""
+    hub, rec = conns
+    c = await open_raw(hub.uri, "p/a-rx")
+    await c.send("heartbeat", wake_capability="passive")
+    assert await rec.wait_for("client_joined") == [{"name": "p/a-rx", "cap": "passive"}]
+    await c.close()
+
+
+async def test_hook_client_left(conns: tuple[Any, Connections]) -> None:
+    """client_left fires when the holder of a name disconnects."""
+    hub, rec = conns
+    c = await open_raw(hub.uri, "leaver")
+    await c.send("heartbeat")
+    await c.expect("welcome")
+    await c.close()
+    assert await rec.wait_for("client_left") == [{"name": "leaver"}]
+
+
+async def test_hook_message_delivered(conns: tuple[Any, Connections]) -> None:
+    """message_delivered fires for a live directed delivery and for a mailbox replay."""
+    hub, rec = conns
+    s = await open_raw(hub.uri, "s")
+    await s.send("chat", "later", "queued one")
+    await s.expect("chat")
+    w = await open_raw(hub.uri, "later-rx")
+    await w.send("heartbeat", mailbox=True, since_seq=0, mailbox_for="later")
+    await w.expect("chat", replayed=True)
+    await s.send("chat", "later", "live one")
+    await w.expect("chat", payload="live one")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while len([c for c in rec.calls if c[0] == "message_delivered"]) < 2:
+        assert loop.time() < deadline
+        await asyncio.sleep(0.01)
+    got = [kw for n, kw in rec.calls if n == "message_delivered"]
+    assert got == [{"payload": "queued one", "recipients": ["later"]}, {"payload": "live one", "recipients": ["later"]}]
+    await s.close()
+    await w.close()
+
+
+async def test_hook_client_connected(hub_factory: HubFactory) -> None:
+    """client_connected and client_disconnected fire in the client."""
+    from synapse_channel.client.connection import HubClient
+
+    seen: list[str] = []
+
+    class Client:
+        @hookimpl
+        def client_connected(self, client: Any, welcome: dict[str, Any]) -> None:
+            seen.append(f"connected {client.name} {welcome['type']}")
+
+        @hookimpl
+        def client_disconnected(self, code: int | None, reason: str) -> None:
+            seen.append(f"disconnected {code}")
+
+    hub = await hub_factory()
+    client = HubClient(hub.uri, "hooked", pm=make_plugin_manager(entrypoints=False, extra=[Client()]))
+    await client.connect()
+    await client.close()
+    assert seen == ["connected hooked welcome", "disconnected None"]
+
+
+async def test_hook_client_disconnected(hub_factory: HubFactory) -> None:
+    """client_disconnected reports the hub's close code."""
+    from synapse_channel.client.connection import HubClient, HubClosed
+
+    codes: list[Any] = []
+
+    class Client:
+        @hookimpl
+        def client_disconnected(self, code: int | None, reason: str) -> None:
+            codes.append((code, reason))
+
+    hub = await hub_factory()
+    pm = make_plugin_manager(entrypoints=False, extra=[Client()])
+    first = HubClient(hub.uri, "dup", registration={"takeover": True}, pm=pm)
+    await first.connect()
+    second = HubClient(hub.uri, "dup", registration={"takeover": True})
+    await second.connect()
+    with pytest.raises(HubClosed):
+        while True:
+            await first.recv(5)
+    await first.close()
+    await second.close()
+    assert codes == [(4010, "superseded")]
+
+
+async def test_hook_wake_requested(hub_factory: HubFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """wake_requested tells the delay the policy chose before the waiter sleeps."""
+    seen: list[tuple[str, float]] = []
+
+    class Watch:
+        @hookimpl
+        def wake_requested(self, identity: str, delay: float) -> None:
+            seen.append((identity, delay))
+
+    hub = await hub_factory()
+    pm = make_plugin_manager(entrypoints=False, extra=[Watch()])
+    spec = WaitSpec(uri=hub.uri, for_name="wr", connect_name="wr-rx", timeout=10, pm=pm, mailbox=False)
+    task = asyncio.create_task(Waiter(spec).run())
+    while "wr-rx" not in hub.core.roster.names:
+        await asyncio.sleep(0.01)
+    s = await open_raw(hub.uri, "s")
+    await s.send("chat", "wr", "go")
+    assert await task == 0
+    assert seen == [("wr", 0.0)]
+    await s.close()
+    capsys.readouterr()
+
+
+def test_hook_configure() -> None:
+    """configure is historic: a plugin registered after the call still receives the config."""
+    from synapse_channel.config import load_config
+
+    got: list[Any] = []
+
+    class Late:
+        @hookimpl
+        def configure(self, config: Any) -> None:
+            got.append(config)
+
+    pm = make_plugin_manager(entrypoints=False)
+    config = load_config()
+    pm.hook.configure.call_historic(kwargs={"config": config})
+    pm.register(Late())
+    assert got == [config]
+
+
+def test_hook_register_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plugin-declared keys are accepted (and typed) in synapse.toml; undeclared ones are not."""
+    from synapse_channel.config import ConfigError, load_config, plugin_settings
+
+    class Declares:
+        @hookimpl
+        def register_settings(self, register: Any) -> None:
+            register("demo.level", int, 3, "How loud.")
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "synapse.toml").write_text("[demo]\nlevel = 5\n")
+    pm = make_plugin_manager(entrypoints=False, extra=[Declares()])
+    assert load_config(extra=plugin_settings(pm)).get("demo.level") == 5
+    with pytest.raises(ConfigError, match=r"synapse.toml:2: unknown key 'demo.level'"):
+        load_config()
+
+
+def test_hook_register_commands() -> None:
+    """register_commands adds click commands to the CLI group."""
+    import click
+
+    class Adds:
+        @hookimpl
+        def register_commands(self, cli: Any) -> None:
+            @click.command("hello-plugin")
+            def hello() -> None:
+                click.echo("hi")
+
+            cli.add_command(hello)
+
+    group = click.Group()
+    make_plugin_manager(entrypoints=False, extra=[Adds()]).hook.register_commands(cli=group)
+    assert "hello-plugin" in group.commands
+
+
+def test_hook_register_wake_adapters() -> None:
+    """register_wake_adapters collects adapters by name (the first registration wins)."""
+    from synapse_channel.plugins import wake_adapters
+
+    class Offers:
+        @hookimpl
+        def register_wake_adapters(self, register: Any) -> None:
+            register("fake", "adapter-object")
+            register("fake", "shadowed")
+
+    assert wake_adapters(make_plugin_manager(entrypoints=False, extra=[Offers()])) == {"fake": "adapter-object"}

@@ -1,15 +1,19 @@
 """The plugin contract: every hook the hub, the client and the CLI call.
 
-Decision hooks (``firstresult=True``) are plain functions and must not do I/O.
-Event hooks are dispatched by :func:`synapse_channel.dispatch.notify`: an
-implementation may be ``async def``; it runs with a timeout, and one that
-raises or hangs is logged with its plugin name and skipped, so a bad plugin
-never breaks the hub or a command. The docstrings here are the reference;
-``docs/plugins.md`` repeats each signature and a test keeps the two in step.
+Decision and setup hooks (``wake_delay``, ``register_*``, ``configure``) are
+plain functions and must not block. Event hooks are dispatched by
+:func:`synapse_channel.dispatch.notify`: an implementation may be
+``async def``; it runs with a timeout, and one that raises or hangs is logged
+with its plugin name and skipped, so a bad plugin never breaks the hub or a
+command. An implementation may accept any subset of a hook's arguments.
+
+The docstrings here are the reference; ``docs/plugins.md`` repeats each
+signature and a test keeps the two in step and checks every hook has a test.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
@@ -17,6 +21,69 @@ import pluggy
 PROJECT = "synapse_channel"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# --------------------------------------------------------------------------- setup
+
+
+@hookspec(historic=True)
+def configure(config: Any) -> None:
+    """The effective :class:`synapse_channel.config.Config` for this process.
+
+    Historic: a plugin registered later still receives it. Read your own
+    table with ``config.table("name")``.
+    """
+
+
+@hookspec
+def register_settings(register: Callable[..., None]) -> None:
+    """Declare this plugin's config keys: ``register(key, type, default, help, env=None)``.
+
+    Declared keys may appear in ``synapse.toml``; undeclared ones are errors.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add click commands to the ``synapse`` group: ``cli.add_command(command)``."""
+
+
+@hookspec
+def register_wake_adapters(register: Callable[[str, Any], None]) -> None:
+    """Offer assistant wake adapters: ``register(name, adapter)``."""
+
+
+# --------------------------------------------------------------------------- hub lifecycle
+
+
+@hookspec
+def hub_started(hub: Any) -> None:
+    """The hub replayed its journal and is listening (``hub.uri`` is set)."""
+
+
+@hookspec
+def hub_stopping(hub: Any) -> None:
+    """The hub is shutting down; sockets are about to close with 1001."""
+
+
+# --------------------------------------------------------------------------- connections
+
+
+@hookspec
+def client_joined(hub: Any, name: str, wake_capability: str) -> None:
+    """A connection bound ``name`` (also after a takeover)."""
+
+
+@hookspec
+def client_left(hub: Any, name: str) -> None:
+    """The connection holding ``name`` closed (not fired for a superseded socket)."""
+
+
+@hookspec
+def presence_changed(hub: Any, agent: str, event: str, online_agents: list[str]) -> None:
+    """A name joined or left the roster (``event`` is ``joined`` or ``left``)."""
+
+
+# --------------------------------------------------------------------------- messages
 
 
 @hookspec
@@ -29,13 +96,16 @@ def message_received(hub: Any, message: dict[str, Any], recipients: list[str]) -
 
 
 @hookspec
-def presence_changed(hub: Any, agent: str, event: str, online_agents: list[str]) -> None:
-    """A name joined or left the roster (``event`` is ``joined`` or ``left``)."""
+def message_delivered(hub: Any, message: dict[str, Any], recipients: list[str]) -> None:
+    """A directed chat reached live recipients, live or by mailbox replay."""
 
 
 @hookspec
 def message_acked(hub: Any, identity: str, seq: int) -> None:
     """``identity`` acknowledged its mailbox through ``seq`` (journalled)."""
+
+
+# --------------------------------------------------------------------------- wake (client side)
 
 
 @hookspec(firstresult=True)
@@ -45,9 +115,13 @@ def wake_delay(identity: str, frame: dict[str, Any], one_to_many: bool, jitter: 
     Decision hook: plain ``def`` only, no I/O; stops at the first non-None
     result. ``one_to_many`` is true for broadcasts, globs, comma lists and
     project-wide messages; ``jitter`` is the configured spread in seconds.
-    The bundled ``wake_jitter`` plugin answers ``uniform(0, jitter)`` for
-    one-to-many wakes and ``0`` for directed ones.
+    The bundled ``wake_jitter`` plugin implements the ``[wake] policy``.
     """
+
+
+@hookspec
+def wake_requested(identity: str, frame: dict[str, Any], delay: float) -> None:
+    """A waiter for ``identity`` will wake for ``frame`` after ``delay`` seconds."""
 
 
 @hookspec
@@ -56,10 +130,10 @@ def wake_delivered(identity: str, frames: list[dict[str, Any]]) -> None:
 
 
 @hookspec
-def hub_started(hub: Any) -> None:
-    """The hub replayed its journal and is listening (``hub.uri`` is set)."""
+def client_connected(client: Any, welcome: dict[str, Any]) -> None:
+    """A client (any command) registered with a hub; ``welcome`` is the hub's greeting."""
 
 
 @hookspec
-def hub_stopping(hub: Any) -> None:
-    """The hub is shutting down; sockets are about to close with 1001."""
+def client_disconnected(client: Any, code: int | None, reason: str) -> None:
+    """A registered client's connection ended (``code`` None: closed by us)."""

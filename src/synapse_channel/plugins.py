@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
@@ -40,6 +41,7 @@ def make_plugin_manager(
     for name in disabled:
         pm.set_blocked(name)
     failures: list[PluginLoadFailure] = []
+    pm.plugin_dists = {}  # type: ignore[attr-defined]
     if entrypoints:
         failures = _load_entrypoints(pm)
     for plugin in extra:
@@ -62,4 +64,35 @@ def _load_entrypoints(pm: pluggy.PluginManager) -> list[PluginLoadFailure]:
             failures.append(PluginLoadFailure(ep.name, f"{type(exc).__name__}: {exc}"))
             continue
         pm.register(plugin, name=ep.name)
+        pm.plugin_dists[ep.name] = ep.dist  # type: ignore[attr-defined]  # shown by `synapse plugins`
     return failures
+
+
+def load_runtime(*, start: Any = None, extra: Iterable[object] = ()) -> tuple[Any, pluggy.PluginManager]:
+    """Config and plugins together, each validated against the other.
+
+    Plugins named in ``plugins.disabled`` are not loaded; plugin-declared
+    settings join the schema before the config is checked strictly; then
+    ``configure`` is called (historic, so later registrations see it too).
+    """
+    from .config import load_config, plugin_settings
+
+    first = load_config(start=start, strict=False)
+    pm = make_plugin_manager(disabled=first.get("plugins.disabled") or (), extra=extra)
+    config = load_config(start=start, extra=plugin_settings(pm), strict=True)
+    pm.hook.configure.call_historic(kwargs={"config": config})
+    return config, pm
+
+
+def wake_adapters(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """Every wake adapter plugins offer through ``register_wake_adapters``, by name."""
+    found: dict[str, Any] = {}
+
+    def register(name: str, adapter: Any) -> None:
+        if name in found:
+            log.warning("wake adapter %r registered twice; keeping the first", name)
+            return
+        found[name] = adapter
+
+    pm.hook.register_wake_adapters(register=register)
+    return found

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from ..config import ConfigError
+
 # name -> (module, attribute, one-line help). Help is duplicated here so that
 # listing commands does not import them.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -37,26 +39,42 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "state": ("synapse_channel.cli.claims", "state", "List live claims."),
     "task": ("synapse_channel.cli.board", "task", "Declare, update, report progress on board tasks."),
     "board": ("synapse_channel.cli.board", "board", "Show the task board."),
+    "plugins": ("synapse_channel.cli.settings", "plugins", "List plugins, their versions and hooks."),
+    "config": ("synapse_channel.cli.settings", "config", "Show, create and edit synapse.toml."),
 }
 
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
+    _plugins_loaded = False
+
+    def load_plugin_commands(self) -> None:
+        """Let plugins add commands (``register_commands``); only done when needed."""
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from .common import runtime
+
+        runtime()[1].hook.register_commands(cli=self)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugin_commands()
         return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         spec = COMMANDS.get(cmd_name)
         if spec is None:
+            self.load_plugin_commands()
             return super().get_command(ctx, cmd_name)
         module = importlib.import_module(spec[0])
         command: click.Command = getattr(module, spec[1])
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.load_plugin_commands()
         rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
-        rows += [(n, c.get_short_help_str()) for n, c in self.commands.items() if n not in COMMANDS]
+        rows += [(n, c.get_short_help_str()) for n, c in self.commands.items() if n not in COMMANDS and not c.hidden]
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
 
@@ -86,3 +104,6 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None = None
         sys.exit(exc.exit_code)
     except click.Abort:
         sys.exit(130)
+    except ConfigError as exc:
+        click.echo(f"{prog}: error: {exc}", err=True)
+        sys.exit(2)

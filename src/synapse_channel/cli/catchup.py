@@ -115,9 +115,11 @@ def git_project() -> str | None:
 
 
 def resolve(identity: str | None, project: str | None) -> tuple[str | None, str | None]:
-    """Flags beat ``SYN_IDENTITY``/``SYN_PROJECT``, which beat the git top level."""
-    identity = identity or os.environ.get("SYN_IDENTITY") or None
-    project = project or os.environ.get("SYN_PROJECT") or (identity.split("/", 1)[0] if identity else None)
+    """Flags beat ``SYN_IDENTITY``/``SYN_PROJECT``, which beat the project config, then the git top level."""
+    from .common import default_identity, settings
+
+    identity = identity or default_identity()
+    project = project or settings().project or (identity.split("/", 1)[0] if identity else None)
     return identity, project or git_project()
 
 
@@ -131,7 +133,11 @@ def cursor_file(name: str, suffix: str = ".cursor") -> Path:
 @click.option("--project", help="Project (default $SYN_PROJECT, the identity's prefix, or the git top level).")
 @click.option("--project-wide", is_flag=True, help="Everything for the project, with its own cursor.")
 @click.option("--json", "as_json", is_flag=True)
-def inbox(identity: str | None, project: str | None, project_wide: bool, as_json: bool) -> None:
+@click.option("--peek", is_flag=True, help="Do not move the cursor.")
+@click.option("--count", is_flag=True, help="Print only how many messages are new (for a prompt).")
+def inbox(
+    identity: str | None, project: str | None, project_wide: bool, as_json: bool, peek: bool, count: bool
+) -> None:
     """What is new for this identity since its last read (from the relay feed)."""
     identity, project = resolve(identity, project)
     key = project if project_wide else identity
@@ -142,9 +148,13 @@ def inbox(identity: str | None, project: str | None, project_wide: bool, as_json
     chosen = select(
         lines, for_name=None if project_wide else identity, project=project if project_wide else None, roles=()
     )
-    for line in chosen:
-        show(line, as_json)
-    cur.save(offset, last)
+    if count:
+        click.echo(str(len(chosen)))
+    else:
+        for line in chosen:
+            show(line, as_json)
+    if not peek:
+        cur.save(offset, last)
 
 
 def inbox_main() -> None:
@@ -158,13 +168,17 @@ def inbox_main() -> None:
 @click.option("--id", "identity", help="This seat's identity (default $SYN_IDENTITY).")
 @click.option("--project", help="Project to catch up on (default $SYN_PROJECT or the identity's prefix).")
 @click.option("--limit", default=30, show_default=True, type=click.IntRange(1), help="Most messages to print per run.")
-@click.option("--uri", envvar="SYNAPSE_URI", default="ws://localhost:8876", show_default=True)
+@click.option("--uri", envvar="SYNAPSE_URI", help="Hub URI (default: env SYNAPSE_URI, [hub] uri, ws://localhost:8876).")
 @click.option("--no-hub", is_flag=True, help="Do not ask the hub for claims and tasks.")
-def resume(identity: str | None, project: str | None, limit: int, uri: str, no_hub: bool) -> None:
+def resume(identity: str | None, project: str | None, limit: int, uri: str | None, no_hub: bool) -> None:
     """The returning agent's catch-up: missed chats, held claims, ready tasks."""
     identity, project = resolve(identity, project)
     if not project:
         raise click.UsageError("no project: pass --project or --id, or set SYN_PROJECT / SYN_IDENTITY")
+    if not uri:
+        from .common import settings
+
+        uri = str(settings().get("hub.uri"))
     cur = FeedCursor(cursor_file(project, ".resume.cursor"))
     lines, offset, last = read_feed(syn_home() / "feed.ndjson", cur)
     missed = select(lines, for_name=None, project=project, roles=())

@@ -34,13 +34,47 @@ def connection_options(default_name: str | None = None) -> Callable[[F], F]:
         fn = click.option(
             "--uri",
             envvar="SYNAPSE_URI",
-            default=DEFAULT_URI,
-            show_default=True,
-            help="Hub URI (ws:// or wss://); env SYNAPSE_URI.",
+            callback=_uri_default,
+            help=f"Hub URI (ws:// or wss://); env SYNAPSE_URI, then [hub] uri, then {DEFAULT_URI}.",
         )(fn)
         return fn
 
     return decorate
+
+
+def _uri_default(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    return value or str(settings().get("hub.uri"))
+
+
+_SETTINGS: list[Any] = []
+
+
+def settings() -> Any:
+    """The effective config for client commands (cached; plugin tables left to plugins)."""
+    if not _SETTINGS:
+        from ..config import ConfigError, load_config
+
+        try:
+            config = load_config(strict=False)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        if config.source("paths.home") != "default" and not os.environ.get("SYN_HOME"):
+            os.environ["SYN_HOME"] = str(config.home)  # one place decides; paths.syn_home() reads it
+        _SETTINGS.append(config)
+    return _SETTINGS[0]
+
+
+_RUNTIME: list[Any] = []
+
+
+def runtime() -> tuple[Any, Any]:
+    """Config and plugin manager, loaded once per process (strictly validated)."""
+    if not _RUNTIME:
+        from ..plugins import load_runtime
+
+        _RUNTIME.append(load_runtime())
+    config, pm = _RUNTIME[0]
+    return config, pm
 
 
 def read_token_file(path: Path) -> str:
@@ -58,7 +92,7 @@ def read_token_file(path: Path) -> str:
 
 
 def resolve_token(token: str | None, token_file: Path | None) -> str | None:
-    """``--token`` > ``--token-file`` > ``SYNAPSE_TOKEN`` > ``SYNAPSE_TOKEN_FILE``."""
+    """``--token`` > ``--token-file`` > ``SYNAPSE_TOKEN`` > ``SYNAPSE_TOKEN_FILE`` > ``[hub] token_file``."""
     if token:
         return token
     if token_file is not None:
@@ -66,15 +100,15 @@ def resolve_token(token: str | None, token_file: Path | None) -> str | None:
     env = os.environ.get("SYNAPSE_TOKEN")
     if env:
         return env
-    env_file = os.environ.get("SYNAPSE_TOKEN_FILE")
-    if env_file:
-        return read_token_file(Path(env_file))
+    configured = settings().get("hub.token_file")
+    if configured:
+        return read_token_file(Path(str(configured)).expanduser())
     return None
 
 
 def default_identity() -> str | None:
-    """``SYN_IDENTITY`` when set (the shell integration exports it)."""
-    return os.environ.get("SYN_IDENTITY") or None
+    """``SYN_IDENTITY``, else the project config's identity (``[identity]``)."""
+    return os.environ.get("SYN_IDENTITY") or settings().identity
 
 
 def run(coro: Coroutine[Any, Any, int]) -> None:

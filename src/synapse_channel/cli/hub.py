@@ -178,9 +178,9 @@ async def _serve(config: HubConfig) -> None:
     import signal
 
     from ..hub.server import Hub
-    from ..plugins import make_plugin_manager
+    from .common import runtime
 
-    hub = Hub(config, pm=make_plugin_manager())
+    hub = Hub(config, pm=runtime()[1])
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(hub.stop()))

@@ -11,7 +11,8 @@ import click
 
 from .common import connection_options, resolve_token, run, say
 
-WAITER_SUFFIXES = ("-rx", "-pane-rx")
+WAITER_SUFFIXES = ("-pane-rx", "-rx")
+PRESENCE_SUFFIX = "-presence"
 
 
 @click.command()
@@ -58,7 +59,7 @@ def _in_project(agent: str, project: str | None) -> bool:
     if project is None:
         return True
     base = _owner(agent)
-    return base == project or base.startswith(project + "/")
+    return base in (project, project + PRESENCE_SUFFIX) or base.startswith(project + "/")
 
 
 def _owner(name: str) -> str:
@@ -82,7 +83,8 @@ def render_who(snap: dict[str, Any], me: str, project: str | None) -> str:
     snap = _filtered(snap, me, project)
     names = snap["online_agents"]
     caps = snap.get("wake_capabilities") or {}
-    agents = [n for n in names if _owner(n) == n]
+    holders = [n for n in names if caps.get(n) == "presence"]
+    agents = [n for n in names if _owner(n) == n and n not in holders]
     waiters = [n for n in names if _owner(n) != n]
     where = f" in {project}" if project else ""
     lines = [f"Online{where} ({len(agents)} agents · {len(waiters)} waiters):"]
@@ -90,6 +92,8 @@ def render_who(snap: dict[str, Any], me: str, project: str | None) -> str:
     if waiters:
         lines.append(f"Waiters ({len(waiters)}):")
         lines += [f"  {n}  (passive receiver)" for n in waiters]
+    if holders:
+        lines.append(f"Presence holders ({len(holders)}): " + ", ".join(holders))
     pending = snap.get("mailbox_pending")
     if not isinstance(pending, dict):
         lines.append("Mailbox pending: unavailable")

@@ -19,13 +19,15 @@ from .common import connection_options, default_identity, resolve_token, run
     type=click.FloatRange(0),
     help="Seconds before giving up (exit 2); 0 waits forever and re-arms across hub restarts.",
 )
-@click.option("--directed-only", is_flag=True, help="Ignore plain broadcasts (priority and CEO messages still wake).")
+@click.option(
+    "--directed-only/--broadcasts",
+    default=None,
+    help="Ignore plain broadcasts (priority and CEO messages still wake). Default: [wake] directed_only.",
+)
 @click.option(
     "--wake-jitter",
-    default=8.0,
-    show_default=True,
     type=click.FloatRange(0),
-    help="Spread one-to-many wakes uniformly over this many seconds; directed wakes are immediate.",
+    help="Spread one-to-many wakes over this many seconds (default: [wake] jitter, 8); directed wakes are immediate.",
 )
 @click.option("--role", "roles", multiple=True, help="Also wake for messages to this role (P/R); repeatable.")
 @click.option("--no-mailbox", is_flag=True, help="Do not replay directed messages missed since the last wait.")
@@ -36,8 +38,8 @@ def wait(
     token_file: Path | None,
     for_name: str | None,
     timeout: float,
-    directed_only: bool,
-    wake_jitter: float,
+    directed_only: bool | None,
+    wake_jitter: float | None,
     roles: tuple[str, ...],
     no_mailbox: bool,
 ) -> None:
@@ -49,7 +51,11 @@ def wait(
     from ..client.waiter import Waiter, WaitSpec
     from ..paths import mailbox_cursor_path
     from ..protocol import owner_of
+    from .common import settings
 
+    cfg = settings()
+    directed_only = bool(cfg.get("wake.directed_only")) if directed_only is None else directed_only
+    wake_jitter = float(cfg.get("wake.jitter")) if wake_jitter is None else wake_jitter
     name = name or default_identity()
     if not name and not for_name:
         raise click.UsageError("say who to wait for: --name NAME (or set SYN_IDENTITY)")
@@ -76,6 +82,6 @@ def wait(
 
 
 def _plugins() -> object:
-    from ..plugins import make_plugin_manager
+    from .common import runtime
 
-    return make_plugin_manager()
+    return runtime()[1]

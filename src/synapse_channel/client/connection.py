@@ -91,6 +91,8 @@ class HubClient:
     ws: WebSocketStream | None = None
     welcome: dict[str, Any] | None = None
     backlog: list[dict[str, Any]] = field(default_factory=list)
+    pm: Any = None
+    closed_by: tuple[int | None, str] | None = None
 
     @property
     def hub_id(self) -> str:
@@ -125,6 +127,7 @@ class HubClient:
                 raise HubUnreachable(f"no welcome from hub at {self.uri} within {self.ready_timeout:g}s")
             if got.get("type") == "welcome":
                 self.welcome = got
+                await self._notify("client_connected", client=self, welcome=got)
                 return got
             self.backlog.append(got)
 
@@ -180,13 +183,24 @@ class HubClient:
                 return frame
 
     def _closed(self, exc: WireClosed, *, ready: bool) -> HubClosed:
+        self.closed_by = (exc.code, exc.reason)
         return HubClosed(exc.code, exc.reason, ready=ready)
+
+    async def _notify(self, hook: str, **kwargs: Any) -> None:
+        if self.pm is not None:
+            from ..dispatch import notify
+
+            await notify(self.pm, hook, **kwargs)
 
     async def close(self) -> None:
         """Say goodbye with 1000 (errors on an already-dead socket are ignored)."""
         if self.ws is not None:
             with contextlib.suppress(Exception):  # the socket may already be gone
                 await self.ws.close()
+            if self.welcome is not None:
+                code, reason = self.closed_by or (None, "")
+                await self._notify("client_disconnected", client=self, code=code, reason=reason)
+            self.ws = None
 
 
 def _describe(exc: BaseException) -> str:

@@ -88,7 +88,9 @@ class Waiter:
             registration["roles"] = list(s.roles)
         if s.mailbox:
             registration.update(mailbox=True, since_seq=self.cursor, mailbox_for=s.for_name)
-        client = HubClient(s.uri, s.connect_name, token=s.token, wake_capability="passive", registration=registration)
+        client = HubClient(
+            s.uri, s.connect_name, token=s.token, wake_capability="passive", registration=registration, pm=s.pm
+        )
         try:
             await client.connect()
             _say(s.connect_name, f"waiting for messages to {s.for_name}")
@@ -120,6 +122,10 @@ class Waiter:
             if wake.wakes(frame) and self._fresh(frame):
                 frames.append(frame)
         delay = self._delay(frames[0])
+        if self.spec.pm is not None:
+            from ..dispatch import notify
+
+            await notify(self.spec.pm, "wake_requested", identity=self.spec.for_name, frame=frames[0], delay=delay)
         until = time.monotonic() + max(delay, DRAIN_WINDOW)
         while (remaining := until - time.monotonic()) > 0:
             frame = await client.recv(remaining)

@@ -24,6 +24,7 @@ from ..protocol import (
     Registration,
     hub_frame,
     int_field,
+    is_broadcast,
     owner_of,
     registration_of,
 )
@@ -160,6 +161,7 @@ class HubCore:
         conn = self.roster.remove(conn_id)
         if conn is not None and conn.name is not None:
             self.roster.last_left[owner_of(conn.name)] = now
+            out.notify("client_left", name=conn.name)
             self._presence(out, "left", conn.name, now)
         return out
 
@@ -230,6 +232,7 @@ class HubCore:
         else:
             self.roster.bind(conn, name, reg.roles)
         conn.wake_capability = reg.wake_capability
+        out.notify("client_joined", name=name, wake_capability=reg.wake_capability)
         if holder is None:
             self._presence(out, "joined", name, now)
         if reg.mailbox:
@@ -248,6 +251,7 @@ class HubCore:
                 continue  # this socket already received it live (compatibility fan-out)
             self.mailbox.delivered.add(frame["seq"])
             out.send(conn.conn_id, {**frame, "replayed": True})
+            out.notify("message_delivered", message=frame, recipients=[identity])
 
     # ------------------------------------------------------------------ audiences
 
@@ -281,6 +285,8 @@ def _chat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> 
         audience = core.roster.all_ids()
     out.send(audience, frame, public=True)
     out.notify("message_received", message=frame, recipients=names)
+    if names and not is_broadcast(target):
+        out.notify("message_delivered", message=frame, recipients=names)
     if raw.get("receipt_requested") is True:
         out.send(conn.conn_id, _receipt(core, conn, frame, recips, names, now))
 
@@ -290,9 +296,14 @@ def _receipt(
 ) -> dict[str, Any]:
     target = frame["target"]
     delivered = bool(names)
+    directed = is_directed_chat(frame)
+    held_by = None if delivered or not directed else core.roster.presence_holder(target)
     if delivered:
         payload = text.DELIVERED.format(names=", ".join(names))
         phase = "immediate_delivered"
+    elif held_by:
+        payload = text.QUEUED.format(target=target, holder=held_by)
+        phase = "queued"
     else:
         payload = text.UNDELIVERED.format(target=target)
         phase = "pending"
@@ -307,10 +318,11 @@ def _receipt(
         message_id=frame["msg_id"],
         message_seq=frame["seq"],
         delivered=delivered,
-        dead_lettered=not delivered,
-        deferred=False,
-        queued=not delivered and is_directed_chat(frame),
-        reason="" if delivered else "no_online_recipient",
+        dead_lettered=not delivered and not held_by,
+        deferred=bool(held_by),
+        queued=not delivered and directed,
+        held_by=held_by,
+        reason="" if delivered else ("queued_for_presence" if held_by else "no_online_recipient"),
         matched_recipients=names,
         recipients=names,
         stale_recipients=[],

@@ -7,5 +7,6 @@ CONFLICT = "Name '{name}' is already online from another session. Use a unique -
 RESERVED = "Name '{name}' is reserved by the hub. Use a different --name."
 DELIVERED = "delivered to {names}"
 UNDELIVERED = "delivery failed: no online recipient matched {target}"
+QUEUED = "queued for {target}: no seat is waiting, but {holder} holds the project; the next wait gets it"
 AUTH_REQUIRED = "Authentication token required."
 AUTH_INVALID = "Invalid authentication token."

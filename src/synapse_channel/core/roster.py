@@ -12,6 +12,8 @@ from fnmatch import fnmatchcase
 from ..protocol import owner_of, project_of, target_parts
 
 _GLOB = frozenset("*?[")
+PRESENCE = "presence"
+PRESENCE_SUFFIX = "-presence"
 
 
 @dataclass(slots=True)
@@ -104,7 +106,19 @@ class Roster:
                 if part in self.names:
                     ids.add(self.names[part])
         ids.discard(exclude)
-        return [self.conns[i] for i in sorted(ids)]
+        # A presence holder keeps a project on the roster but never consumes messages.
+        return [self.conns[i] for i in sorted(ids) if self.conns[i].wake_capability != PRESENCE]
+
+    def presence_holder(self, target: str) -> str | None:
+        """The presence holder's name for the project ``target`` addresses, if one is online."""
+        for part in target_parts(target):
+            if not _GLOB.isdisjoint(part) or part == "all":
+                continue
+            name = f"{project_of(part)}{PRESENCE_SUFFIX}"
+            cid = self.names.get(name)
+            if cid is not None and self.conns[cid].wake_capability == PRESENCE:
+                return name
+        return None
 
     def _glob(self, pattern: str) -> list[int]:
         return [

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..core import HubCore, Outcome
 from ..core import protocol_text as text
-from ..dispatch import notify
+from ..dispatch import Dispatcher
 from ..protocol import (
     REASON_AUTH_DENIED,
     REASON_AUTH_TIMEOUT,
@@ -67,8 +67,7 @@ class Hub:
         self._links: dict[int, Link] = {}
         self._ids = itertools.count(1)
         self._last_commit: asyncio.Future[None] | None = None
-        self._notices: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-        self._notifier: asyncio.Task[None] | None = None
+        self._dispatcher: Dispatcher | None = None
         self._expirer: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
         self._stop_requested = False
@@ -93,7 +92,8 @@ class Hub:
         await self.journal.replay(self.core)
         self.journal.snapshot_source = self.core.snapshot
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines)
-        self._notifier = asyncio.create_task(self._run_notices())
+        if self.pm is not None:
+            self._dispatcher = Dispatcher(self.pm)
         self._expirer = asyncio.create_task(self._run_expiry())
         self._server = await serve(
             self._handle,
@@ -147,10 +147,8 @@ class Hub:
             await link.stop()
         if self._expirer is not None:
             self._expirer.cancel()
-        if self._notifier is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._notices.join(), 1.0)
-            self._notifier.cancel()
+        if self._dispatcher is not None:
+            await self._dispatcher.drain(timeout=1.0)
         if self.journal is not None:
             await self.journal.close()
         if self.feed is not None:
@@ -280,8 +278,8 @@ class Hub:
             self._emit(notice.hook, hub=self, **notice.kwargs)
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
-        if self.pm is not None:
-            self._notices.put_nowait((hook, kwargs))
+        if self._dispatcher is not None:
+            self._dispatcher.emit(hook, **kwargs)
 
     async def _run_expiry(self) -> None:
         """Expire leases when they run out (re-checked at least every half second)."""
@@ -292,12 +290,3 @@ class Hub:
                 await self._commit_and_deliver(self._core.expire(now))
                 continue
             await asyncio.sleep(EXPIRY_POLL if deadline is None else min(EXPIRY_POLL, deadline - now))
-
-    async def _run_notices(self) -> None:
-        while True:
-            hook, kwargs = await self._notices.get()
-            try:
-                if self.pm is not None:
-                    await notify(self.pm, hook, **kwargs)
-            finally:
-                self._notices.task_done()

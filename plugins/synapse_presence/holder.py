@@ -1,0 +1,115 @@
+"""The presence holder: keep a project on the roster while its agents are down.
+
+It connects as ``PROJECT-presence`` with ``wake_capability: "presence"``, so
+the hub lists the project and answers a message to the project (or one of its
+seats) with a "queued" receipt instead of a dead letter; the message waits in
+the mailbox for the next ``synapse wait``. The holder never reads, acks or
+consumes messages. It reconnects with exponential back-off and jitter, takes
+over its own stale name, speaks sd_notify (READY, WATCHDOG, STOPPING) and
+exits 0 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+
+from synapse_channel.client.connection import EXIT_YIELD, HubClient, HubClosed, HubError
+
+from . import sdnotify
+
+log = logging.getLogger("synapse_presence")
+
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+
+
+class Holder:
+    """One project's presence, held until stopped."""
+
+    def __init__(self, uri: str, project: str, token: str | None = None) -> None:
+        self.uri = uri
+        self.project = project
+        self.name = f"{project}-presence"
+        self.token = token
+        self.stop = asyncio.Event()
+        self.ready = False
+        self.connections = 0
+
+    async def run(self) -> int:
+        """Hold presence until SIGTERM/SIGINT (0) or until another holder takes over (4)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        watchdog = asyncio.create_task(self._watchdog())
+        delay = BACKOFF_MIN
+        try:
+            while not self.stop.is_set():
+                code = await self._hold_once()
+                if code == EXIT_YIELD:
+                    return EXIT_YIELD
+                if code == 0:
+                    delay = BACKOFF_MIN
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay * random.uniform(0.5, 1.5))
+                delay = min(BACKOFF_MAX, delay * 2)
+            return 0
+        finally:
+            watchdog.cancel()
+            sdnotify.notify("STOPPING=1")
+
+    async def _hold_once(self) -> int:
+        """One connection: 0 after a session that was up, 1 if it never came up, 4 to yield."""
+        client = HubClient(
+            self.uri,
+            self.name,
+            token=self.token,
+            wake_capability="presence",
+            registration={"takeover": True, "presence_for": self.project},
+        )
+        try:
+            await client.connect()
+        except HubClosed as exc:
+            log.warning("%s: %s", self.name, exc)
+            return EXIT_YIELD if exc.code == 4010 and "auth" not in exc.reason else 1
+        except HubError as exc:
+            log.warning("%s: %s", self.name, exc)
+            return 1
+        self.connections += 1
+        self._announce()
+        try:
+            while not self.stop.is_set():
+                stopper = asyncio.ensure_future(self.stop.wait())
+                reader = asyncio.ensure_future(client.recv())
+                done, _ = await asyncio.wait({stopper, reader}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if reader not in done:
+                    reader.cancel()
+                    break
+                reader.result()  # frames are ignored: presence never consumes
+        except HubClosed as exc:
+            log.warning("%s: hub closed the connection (%s %s)", self.name, exc.code, exc.reason)
+            if exc.code == 4010 and "auth" not in exc.reason:
+                return EXIT_YIELD
+        finally:
+            await client.close()
+        return 0
+
+    def _announce(self) -> None:
+        status = f"holding presence for {self.project} as {self.name} on {self.uri}"
+        log.info(status)
+        if not self.ready:
+            self.ready = True
+            sdnotify.notify(f"READY=1\nSTATUS={status}")
+        else:
+            sdnotify.notify(f"STATUS={status} (reconnected)")
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
