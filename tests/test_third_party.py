@@ -53,6 +53,7 @@ async def test_third_party_plugin_hooks_fire_in_hub_and_wait(
     monkeypatch.setenv("PYTHONPATH", str(plugin_site))
     monkeypatch.setenv("SYNAPSE_EXAMPLE_LOG", str(log))
     code, out, _ = await run_cli("plugins", "--json")
+    assert code == 0
     listed = {p["name"]: p for p in json.loads(out)["plugins"]}
     assert listed["example"]["version"] == "1.2.3" and "message_received" in listed["example"]["hooks"]
     assert "example_broken" in listed
