@@ -6,7 +6,7 @@ REFVENV ?= .refvenv
 BIN      = $(VENV)/bin
 REF_VERSION = 0.99.38
 
-.PHONY: hub test test-slow lint bench refvenv clean
+.PHONY: hub test test-slow lint bench refvenv clean ci-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,15 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed $(REFVENV)/.installed
 	SYNAPSE_REF_BIN=$(abspath $(REFVENV))/bin $(BIN)/python benchmarks/run_all.py
+
+# Shells for the shell-integration tests (they are skipped where a shell is missing).
+ci-deps:
+	@missing=""; for s in zsh fish tmux; do command -v $$s >/dev/null || missing="$$missing $$s"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not installing$$missing (needs root and apt-get); their tests will be skipped"; fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(REFVENV)

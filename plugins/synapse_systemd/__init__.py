@@ -100,7 +100,7 @@ def install(with_hub: bool, projects: tuple[str, ...], uri: str | None, dry_run:
     if dry_run:
         click.echo("would run:\n  " + "\n  ".join(_steps(enable)))
         return
-    Path("~/synapse").expanduser().mkdir(mode=0o700, exist_ok=True)
+    Path("~/synapse").expanduser().mkdir(mode=0o700, parents=True, exist_ok=True)  # ReadWritePaths needs it
     if not systemctl_works():
         click.echo(
             "systemctl --user is not available here; run these steps where it is:\n  " + "\n  ".join(_steps(enable))

@@ -52,12 +52,9 @@ _SETTINGS: list[Any] = []
 def settings() -> Any:
     """The effective config for client commands (cached; plugin tables left to plugins)."""
     if not _SETTINGS:
-        from ..config import ConfigError, load_config
+        from ..config import load_config
 
-        try:
-            config = load_config(strict=False)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+        config = load_config(strict=False)  # a ConfigError reaches run_command: one line, exit 2
         if config.source("paths.home") != "default" and not os.environ.get("SYN_HOME"):
             os.environ["SYN_HOME"] = str(config.home)  # one place decides; paths.syn_home() reads it
         _SETTINGS.append(config)

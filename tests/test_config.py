@@ -1,0 +1,116 @@
+"""Configuration: every source in its place, and broken files named by file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synapse_channel.hub.server import Hub
+
+from .conftest import run_cli
+
+
+def show(out: str) -> dict[str, tuple[object, str]]:
+    return {row["key"]: (row["value"], row["source"]) for row in json.loads(out)["settings"]}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "proj"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(root / "sub" / "deeper")
+    return root
+
+
+async def test_precedence_default_user_project_env_flag(project: Path, tmp_path: Path) -> None:
+    """default < user file < project file (found walking up) < environment < flag."""
+    code, out, _ = await run_cli("config", "show", "--json")
+    assert show(out)["wake.jitter"] == (8.0, "default")
+    user = tmp_path / "xdg" / "synapse" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text('[wake]\njitter = 3\n[hub]\nuri = "ws://127.0.0.1:1"\n')
+    assert show((await run_cli("config", "show", "--json"))[1])["wake.jitter"] == (3.0, str(user))
+    (project / "synapse.toml").write_text('[wake]\njitter = 5.5\n[identity]\nproject = "proj"\nseat = "s1"\n')
+    values = show((await run_cli("config", "show", "--json"))[1])
+    assert values["wake.jitter"] == (5.5, str(project / "synapse.toml"))
+    assert values["hub.uri"] == ("ws://127.0.0.1:1", str(user))
+    code, out, _ = await run_cli("config", "show", "--json", env={"SYNAPSE_URI": "ws://127.0.0.1:2"})
+    assert code == 0
+    assert show(out)["hub.uri"] == ("ws://127.0.0.1:2", "env:SYNAPSE_URI")
+    assert (await run_cli("config", "get", "identity.name"))[1].strip() == ""
+    assert (await run_cli("config", "get", "wake.jitter"))[1].strip() == "5.5"
+
+
+async def test_flag_beats_env_and_config(project: Path, hub: Hub) -> None:
+    """--uri wins over SYNAPSE_URI, which wins over [hub] uri."""
+    (project / "synapse.toml").write_text('[hub]\nuri = "ws://127.0.0.1:9"\n')
+    assert (await run_cli("health", "--timeout", "1"))[0] == 1  # config: nothing listens on 9
+    assert (await run_cli("health", env={"SYNAPSE_URI": hub.uri}))[0] == 0
+    assert (await run_cli("health", "--uri", hub.uri, env={"SYNAPSE_URI": "ws://127.0.0.1:9"}))[0] == 0
+
+
+async def test_identity_from_config_is_used_by_wait_and_send(project: Path, hub: Hub) -> None:
+    """[identity] project + seat names the agent when SYN_IDENTITY is unset."""
+    (project / "synapse.toml").write_text(f'[hub]\nuri = "{hub.uri}"\n[identity]\nproject = "api"\nseat = "c1"\n')
+    await run_cli("send", "--name", "boss", "--target", "api/c1", "configured")
+    code, out, _ = await run_cli("wait", "--timeout", "5")
+    assert (code, out) == (0, "boss: configured\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[wake]\njitter = 3\nbroken = = 1\n", "synapse.toml:3: invalid TOML"),
+        ("[wake]\njiter = 3\n", "synapse.toml:2: unknown key 'wake.jiter' (did you mean 'wake.jitter'?)"),
+        ('[hub]\nuri = "x"\ntoken = "s3cret"\n', "synapse.toml:3: unknown key 'hub.token'"),
+        ('[wake]\njitter = "soon"\n', "synapse.toml:2: wake.jitter must be a float"),
+    ],
+)
+async def test_broken_config_names_file_and_line(project: Path, text: str, message: str) -> None:
+    """Syntax errors, unknown keys and wrong types: file:line, one line, exit 2, no traceback."""
+    (project / "synapse.toml").write_text(text)
+    for args in (["config", "show"], ["who", "--uri", "ws://127.0.0.1:9"]):
+        code, _, err = await run_cli(*args)
+        assert code == 2 and message in err and "Traceback" not in err, err
+
+
+async def test_pyproject_tool_table_is_a_second_source(project: Path) -> None:
+    """[tool.synapse] in pyproject.toml is read when there is no synapse.toml."""
+    (project / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.synapse.wake]\njitter = 1.5\n')
+    values = show((await run_cli("config", "show", "--json"))[1])
+    assert values["wake.jitter"] == (1.5, str(project / "pyproject.toml"))
+
+
+async def test_init_set_get_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """init writes a commented starter; set rewrites it with tomli-w; tokens are refused."""
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = await run_cli("config", "init", "--project", "demo")
+    assert code == 0 and (tmp_path / "synapse.toml").read_text().startswith("# synapse.toml")
+    assert (await run_cli("config", "get", "identity.project"))[1].strip() == "demo"
+    assert (await run_cli("config", "init"))[0] == 2  # exists
+    code, out, _ = await run_cli("config", "set", "wake.jitter", "2.5")
+    assert code == 0 and "comments are not kept" in out
+    assert (await run_cli("config", "get", "wake.jitter"))[1].strip() == "2.5"
+    assert (await run_cli("config", "set", "plugins.disabled", "announce,shell"))[0] == 0
+    assert (await run_cli("config", "get", "plugins.disabled"))[1].strip() == "announce,shell"
+    code, _, err = await run_cli("config", "set", "hub.token", "x")
+    assert code == 2 and "unknown key" in err
+    code, _, err = await run_cli("config", "set", "wake.jitter", "soon")
+    assert code == 2 and "must be a float" in err
+    assert "s3cret" not in (tmp_path / "synapse.toml").read_text()
+    code, out, _ = await run_cli("config", "set", "--user", "wake.policy", "offset")
+    assert code == 0 and (tmp_path / "xdg" / "synapse" / "config.toml").exists()
+
+
+async def test_home_from_config_moves_the_cursors(
+    project: Path, tmp_path: Path, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[paths] home decides where cursors live when SYN_HOME is unset."""
+    monkeypatch.delenv("SYN_HOME")
+    home = tmp_path / "elsewhere"
+    (project / "synapse.toml").write_text(f'[paths]\nhome = "{home}"\n')
+    await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "h1", "x")
+    assert (await run_cli("wait", "--uri", hub.uri, "--name", "h1", "--timeout", "5"))[0] == 0
+    assert (home / "mailbox-cursor" / "h1").exists()
