@@ -379,3 +379,15 @@ def test_frame_json_roundtrip_is_compact() -> None:
     from synapse_channel.protocol import encode
 
     assert encode({"a": 1, "b": "é"}) == json.dumps({"a": 1, "b": "é"}, separators=(",", ":"), ensure_ascii=False)
+
+
+async def test_quiet_registration_announces_no_presence(raw: RawFactory) -> None:
+    """A one-shot client registering with quiet=true joins and leaves without presence broadcasts."""
+    watcher = await raw("watcher")
+    quick = await raw("quick", quiet=True)
+    await quick.send("who_request")
+    assert "quick" in (await quick.expect("who_snapshot"))["online_agents"]
+    await quick.close()
+    await raw("loud")
+    joined = await watcher.expect("presence_update", event="joined", agent="loud")
+    assert "quick" not in joined["online_agents"]

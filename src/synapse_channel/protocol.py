@@ -83,6 +83,7 @@ class Registration:
     mailbox: bool = False
     since_seq: int = 0
     mailbox_for: str | None = None
+    quiet: bool = False
 
 
 KNOWN_TYPES = frozenset(
@@ -179,6 +180,7 @@ def registration_of(raw: dict[str, Any]) -> Registration:
         mailbox=raw.get("mailbox") is True,
         since_seq=since,
         mailbox_for=mailbox_for,
+        quiet=raw.get("quiet") is True,
     )
 
 

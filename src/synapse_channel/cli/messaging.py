@@ -65,6 +65,9 @@ def send(
     run(_send(request))
 
 
+QUIET = {"quiet": True}  # one-shot connections do not announce presence (our extension)
+
+
 @dataclass(frozen=True, slots=True)
 class SendRequest:
     """Everything one ``synapse send`` needs."""
@@ -84,7 +87,7 @@ async def _send(req: SendRequest) -> int:
     from ..client.connection import EXIT_DROPPED, HubClient, HubError, new_client_msg_id
     from ..protocol import HUB_SENDER, is_broadcast
 
-    client = HubClient(req.uri, req.name, token=req.token, ready_timeout=req.timeout)
+    client = HubClient(req.uri, req.name, token=req.token, ready_timeout=req.timeout, registration=QUIET)
     msg_id = new_client_msg_id()
     want_receipt = not is_broadcast(req.target) or req.require_recipient
     extra: dict[str, object] = {"client_msg_id": msg_id}

@@ -57,7 +57,7 @@ async def ask(
     """
     from ..client.connection import HubClient, HubError
 
-    client = HubClient(who.uri, who.name, token=who.token, ready_timeout=timeout)
+    client = HubClient(who.uri, who.name, token=who.token, ready_timeout=timeout, registration={"quiet": True})
     try:
         await client.connect(client.frame(frame_type, **fields))
 

@@ -36,7 +36,7 @@ def who(
 async def _who(uri: str, name: str, token: str | None, project: str | None, as_json: bool, timeout: float) -> int:
     from ..client.connection import HubClient, HubError
 
-    client = HubClient(uri, name, token=token, ready_timeout=timeout)
+    client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
     try:
         await client.connect(client.frame("who_request", payload="who"))
         snap = await client.wait_for(lambda f: f.get("type") == "who_snapshot", timeout)
@@ -118,7 +118,7 @@ def health(uri: str, name: str | None, token: str | None, token_file: Path | Non
 async def _health(uri: str, name: str, token: str | None, timeout: float) -> int:
     from ..client.connection import HubClient, HubError
 
-    client = HubClient(uri, name, token=token, ready_timeout=timeout)
+    client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
     try:
         welcome = await client.connect()
     except HubError as exc:
@@ -145,7 +145,7 @@ def receipt(uri: str, name: str | None, token: str | None, token_file: Path | No
 async def _receipt(uri: str, name: str, token: str | None, seq: int, timeout: float) -> int:
     from ..client.connection import HubClient, HubError
 
-    client = HubClient(uri, name, token=token, ready_timeout=timeout)
+    client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
     try:
         await client.connect(client.frame("message_status_request", seq=seq))
         reply = await client.wait_for(lambda f: f.get("type") in ("message_status", "error"), timeout)

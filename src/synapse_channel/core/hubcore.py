@@ -162,7 +162,8 @@ class HubCore:
         if conn is not None and conn.name is not None:
             self.roster.last_left[owner_of(conn.name)] = now
             out.notify("client_left", name=conn.name)
-            self._presence(out, "left", conn.name, now)
+            if not conn.quiet:
+                self._presence(out, "left", conn.name, now)
         return out
 
     def _presence(self, out: Outcome, event: str, agent: str, now: float) -> None:
@@ -232,8 +233,9 @@ class HubCore:
         else:
             self.roster.bind(conn, name, reg.roles)
         conn.wake_capability = reg.wake_capability
+        conn.quiet = reg.quiet
         out.notify("client_joined", name=name, wake_capability=reg.wake_capability)
-        if holder is None:
+        if holder is None and not reg.quiet:
             self._presence(out, "joined", name, now)
         if reg.mailbox:
             self._replay_mailbox(conn, reg, now, out)

@@ -28,6 +28,7 @@ class Conn:
     roles: tuple[str, ...] = ()
     last_seen: float = 0.0
     superseded: bool = False
+    quiet: bool = False
 
 
 @dataclass(slots=True)
