@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "board": ("synapse_channel.cli.board", "board", "Show the task board."),
     "plugins": ("synapse_channel.cli.settings", "plugins", "List plugins, their versions and hooks."),
     "config": ("synapse_channel.cli.settings", "config", "Show, create and edit synapse.toml."),
+    "adapters": ("synapse_channel.cli.adapters", "adapters", "Install assistant hooks (Claude Code, Codex, Gemini)."),
+    "hook": ("synapse_channel.cli.adapters", "hook", "Run by an assistant's hook: deliver synapse messages."),
 }
 
 

@@ -41,6 +41,7 @@ class WaitSpec:
     mailbox: bool = True
     cursor_path: Path | None = None
     pm: Any = None
+    ack: bool = True  # False: a bystander (a tmux bridge) that must not move the identity's hub watermark
 
 
 @dataclass(slots=True)
@@ -187,8 +188,9 @@ class Waiter:
                 from ..paths import write_private
 
                 write_private(self.spec.cursor_path, f"{top}\n")
-        with contextlib.suppress(HubError):  # the cursor is saved; the hub catches up on the next ack
-            await client.send(client.frame("ack", "all", "", seq=top, mailbox_for=self.spec.for_name))
+        if self.spec.ack:
+            with contextlib.suppress(HubError):  # the cursor is saved; the hub catches up on the next ack
+                await client.send(client.frame("ack", "all", "", seq=top, mailbox_for=self.spec.for_name))
         if self.spec.pm is not None:
             from ..dispatch import notify
 

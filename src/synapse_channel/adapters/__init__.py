@@ -1,0 +1,129 @@
+"""Assistant wake-loop adapters: the public base class bundled and third-party adapters share.
+
+An adapter installs ``synapse hook <name> <event>`` commands into its
+assistant's own config (merged, never clobbered), reports their status, and
+turns the assistant's hook input into the output it parses. The shared logic
+(identity, mailbox catch-up, acks, the stop-loop guard, failing open) lives in
+:mod:`synapse_channel.adapters.runtime`; an adapter only says where its
+config lives and how its events and outputs are shaped.
+
+Register one from a plugin::
+
+    @hookimpl
+    def register_wake_adapters(register):
+        register("my-assistant", MyAdapter())
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .settings_file import Change, apply, installed_events, plan_install, plan_uninstall
+
+__all__ = ["Change", "HookAdapter", "project_root", "synapse_command"]
+
+EVENTS = ("session-start", "prompt", "stop")
+
+
+def project_root() -> Path:
+    """The git top level of the working directory, else the working directory."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return Path.cwd()
+
+
+def synapse_command() -> str:
+    """The absolute path of this installation's ``synapse`` (hooks must not depend on PATH)."""
+    beside = Path(sys.executable).parent / "synapse"
+    return str(beside) if beside.exists() else "synapse"
+
+
+class HookAdapter:
+    """An assistant whose hooks run commands with JSON on stdin and JSON on stdout."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    #: our event -> the assistant's event name
+    events: ClassVar[dict[str, str]] = {}
+    timeout_seconds: ClassVar[int] = 15
+    timeout_in_ms: ClassVar[bool] = False
+    #: what to print when there is nothing to say ("" or "{}", per the assistant's parser)
+    empty_output: ClassVar[str] = ""
+    docs_url: ClassVar[str] = ""
+
+    # ------------------------------------------------------------------ where config lives
+
+    def config_path(self, scope: str) -> Path:
+        """The settings file for ``scope`` (``project`` or ``user``)."""
+        raise NotImplementedError
+
+    def extra_changes(self, scope: str, installing: bool) -> list[Change]:
+        """Other files the assistant needs touched (e.g. a feature flag)."""
+        return []
+
+    # ------------------------------------------------------------------ install / uninstall / status
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """The hook group we add for each of the assistant's events."""
+        timeout = self.timeout_seconds * (1000 if self.timeout_in_ms else 1)
+        return {
+            native: {
+                "hooks": [
+                    {"type": "command", "command": f"{synapse_command()} hook {self.name} {ours}", "timeout": timeout}
+                ]
+            }
+            for ours, native in self.events.items()
+        }
+
+    def plan(self, scope: str, installing: bool) -> list[Change]:
+        """The edits an install or uninstall would make."""
+        path = self.config_path(scope)
+        main = plan_install(path, self.entries()) if installing else plan_uninstall(path)
+        return [main, *self.extra_changes(scope, installing)]
+
+    def install(self, scope: str = "project") -> list[Change]:
+        """Merge our hooks in (idempotent); returns what changed."""
+        changes = self.plan(scope, True)
+        for change in changes:
+            apply(change, installing=True)
+        return changes
+
+    def uninstall(self, scope: str = "project") -> list[Change]:
+        """Remove exactly our hooks; returns what changed."""
+        changes = self.plan(scope, False)
+        for change in changes:
+            apply(change, installing=False)
+        return changes
+
+    def status(self) -> dict[str, Any]:
+        """Per scope: the file and which of our events it carries."""
+        out: dict[str, Any] = {"adapter": self.name, "title": self.title}
+        for scope in ("project", "user"):
+            path = self.config_path(scope)
+            out[scope] = {"file": str(path), "events": installed_events(path)}
+        return out
+
+    # ------------------------------------------------------------------ hook I/O
+
+    def stop_active(self, payload: dict[str, Any]) -> bool:
+        """The assistant's own "already continuing because of a stop hook" flag."""
+        return payload.get("stop_hook_active") is True
+
+    def context_output(self, event: str, text: str) -> str:
+        """Output that adds ``text`` to the model's context for ``event``."""
+        import json
+
+        return json.dumps({"hookSpecificOutput": {"hookEventName": self.events[event], "additionalContext": text}})
+
+    def block_output(self, text: str) -> str:
+        """Output that keeps the agent going with ``text`` as its next instruction."""
+        import json
+
+        return json.dumps({"decision": "block", "reason": text})

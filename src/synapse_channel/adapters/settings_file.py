@@ -1,0 +1,199 @@
+"""Edit an assistant's JSON settings file without clobbering it.
+
+Install merges our hook entries in (once, marked by their ``synapse hook``
+command so uninstall removes exactly ours), keeps every key and hook the user
+had, writes atomically and keeps a backup of the original beside it.
+Uninstall restores the original bytes when nothing else changed since, so the
+user's file is byte-for-byte what it was.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BACKUP_SUFFIX = ".synapse-backup"
+CREATED_SUFFIX = ".synapse-created"
+OURS = re.compile(r"(^|[\s/])synapse hook [a-z0-9_-]+ [a-z0-9_-]+")
+
+
+class SettingsError(Exception):
+    """The assistant's file is not in a shape we can merge into (we never guess)."""
+
+
+def is_ours(hook: Any) -> bool:
+    """True for a hook entry this tool installed."""
+    return isinstance(hook, dict) and isinstance(hook.get("command"), str) and bool(OURS.search(hook["command"]))
+
+
+@dataclass(slots=True)
+class Change:
+    """A planned edit: the file, its text before and after."""
+
+    path: Path
+    before: str | None
+    after: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def diff(self) -> str:
+        """A unified diff of the edit (what ``--dry-run`` prints)."""
+        lines = difflib.unified_diff(
+            (self.before or "").splitlines(keepends=True),
+            (self.after or "").splitlines(keepends=True),
+            fromfile=f"{self.path} (now)",
+            tofile=f"{self.path} (after)",
+        )
+        return "".join(lines) or f"{self.path}: no change\n"
+
+
+def _load(path: Path) -> tuple[str | None, dict[str, Any]]:
+    if not path.exists():
+        return None, {}
+    text = path.read_text()
+    if not text.strip():
+        return text, {}
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"{path} is not valid JSON ({exc}); fix it first, nothing was changed") from None
+    if not isinstance(doc, dict):
+        raise SettingsError(f"{path} does not hold a JSON object; nothing was changed")
+    return text, doc
+
+
+def _indent(text: str | None) -> int:
+    match = re.search(r"\n( +)\S", text or "")
+    return len(match.group(1)) if match else 2
+
+
+def _dump(doc: dict[str, Any], like: str | None) -> str:
+    return json.dumps(doc, indent=_indent(like), ensure_ascii=False) + "\n"
+
+
+def _hooks(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    hooks = doc.setdefault("hooks", {})
+    if not isinstance(hooks, dict):
+        raise SettingsError(f"{path}: 'hooks' is not an object; nothing was changed")
+    return hooks
+
+
+def plan_install(path: Path, entries: dict[str, dict[str, Any]]) -> Change:
+    """Our hook group per event, added once; everything else kept as it is."""
+    before, doc = _load(path)
+    hooks = _hooks(doc, path)
+    for event, group in entries.items():
+        groups = hooks.setdefault(event, [])
+        if not isinstance(groups, list):
+            raise SettingsError(f"{path}: hooks.{event} is not a list; nothing was changed")
+        if any(is_ours(h) for g in groups if isinstance(g, dict) for h in g.get("hooks", [])):
+            continue
+        groups.append(group)
+    after = _dump(doc, before)
+    if before is not None and json.loads(after) == json.loads(before or "{}"):
+        after = before  # already installed: leave the bytes alone
+    return Change(path, before, after)
+
+
+def strip_ours(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without our hook entries, and without containers only we emptied.
+
+    A container the user had empty (``"BeforeTool": []``, ``"hooks": {}``)
+    stays exactly as it was.
+    """
+    hooks = doc.get("hooks")
+    if not isinstance(hooks, dict):
+        return doc
+    emptied = False
+    for event in list(hooks):
+        groups = hooks[event]
+        if not isinstance(groups, list):
+            continue
+        kept, touched = [], False
+        for group in groups:
+            entries = group.get("hooks") if isinstance(group, dict) else None
+            if isinstance(entries, list) and any(is_ours(h) for h in entries):
+                touched = True
+                rest = [h for h in entries if not is_ours(h)]
+                if rest:
+                    kept.append({**group, "hooks": rest})
+                continue
+            kept.append(group)
+        if touched and not kept:
+            del hooks[event]
+            emptied = True
+        else:
+            hooks[event] = kept
+    if emptied and not hooks:
+        del doc["hooks"]
+    return doc
+
+
+def plan_uninstall(path: Path) -> Change:
+    """Remove exactly our entries; restore the original bytes when nothing else changed."""
+    before, doc = _load(path)
+    if before is None:
+        return Change(path, None, None)
+    cleaned = strip_ours(doc)
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    created = path.with_name(path.name + CREATED_SUFFIX)
+    if backup.exists():
+        original = backup.read_text()
+        try:
+            if json.loads(original or "{}") == cleaned:
+                return Change(path, before, original)
+        except ValueError:
+            pass
+    if created.exists() and not cleaned:
+        return Change(path, before, None)
+    after = _dump(cleaned, before)
+    return Change(path, before, before if json.loads(after) == json.loads(before or "{}") else after)
+
+
+def apply(change: Change, *, installing: bool) -> None:
+    """Write (or delete) atomically; on the first install keep the original beside it."""
+    path = change.path
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    created = path.with_name(path.name + CREATED_SUFFIX)
+    if installing and change.changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if change.before is None:
+            created.touch()
+        elif not backup.exists():
+            backup.write_text(change.before)
+    if change.after is None:
+        if path.exists():
+            path.unlink()
+    elif change.changed:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(change.after)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    if not installing:
+        for marker in (backup, created):
+            if marker.exists():
+                marker.unlink()
+
+
+def installed_events(path: Path) -> list[str]:
+    """Events that carry one of our hooks in ``path``."""
+    try:
+        _, doc = _load(path)
+    except SettingsError:
+        return []
+    found = doc.get("hooks")
+    hooks: dict[str, Any] = found if isinstance(found, dict) else {}
+    return sorted(
+        event
+        for event, groups in hooks.items()
+        if isinstance(groups, list)
+        and any(is_ours(h) for g in groups if isinstance(g, dict) for h in g.get("hooks", []))
+    )
