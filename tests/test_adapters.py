@@ -117,6 +117,7 @@ async def test_stop_wait_keeps_a_finished_agent_available(
     assert not task.done()
     await queue(hub, "just in time")
     code, out, _ = await asyncio.wait_for(task, 20)
+    assert code == 0
     assert json.loads(out)["decision"] == "block" and "just in time" in json.loads(out)["reason"]
 
 
@@ -321,7 +322,7 @@ async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path
         await asyncio.sleep(1.5)
         assert not log.exists()  # a permission dialog: never Enter into it
         state.write_text("idle")
-        out, err = await asyncio.wait_for(bridge.communicate(), 20)
+        _, err = await asyncio.wait_for(bridge.communicate(), 20)
         assert bridge.returncode == 0, err.decode()
         await asyncio.sleep(0.3)
         typed = log.read_text().splitlines()
