@@ -70,17 +70,27 @@ class HookAdapter:
 
     # ------------------------------------------------------------------ install / uninstall / status
 
+    def stop_wait(self) -> float:
+        """``[adapters.NAME] stop_wait_seconds`` from the project config (0 when unset)."""
+        from ..cli.common import settings
+
+        found = settings().deferred.get(f"adapters.{self.name.replace('-', '_')}.stop_wait_seconds")
+        value = found.value if found else 0
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
     def entries(self) -> dict[str, dict[str, Any]]:
-        """The hook group we add for each of the assistant's events."""
-        timeout = self.timeout_seconds * (1000 if self.timeout_in_ms else 1)
-        return {
-            native: {
-                "hooks": [
-                    {"type": "command", "command": f"{synapse_command()} hook {self.name} {ours}", "timeout": timeout}
-                ]
-            }
-            for ours, native in self.events.items()
-        }
+        """The hook group we add for each of the assistant's events.
+
+        The stop hook's timeout grows with ``stop_wait_seconds`` so the
+        assistant does not kill a hook that is deliberately waiting.
+        """
+        scale = 1000 if self.timeout_in_ms else 1
+        out = {}
+        for ours, native in self.events.items():
+            seconds = self.timeout_seconds + (int(self.stop_wait()) if ours == "stop" else 0)
+            command = f"{synapse_command()} hook {self.name} {ours}"
+            out[native] = {"hooks": [{"type": "command", "command": command, "timeout": seconds * scale}]}
+        return out
 
     def plan(self, scope: str, installing: bool) -> list[Change]:
         """The edits an install or uninstall would make."""

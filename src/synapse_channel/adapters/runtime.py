@@ -68,15 +68,9 @@ async def _handle(adapter: HookAdapter, event: str, payload: dict[str, Any]) -> 
         messages, _, _ = await seat.take()
         return adapter.context_output(event, render_messages(identity, messages)) if messages else ""
     if event == "stop":
-        return await _stop(adapter, seat, payload, _stop_wait(cfg, adapter))
+        return await _stop(adapter, seat, payload, adapter.stop_wait())
     note(f"unknown event {event!r} for {adapter.name}")
     return ""
-
-
-def _stop_wait(cfg: Any, adapter: HookAdapter) -> float:
-    deferred = cfg.deferred.get(f"adapters.{adapter.name.replace('-', '_')}.stop_wait_seconds")
-    value = deferred.value if deferred else 0
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 async def _session_start(adapter: HookAdapter, seat: Seat) -> str:
