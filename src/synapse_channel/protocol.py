@@ -37,6 +37,7 @@ class Close(IntEnum):
     AUTH_TIMEOUT = 4012
     CAPACITY = 4013
     TAKEOVER_COOLDOWN = 4014
+    HOST_CAP = 4015
     NAME_OWNED = 4016
 
 
@@ -47,7 +48,7 @@ REASON_NAME_CONFLICT = "name conflict"
 REASON_RESERVED = "reserved identity"
 REASON_COOLDOWN = "takeover cooldown"
 REASON_CAPACITY = "hub at capacity"
-REASON_SLOW = "slow consumer"
+REASON_HOST_CAP = "too many connections from this host"
 
 
 class ProtocolError(ValueError):
@@ -121,7 +122,7 @@ def parse_frame(data: str | bytes) -> Command:
     if isinstance(data, bytes):
         raise ProtocolError("BINARY_FRAME", "binary frames are not supported; send JSON text")
     try:
-        obj = json.loads(data, parse_constant=_reject_constant)
+        obj = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except ProtocolError:
         raise
     except RecursionError:
@@ -149,6 +150,13 @@ def parse_frame(data: str | bytes) -> Command:
 
 def _reject_constant(name: str) -> float:
     raise ProtocolError("MALFORMED_JSON", f"non-finite number {name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError("MALFORMED_JSON", f"number {text[:20]} is out of range")
+    return value
 
 
 def registration_of(raw: dict[str, Any]) -> Registration:
@@ -195,9 +203,12 @@ def int_field(raw: dict[str, Any], name: str, *, default: int | None = None) -> 
 def number_field(raw: dict[str, Any], name: str, default: float) -> float:
     """Return a finite number field (or ``default`` when absent)."""
     value = raw.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ProtocolError("BAD_FIELD", f"field '{name}' must be a number")
-    return float(value)
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ProtocolError("BAD_FIELD", f"field '{name}' must be a number")
+        return float(value)
+    except OverflowError:
+        raise ProtocolError("BAD_FIELD", f"field '{name}' is out of range") from None
 
 
 # --------------------------------------------------------------------------- frames
@@ -231,8 +242,8 @@ def client_frame(ftype: str, sender: str, target: str, payload: Any, now: float,
 
 
 def encode(frame: dict[str, Any]) -> str:
-    """Serialise a frame compactly (one encoding is shared by every recipient)."""
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    """Serialise a frame compactly (one encoding is shared by every recipient); never emits NaN/Infinity."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 # --------------------------------------------------------------------------- addressing

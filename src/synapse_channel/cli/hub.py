@@ -59,6 +59,13 @@ if TYPE_CHECKING:
     type=click.IntRange(1),
     help="Connections beyond this are closed 4013.",
 )
+@click.option(
+    "--max-connections-per-host",
+    "max_per_host",
+    default=0,
+    type=click.IntRange(0),
+    help="Connections one host may hold (close 4015 beyond). 0: unlimited on loopback, 64 for remote hosts.",
+)
 @click.option("--private-directed", is_flag=True, help="Send directed chats only to matching sockets.")
 @click.option("--insecure-off-loopback", is_flag=True, help="Allow an off-loopback bind without a token (warns).")
 @click.option(
@@ -110,6 +117,7 @@ def hub(
     log_level: str,
     max_msg_kb: int,
     max_clients: int,
+    max_per_host: int,
     private_directed: bool,
     insecure_off_loopback: bool,
     ping_interval: float,
@@ -141,6 +149,7 @@ def hub(
         relay_max_lines=relay_max_lines,
         max_msg_kb=max_msg_kb,
         max_clients=max_clients,
+        max_per_host=max_per_host,
         private_directed=private_directed,
         insecure_off_loopback=insecure_off_loopback,
         ping_interval=ping_interval,

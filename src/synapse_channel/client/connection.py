@@ -68,6 +68,8 @@ def classify_close(code: int | None, reason: str, *, ready: bool) -> tuple[int, 
         return EXIT_REFUSED, "the hub timed out waiting for authentication"
     if code == 4013:
         return EXIT_REFUSED, "the hub is at capacity (--max-clients)"
+    if code == 4015:
+        return EXIT_REFUSED, "too many connections from this host (--max-connections-per-host)"
     if ready:
         return EXIT_DROPPED, "connection closed; re-arm the waiter"
     return EXIT_REFUSED, f"the hub closed the connection (code {code}) before it was ready"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+REMOTE_PER_HOST = 64
 
 
 @dataclass(slots=True)
@@ -24,6 +25,7 @@ class HubConfig:
     relay_max_lines: int = 5000
     max_msg_kb: int = 1024
     max_clients: int = 256
+    max_per_host: int = 0  # 0: no cap for loopback peers, REMOTE_PER_HOST for others
     ping_interval: float | None = 15.0
     ping_timeout: float | None = 15.0
     auth_timeout: float = 10.0

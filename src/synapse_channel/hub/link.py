@@ -16,11 +16,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from ..protocol import REASON_SLOW
-
 log = logging.getLogger(__name__)
-
-SLOW_CONSUMER_CODE = 1008
 
 
 class Link:
@@ -39,9 +35,8 @@ class Link:
         if self._closing:
             return
         if len(self._items) >= self.limit:
-            log.warning("closing a slow consumer (%d frames queued)", len(self._items))
-            self._items.clear()
-            self.close(SLOW_CONSUMER_CODE, REASON_SLOW)
+            log.warning("dropping a slow consumer (%d frames queued)", len(self._items))
+            self.abort()
             return
         self._items.append(data)
         self._ready.set()
@@ -58,6 +53,15 @@ class Link:
         self._closing = True
         self._items.append((code, reason))
         self._ready.set()
+
+    def abort(self) -> None:
+        """Drop the connection now: a peer that does not read cannot be sent a close frame either."""
+        self._closing = True
+        self._items.clear()
+        self.task.cancel()
+        transport = getattr(self.ws, "transport", None)
+        if transport is not None:
+            transport.abort()
 
     async def _run(self) -> None:
         with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):

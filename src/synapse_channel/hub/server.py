@@ -30,13 +30,14 @@ from ..protocol import (
     REASON_AUTH_DENIED,
     REASON_AUTH_TIMEOUT,
     REASON_CAPACITY,
+    REASON_HOST_CAP,
     Close,
     ProtocolError,
     encode,
     hub_frame,
     parse_frame,
 )
-from .config import HubConfig
+from .config import REMOTE_PER_HOST, HubConfig, is_loopback
 from .link import Link
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class Hub:
         self._expirer: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
         self._stop_requested = False
+        self.internal_errors = 0
+        self._per_host: dict[str, int] = {}
         self._stop_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -164,10 +167,30 @@ class Hub:
 
     # ------------------------------------------------------------------ connections
 
+    def _host_cap(self, host: str) -> int | None:
+        cap = self.config.max_per_host
+        if cap:
+            return cap
+        return None if is_loopback(host) else REMOTE_PER_HOST
+
     async def _handle(self, ws: ServerConnection) -> None:
         if len(self._links) >= self.config.max_clients:
             await ws.close(Close.CAPACITY, REASON_CAPACITY)
             return
+        host = str(ws.remote_address[0]) if ws.remote_address else ""
+        cap = self._host_cap(host)
+        if cap is not None and self._per_host.get(host, 0) >= cap:
+            await ws.close(Close.HOST_CAP, REASON_HOST_CAP)
+            return
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        try:
+            await self._serve_connection(ws)
+        finally:
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
         conn_id = next(self._ids)
         link = Link(ws, self.config.send_queue_limit)
         self._links[conn_id] = link
@@ -230,7 +253,16 @@ class Hub:
                 core.error(out, conn, str(exc), time.time(), code=exc.code)
             await self._commit_and_deliver(out)
             return
-        await self._commit_and_deliver(core.receive(conn_id, cmd, time.time()))
+        try:
+            out = core.receive(conn_id, cmd, time.time())
+        except Exception:  # a core bug must not kill the connection or the hub; it is logged loudly
+            log.exception("internal error handling a %r frame", cmd.type)
+            self.internal_errors += 1
+            out = Outcome()
+            conn = core.roster.conns.get(conn_id)
+            if conn is not None:
+                core.error(out, conn, "internal error; the frame was not applied", time.time(), code="INTERNAL")
+        await self._commit_and_deliver(out)
 
     @property
     def _core(self) -> HubCore:
