@@ -210,3 +210,21 @@ async def finish(proc: asyncio.subprocess.Process, timeout: float = TIMEOUT) -> 
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+#: Counts the reliability suite reports (kill points, frames, restarts); printed after the run.
+RELIABILITY: list[str] = []
+
+
+def report(line: str) -> None:
+    """Record a reliability count for the terminal summary (and print it for -s runs)."""
+    RELIABILITY.append(line)
+    print(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show the reliability suite's counts in CI output, passing or not."""
+    if RELIABILITY:
+        terminalreporter.section("reliability counts")
+        for line in RELIABILITY:
+            terminalreporter.write_line(line)

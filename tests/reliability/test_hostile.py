@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from synapse_channel.core import HubCore
 from synapse_channel.protocol import KNOWN_TYPES, ProtocolError, encode, parse_frame
 
-from ..conftest import HubFactory, open_raw
+from ..conftest import HubFactory, open_raw, report
 
 NAMES = ["a", "p/a", "p/b", "SynapseHub", "", "x" * 300, "sp ace", "all", "p/a-rx"]
 VERBS = [*sorted(KNOWN_TYPES), "warp", "", "CHAT", "chat ", None, 5]
@@ -137,7 +137,7 @@ def test_core_survives_100k_generated_frames() -> None:
             counts["accepted"] += 1
         if rng.random() < 0.01:
             core.close(cid, float(i))
-    print(f"hostile core fuzz: {counts}")
+    report(f"hostile core fuzz: {counts}")
     assert counts["frames"] == 100_000 and counts["parse_errors"] > 1000 and counts["errors"] > 1000
     for wt, paths in core.claims.scope.values():
         assert all(".." not in part and not part.startswith("/") for path in paths for part in path), wt
@@ -203,7 +203,7 @@ async def test_real_hub_survives_hostile_frames(hub_factory: HubFactory) -> None
         await client.ws.close()
         code = client.ws.protocol.close_rcvd.code if client.ws.protocol.close_rcvd else None
         closes[code] = closes.get(code, 0) + 1
-    print(f"hostile socket fuzz: {sent} frames, closes by code {closes}, internal errors {hub.internal_errors}")
+    report(f"hostile socket fuzz: {sent} frames, closes by code {closes}, internal errors {hub.internal_errors}")
     assert hub.internal_errors == 0
     assert all(code in documented or code is None for code in closes)
     check = await open_raw(hub.uri, "after-fuzz")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import HubFactory, open_raw, open_ws
+from ..conftest import HubFactory, open_raw, open_ws, report
 from ..hubproc import HubProcess
 
 
@@ -38,7 +38,7 @@ async def test_slow_consumer_does_not_delay_others(hub_factory: HubFactory) -> N
     while "slow" in hub.core.roster.names:
         assert loop.time() < deadline, "the slow consumer was never closed"
         await asyncio.sleep(0.05)
-    print(f"slow consumer: fast client got 1500 x 4 KB broadcasts in {elapsed:.2f}s; slow one closed")
+    report(f"slow consumer: fast client got 1500 x 4 KB broadcasts in {elapsed:.2f}s; slow one closed")
     slow.ws.transport.abort()
     await fast.close()
     await sender.close()
@@ -58,7 +58,7 @@ async def test_max_clients_and_per_host_cap_hold_under_a_flood(hub_factory: HubF
             alive += 1
         else:
             codes[rcvd.code] = codes.get(rcvd.code, 0) + 1
-    print(f"flood: {alive} admitted, closes {codes}")
+    report(f"flood: {alive} admitted, closes {codes}")
     assert alive == 50 and codes.get(4015, 0) == len(sockets) - 50
     for ws in sockets:
         await ws.close()
@@ -96,7 +96,7 @@ async def test_idle_connection_memory_stays_flat(tmp_path: Path) -> None:
     before = rss_kb(hub.proc.pid)
     await churn(hub.uri, 10_000)
     after = rss_kb(hub.proc.pid)
-    print(f"memory: RSS {before} kB after 2,000 cycles, {after} kB after 10,000 more ({after - before:+d} kB)")
+    report(f"memory: RSS {before} kB after 2,000 cycles, {after} kB after 10,000 more ({after - before:+d} kB)")
     await hub.stop()
     assert after - before < 8 * 1024, "RSS grew by more than 8 MB over 10,000 cycles"
 
@@ -106,7 +106,7 @@ async def test_connect_cycles_leave_no_state_behind(hub_factory: HubFactory) -> 
     hub = await hub_factory()
     await churn(hub.uri, 1000)
     await asyncio.sleep(0.2)
-    print(f"churn: 1000 cycles, links={len(hub._links)}, conns={len(hub.core.roster.conns)}")
+    report(f"churn: 1000 cycles, links={len(hub._links)}, conns={len(hub.core.roster.conns)}")
     assert not hub._links and not hub.core.roster.conns and not hub.core.roster.names
     assert not hub.core.roster.by_owner and not hub._per_host
     assert os.getpid() > 0

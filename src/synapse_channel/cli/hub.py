@@ -178,8 +178,8 @@ def hub(
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level.upper() != "DEBUG":
-        logging.getLogger("websockets").setLevel(logging.WARNING)
+    # websockets logs whole frames at DEBUG, tokens included: never let it go below INFO.
+    logging.getLogger("websockets").setLevel(logging.INFO if level.upper() == "DEBUG" else logging.WARNING)
 
 
 async def _serve(config: HubConfig) -> None:

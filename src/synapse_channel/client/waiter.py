@@ -110,9 +110,14 @@ class Waiter:
             await client.close()
 
     async def _collect(self, client: HubClient, deadline: float | None) -> list[dict[str, Any]] | None:
-        """Frames that wake us; None on timeout."""
+        """Frames that wake us, in ``seq`` order; None on timeout.
+
+        A connection that drops during the jitter or drain window still
+        surfaces what was collected: a wake is never thrown away.
+        """
         wake = self.filter
         frames: list[dict[str, Any]] = []
+        batch: set[int] = set()
         while not frames:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if remaining == 0.0:
@@ -120,7 +125,7 @@ class Waiter:
             frame = await client.recv(remaining)
             if frame is None:
                 return None
-            if wake.wakes(frame) and self._fresh(frame):
+            if wake.wakes(frame) and self._fresh(frame, batch):
                 frames.append(frame)
         delay = self._delay(frames[0])
         if self.spec.pm is not None:
@@ -128,19 +133,23 @@ class Waiter:
 
             await notify(self.spec.pm, "wake_requested", identity=self.spec.for_name, frame=frames[0], delay=delay)
         until = time.monotonic() + max(delay, DRAIN_WINDOW)
-        while (remaining := until - time.monotonic()) > 0:
-            frame = await client.recv(remaining)
-            if frame is not None and wake.wakes(frame) and self._fresh(frame):
-                frames.append(frame)
-        return frames
+        try:
+            while (remaining := until - time.monotonic()) > 0:
+                frame = await client.recv(remaining)
+                if frame is not None and wake.wakes(frame) and self._fresh(frame, batch):
+                    frames.append(frame)
+        except HubError:
+            pass  # the wake stands; the cursor is saved locally and the next ack catches the hub up
+        return sorted(frames, key=lambda f: f["seq"] if isinstance(f.get("seq"), int) else 0)
 
-    def _fresh(self, frame: dict[str, Any]) -> bool:
+    def _fresh(self, frame: dict[str, Any], batch: set[int]) -> bool:
+        """Not surfaced before (``seen`` holds only printed seqs) and not already in this batch."""
         seq = frame.get("seq")
         if not isinstance(seq, int):
             return True
-        if seq in self.seen or (frame.get("replayed") and seq <= self.cursor):
+        if seq in self.seen or seq in batch or (frame.get("replayed") and seq <= self.cursor):
             return False
-        self.seen.add(seq)
+        batch.add(seq)
         return True
 
     def _delay(self, frame: dict[str, Any]) -> float:
@@ -165,6 +174,7 @@ class Waiter:
 
     def _surface(self, frames: list[dict[str, Any]]) -> None:
         """Print each frame as ``sender: payload`` and flush before anything else."""
+        self.seen.update(f["seq"] for f in frames if isinstance(f.get("seq"), int))
         now = time.time()
         lines = []
         for f in frames:
