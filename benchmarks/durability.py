@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import OUR_BIN, summary, write_results
+from benchlib import OUR_BIN, REF_BIN, ref_available, summary, write_results
 
 from synapse_channel.core import HubCore
 from synapse_channel.protocol import parse_frame
@@ -107,9 +107,44 @@ async def client_loop(port: int, idx: int, until: float, counts: list[int]) -> N
     await ws.close(timeout=0.5)
 
 
+async def start_ref_hub(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
+    """The reference hub with its rate limits off (so only durability is measured)."""
+    port = free_port()
+    env = {**os.environ, "HOME": str(tmp), "SYNAPSE_NO_UPDATE_CHECK": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(REF_BIN, "synapse")),
+        "hub",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp / "r.db"),
+        "--rate",
+        "0",
+        "--host-rate",
+        "0",
+        "--max-connections-per-host",
+        "0",
+        "--max-clients",
+        "1000",
+        "--private-directed-messages",
+        "--log-level",
+        "WARNING",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await wait_listening(port, 60)
+    return proc, port
+
+
 async def mutations(clients: int, mode: str, seconds: float) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = await start_hub(Path(tmp, "hub.db"), "--commit-mode", mode, "--private-directed")
+        if mode == "ref":
+            proc, port = await start_ref_hub(Path(tmp))
+        else:
+            proc, port = await start_hub(Path(tmp, "hub.db"), "--commit-mode", mode, "--private-directed")
         try:
             counts = [0] * clients
             t0 = time.monotonic()
@@ -278,15 +313,16 @@ async def main_async(quick: bool) -> dict[str, Any]:
         g = results["journal_commits_per_s"][f"{producers}/group"]["median"]
         e = results["journal_commits_per_s"][f"{producers}/each"]["median"]
         results["journal_commits_per_s"][f"{producers}/speedup"] = g / e
+    modes = ("group", "each", "ref") if ref_available() else ("group", "each")
     for clients in (1, 4, 16, 64):
-        for mode in ("group", "each"):
+        for mode in modes:
             rates = [await mutations(clients, mode, seconds) for _ in range(runs)]
             results["mutations_per_s"][f"{clients}/{mode}"] = summary(rates)
             print(f"acked mutations/s  clients={clients:<3} {mode:<5} median {summary(rates)['median']:9.0f}")
         g = results["mutations_per_s"][f"{clients}/group"]["median"]
         e = results["mutations_per_s"][f"{clients}/each"]["median"]
         results["mutations_per_s"][f"{clients}/speedup"] = g / e
-    sizes = [100_000] if quick else [100_000, 1_000_000]
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             db = Path(tmp, f"j{n}.db")

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import OUR_BIN, REF_BIN, ref_available, summary, write_results  # noqa: E402
+import contextlib
+
+from benchlib import OUR_BIN, REF_BIN, ref_available, summary, write_results
 
 
 def free_port() -> int:
@@ -41,12 +43,43 @@ def free_port() -> int:
 def start_hub(label: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     if label == "ours":
-        args = [str(Path(OUR_BIN, "synapse")), "hub", "--port", str(port), "--db", str(tmp / "h.db"),
-                "--relay-log", str(tmp / "feed.ndjson"), "--max-clients", "5000", "--log-level", "WARNING"]
+        args = [
+            str(Path(OUR_BIN, "synapse")),
+            "hub",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp / "h.db"),
+            "--relay-log",
+            str(tmp / "feed.ndjson"),
+            "--max-clients",
+            "5000",
+            "--log-level",
+            "WARNING",
+        ]
     else:
-        args = [str(Path(REF_BIN, "synapse")), "hub", "--host", "127.0.0.1", "--port", str(port), "--db",
-                str(tmp / "r.db"), "--relay-log", str(tmp / "feed.ndjson"), "--max-clients", "5000",
-                "--max-connections-per-host", "0", "--rate", "0", "--host-rate", "0", "--log-level", "WARNING"]
+        args = [
+            str(Path(REF_BIN, "synapse")),
+            "hub",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp / "r.db"),
+            "--relay-log",
+            str(tmp / "feed.ndjson"),
+            "--max-clients",
+            "5000",
+            "--max-connections-per-host",
+            "0",
+            "--rate",
+            "0",
+            "--host-rate",
+            "0",
+            "--log-level",
+            "WARNING",
+        ]
     env = {**os.environ, "HOME": str(tmp), "SYN_HOME": str(tmp), "SYNAPSE_NO_UPDATE_CHECK": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30
@@ -63,8 +96,19 @@ async def connect(uri: str, name: str) -> Any:
     from synapse_channel.client.wire import WebSocketStream
 
     ws = await WebSocketStream.open(uri)
-    await ws.send(json.dumps({"sender": name, "target": "System", "type": "heartbeat", "payload": "online",
-                              "timestamp": time.time(), "wake_capability": "passive", "protocol_version": 7}))
+    await ws.send(
+        json.dumps(
+            {
+                "sender": name,
+                "target": "System",
+                "type": "heartbeat",
+                "payload": "online",
+                "timestamp": time.time(),
+                "wake_capability": "passive",
+                "protocol_version": 7,
+            }
+        )
+    )
     return ws
 
 
@@ -101,10 +145,8 @@ async def _receive(uri: str, names: list[str], expect: int, mode: str, ready: An
     await asyncio.sleep(0.5)
     ready.put(len(sockets))
     tasks = [asyncio.ensure_future(drain(ws, n)) for ws, n in zip(sockets, names, strict=True)]
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(finished.wait(), 120)
-    except TimeoutError:
-        pass
     end = time.time()
     for task in tasks:
         task.cancel()
@@ -119,8 +161,13 @@ async def send_all(uri: str, targets: list[str]) -> float:
     t0 = time.time()
     last = len(targets) - 1
     for i, target in enumerate(targets):
-        frame = {"sender": "bench-sender", "target": target, "type": "chat", "payload": f"t={time.time()} n={i}",
-                 "timestamp": time.time()}
+        frame = {
+            "sender": "bench-sender",
+            "target": target,
+            "type": "chat",
+            "payload": f"t={time.time()} n={i}",
+            "timestamp": time.time(),
+        }
         if i == last:  # wait for the hub to have taken everything before closing
             frame.update(client_msg_id="last", receipt_requested=True)
         await ws.send(json.dumps(frame))
@@ -141,8 +188,11 @@ def fanout_run(uri: str, clients: int, mode: str, messages: int) -> dict[str, An
     ready, done = ctx.Queue(), ctx.Queue()
     targets = ["all"] * messages if mode == "broadcast" else [names[(i * 7919) % clients] for i in range(messages)]
     expected = [len(h) * messages if mode == "broadcast" else sum(1 for t in targets if t in h) for h in halves]
-    procs = [ctx.Process(target=receiver_main, args=(uri, h, e, mode, ready, done)) for h, e in
-             zip(halves, expected, strict=True) if h]
+    procs = [
+        ctx.Process(target=receiver_main, args=(uri, h, e, mode, ready, done))
+        for h, e in zip(halves, expected, strict=True)
+        if h
+    ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -157,8 +207,13 @@ def fanout_run(uri: str, clients: int, mode: str, messages: int) -> dict[str, An
         p.join(30)
     lat.sort()
     elapsed = max(ends) - t0
-    return {"p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
-            "deliveries": len(lat), "msgs_per_s": messages / elapsed, "deliveries_per_s": len(lat) / elapsed}
+    return {
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
+        "deliveries": len(lat),
+        "msgs_per_s": messages / elapsed,
+        "deliveries_per_s": len(lat) / elapsed,
+    }
 
 
 def rss_kb(pid: int) -> int:
@@ -174,7 +229,9 @@ def memory_run(proc: subprocess.Popen[bytes], uri: str, counts: list[int]) -> di
         held: list[Any] = []
         for n in counts:
             while len(held) < n:
-                batch = await asyncio.gather(*(connect(uri, f"mem/c{len(held) + i}") for i in range(min(100, n - len(held)))))
+                batch = await asyncio.gather(
+                    *(connect(uri, f"mem/c{len(held) + i}") for i in range(min(100, n - len(held))))
+                )
                 held += batch
             await asyncio.sleep(1.0)
             out[str(n)] = rss_kb(proc.pid)
@@ -213,8 +270,10 @@ def main() -> None:
                 key = f"{side}/{mode}/{clients}"
                 results["fanout"][key] = {m: summary([r[m] for r in runs]) for m in runs[0]}
                 med = results["fanout"][key]
-                print(f"{key:<24} p50 {med['p50_ms']['median']:8.1f} ms  p99 {med['p99_ms']['median']:8.1f} ms  "
-                      f"{med['msgs_per_s']['median']:8.0f} msg/s  {med['deliveries_per_s']['median']:9.0f} deliveries/s")
+                print(
+                    f"{key:<24} p50 {med['p50_ms']['median']:8.1f} ms  p99 {med['p99_ms']['median']:8.1f} ms  "
+                    f"{med['msgs_per_s']['median']:8.0f} msg/s  {med['deliveries_per_s']['median']:9.0f} deliveries/s"
+                )
         with tempfile.TemporaryDirectory() as tmp:
             proc, uri = start_hub(side, Path(tmp))
             try:

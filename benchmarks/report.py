@@ -136,6 +136,54 @@ def claims_section(data: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def fanout_section(data: dict[str, Any]) -> list[str]:
+    def rate(x: float) -> str:
+        return f"{x:,.0f}/s"
+
+    out = [
+        "## Fan-out",
+        "",
+        host_line(data),
+        "1 sender blasting messages, N receivers in two processes; latency is send to receive (same clock), so "
+        "it includes queueing behind the burst; msgs/s until the last intended delivery. Both hubs send a "
+        "directed chat to every socket by default (the 0.99 clients filter), so directed costs like broadcast. "
+        "Hub, sender and receivers share the 2 cores.",
+        "",
+        "| mode | receivers | ours p50 / p99 | ours msgs/s | reference p50 / p99 | reference msgs/s | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    fan = data["fanout"]
+    for key in sorted((k for k in fan if k.startswith("ours/")), key=lambda k: (k.split("/")[1], int(k.split("/")[2]))):
+        _, mode, n = key.split("/")
+        ours, ref = fan[key], fan.get(f"ref/{mode}/{n}")
+        mine = f"{ours['p50_ms']['median']:.0f} / {ours['p99_ms']['median']:.0f} ms"
+        theirs = f"{ref['p50_ms']['median']:.0f} / {ref['p99_ms']['median']:.0f} ms" if ref else "–"
+        ratio = f"{ours['msgs_per_s']['median'] / ref['msgs_per_s']['median']:.2f}×" if ref else "–"
+        out.append(
+            f"| {mode} | {n} | {mine} | {spread(ours['msgs_per_s'], rate)} | {theirs} | "
+            f"{spread(ref['msgs_per_s'], rate) if ref else '–'} | {ratio} |"
+        )
+    out += [
+        "",
+        "### Memory with idle connections",
+        "",
+        "Hub RSS with N idle registered connections, and the cost per connection.",
+        "",
+        "| connections | ours | reference 0.99.38 |",
+        "|---|---|---|",
+    ]
+    mem = data["memory"]
+    for n in ("0", "100", "1000", "2000"):
+        ours = mem["ours"].get(n)
+        ref = mem.get("ref", {}).get(n)
+        out.append(f"| {int(n):,} | {ours / 1024:.1f} MiB | {f'{ref / 1024:.1f} MiB' if ref else '–'} |")
+    ref_per = mem.get("ref", {}).get("per_connection_kb")
+    out.append(
+        f"| per connection | {mem['ours']['per_connection_kb']:.1f} KiB | {f'{ref_per:.1f} KiB' if ref_per else '–'} |"
+    )
+    return [*out, ""]
+
+
 def render() -> str:
     out = [
         "# Benchmarks",
@@ -151,6 +199,9 @@ def render() -> str:
     dur = load("durability")
     if dur:
         out += durability_section(dur)
+    fan = load("fanout")
+    if fan:
+        out += fanout_section(fan)
     claims = load("claims")
     if claims:
         out += claims_section(claims)

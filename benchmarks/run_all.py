@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ["cli_latency.py", "durability.py", "claims.py"]
+SCRIPTS = ["cli_latency.py", "durability.py", "claims.py", "fanout.py"]
 
 
 def main() -> None:
     quick = ["--quick"] if "--quick" in sys.argv else []
     for script in SCRIPTS:
         args = [sys.executable, str(HERE / script)]
-        if script == "durability.py":
+        if script in ("durability.py", "fanout.py"):
             args += quick
         print(f"== {script}", flush=True)
         subprocess.run(args, check=True)
