@@ -22,6 +22,15 @@ REF_BIN = os.environ.get("SYNAPSE_REF_BIN", "")
 OUR_BIN = str(Path(sys.executable).parent)
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the hub under test binds it right away)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def ref_available() -> bool:
     """True when the reference 0.99.38 client is installed (``make refvenv``)."""
     return bool(REF_BIN) and Path(REF_BIN, "synapse").exists()

@@ -25,13 +25,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import OUR_BIN, REF_BIN, fmt_s, ref_available, summary, write_results
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from benchlib import OUR_BIN, REF_BIN, fmt_s, free_port, ref_available, summary, write_results
 
 
 class Side:

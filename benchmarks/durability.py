@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -26,19 +25,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import OUR_BIN, REF_BIN, ref_available, summary, write_results
+from benchlib import OUR_BIN, REF_BIN, free_port, ref_available, summary, write_results
 
 from synapse_channel.core import HubCore
 from synapse_channel.protocol import parse_frame
 from synapse_channel.store import checksum, encode_data, open_journal
 
 SYNAPSE = str(Path(OUR_BIN, "synapse"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start_hub(db: Path, *extra: str) -> tuple[asyncio.subprocess.Process, int]:
@@ -254,23 +247,8 @@ def build_journal(path: Path, events: int, *, snapshot_every: int | None) -> Non
 async def restart_time(db: Path, runs: int) -> dict[str, Any]:
     samples = []
     for _ in range(runs):
-        port = free_port()
         t0 = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            SYNAPSE,
-            "hub",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--relay-log",
-            "",
-            "--log-level",
-            "WARNING",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        await wait_listening(port, 120)
+        proc, _port = await start_hub(db)  # returns once the hub accepts a WebSocket connection
         samples.append(time.monotonic() - t0)
         proc.send_signal(9)  # no final snapshot: every run replays the same tail
         await proc.wait()

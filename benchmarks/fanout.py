@@ -31,13 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 import contextlib
 
-from benchlib import OUR_BIN, REF_BIN, ref_available, summary, write_results
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from benchlib import OUR_BIN, REF_BIN, free_port, ref_available, summary, write_results
 
 
 def start_hub(label: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:

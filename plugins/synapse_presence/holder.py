@@ -80,15 +80,8 @@ class Holder:
         self.connections += 1
         self._announce()
         try:
-            while not self.stop.is_set():
-                stopper = asyncio.ensure_future(self.stop.wait())
-                reader = asyncio.ensure_future(client.recv())
-                done, _ = await asyncio.wait({stopper, reader}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if reader not in done:
-                    reader.cancel()
-                    break
-                reader.result()  # frames are ignored: presence never consumes
+            while await client.recv_until(self.stop) is not None:
+                pass  # frames are ignored: presence never consumes
         except HubClosed as exc:
             log.warning("%s: hub closed the connection (%s %s)", self.name, exc.code, exc.reason)
             if exc.code == 4010 and "auth" not in exc.reason:

@@ -160,17 +160,8 @@ async def _listen(uri: str, name: str, token: str | None, for_name: str | None) 
     try:
         await client.connect()
         say(name, f"listening{' for ' + for_name if for_name else ''} on {uri}")
-        while not stop.is_set():
-            recv = asyncio.ensure_future(client.recv())
-            stopper = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({recv, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if recv not in done:
-                recv.cancel()
-                break
-            frame = recv.result()
-            if frame is not None:
-                _print_frame(frame, for_name, addresses)
+        while (frame := await client.recv_until(stop)) is not None:
+            _print_frame(frame, for_name, addresses)
     except HubError as exc:
         say(name, str(exc))
         return exc.exit_code

@@ -148,6 +148,19 @@ class HubClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         return await self._recv(deadline, ready=True)
 
+    async def recv_until(self, stop: asyncio.Event) -> dict[str, Any] | None:
+        """The next frame, or None once ``stop`` is set (for long-lived listeners)."""
+        if stop.is_set():
+            return None
+        reader = asyncio.ensure_future(self.recv())
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if reader not in done:
+            reader.cancel()
+            return None
+        return reader.result()
+
     async def _recv(self, deadline: float | None, *, ready: bool) -> dict[str, Any] | None:
         assert self.ws is not None
         while True:
