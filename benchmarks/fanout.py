@@ -229,8 +229,7 @@ def memory_run(proc: subprocess.Popen[bytes], uri: str, counts: list[int]) -> di
                 held += batch
             await asyncio.sleep(1.0)
             out[str(n)] = rss_kb(proc.pid)
-        for ws in held:
-            await ws.close(timeout=0.05)
+        await asyncio.gather(*(ws.close(timeout=1.0) for ws in held))
         return out
 
     rss = asyncio.run(go())

@@ -391,3 +391,20 @@ async def test_quiet_registration_announces_no_presence(raw: RawFactory) -> None
     await raw("loud")
     joined = await watcher.expect("presence_update", event="joined", agent="loud")
     assert "quick" not in joined["online_agents"]
+
+
+async def test_presence_frames_drop_the_roster_for_large_fleets(hub: Hub, raw: RawFactory) -> None:
+    """Above the limit a presence frame carries online_count, not the list (no O(N^2) ramp-up)."""
+    from synapse_channel.core import hubcore
+
+    watcher = await raw("watcher")
+    hubcore.PRESENCE_ROSTER_LIMIT, old = 2, hubcore.PRESENCE_ROSTER_LIMIT
+    try:
+        await raw("second")
+        small = await watcher.expect("presence_update", agent="second")
+        assert small["online_agents"] == ["second", "watcher"]
+        await raw("third")
+        big = await watcher.expect("presence_update", agent="third")
+        assert "online_agents" not in big and big["online_count"] == 3
+    finally:
+        hubcore.PRESENCE_ROSTER_LIMIT = old

@@ -41,6 +41,9 @@ from .roster import Conn, Roster
 #: Fields a client may put on a frame that must never be relayed or journalled.
 SECRET_FIELDS = ("token", "owner_lease", "auth", "signature", "identity_public_key")
 
+#: Presence frames list the whole roster only up to this many names (see ``_presence``).
+PRESENCE_ROSTER_LIMIT = 200
+
 Handler = Callable[["HubCore", Conn, Command, float, Outcome], None]
 
 
@@ -167,16 +170,18 @@ class HubCore:
         return out
 
     def _presence(self, out: Outcome, event: str, agent: str, now: float) -> None:
+        """Broadcast a join or leave.
+
+        The full roster rides along only while it is small: with N sockets a
+        roster in every presence frame costs O(N^2) bytes per ramp-up (2,000
+        joins x 2,000 recipients x 2,000 names). Above the limit the frame
+        carries ``online_count`` instead; ``who`` always has the full list.
+        """
         online = self.roster.online()
-        frame = self.frame(
-            "presence_update",
-            "all",
-            "Presence update",
-            now,
-            online_agents=online,
-            event=event,
-            agent=agent,
+        roster: dict[str, Any] = (
+            {"online_agents": online} if len(online) <= PRESENCE_ROSTER_LIMIT else {"online_count": len(online)}
         )
+        frame = self.frame("presence_update", "all", "Presence update", now, **roster, event=event, agent=agent)
         out.send(self.roster.all_ids(), frame, public=True)
         out.notify("presence_changed", agent=agent, event=event, online_agents=online)
 
