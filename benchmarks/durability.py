@@ -117,6 +117,7 @@ async def start_ref_hub(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
         "0",
         "--host-rate",
         "0",
+        "--no-durable-ingress-quota",
         "--max-connections-per-host",
         "0",
         "--max-clients",

@@ -71,6 +71,7 @@ def start_hub(label: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
             "0",
             "--host-rate",
             "0",
+            "--no-durable-ingress-quota",
             "--log-level",
             "WARNING",
         ]
