@@ -211,6 +211,16 @@ def fanout_run(uri: str, clients: int, mode: str, messages: int) -> dict[str, An
     }
 
 
+def stop_hub(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the hub takes too long to shut down."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -259,8 +269,7 @@ def main() -> None:
                         try:
                             runs.append(fanout_run(uri, clients, mode, messages))
                         finally:
-                            proc.terminate()
-                            proc.wait(20)
+                            stop_hub(proc)
                 key = f"{side}/{mode}/{clients}"
                 results["fanout"][key] = {m: summary([r[m] for r in runs]) for m in runs[0]}
                 med = results["fanout"][key]
@@ -273,8 +282,7 @@ def main() -> None:
             try:
                 results["memory"][side] = memory_run(proc, uri, [100, 1000, 2000])
             finally:
-                proc.terminate()
-                proc.wait(30)
+                stop_hub(proc)
         print(f"{side} memory: {results['memory'][side]}")
     print(f"wrote {write_results('fanout', results)}")
 
