@@ -277,21 +277,15 @@ class Hub:
             assert self.journal is not None
             self._last_commit = self.journal.submit(out.events)
         pending = self._last_commit
-        if pending is not None and not pending.done():
+        if pending is not None:
             try:
-                await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                raise
+                await asyncio.shield(pending)  # returns at once when that commit is already done
             except Exception:
-                log.critical("journal write failed; stopping so a restart replays what is on disk")
-                asyncio.get_running_loop().call_soon(self._fail)
-                return
-        elif pending is not None and pending.done() and pending.exception() is not None:
-            return
+                if self._stop_task is None:
+                    log.critical("journal write failed; stopping so a restart replays what is on disk")
+                    self._stop_task = asyncio.ensure_future(self.stop())
+                return  # nothing that depends on an unwritten event is ever sent
         self._deliver(out)
-
-    def _fail(self) -> None:
-        self._stop_task = asyncio.ensure_future(self.stop())
 
     def _deliver(self, out: Outcome) -> None:
         for send in out.sends:
