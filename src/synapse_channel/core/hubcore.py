@@ -17,6 +17,10 @@ from .. import __version__
 from ..protocol import (
     HUB_SENDER,
     PROTOCOL_VERSION,
+    REASON_COOLDOWN,
+    REASON_NAME_CONFLICT,
+    REASON_RESERVED,
+    REASON_SUPERSEDED,
     RESERVED_NAMES,
     Close,
     Command,
@@ -220,21 +224,21 @@ class HubCore:
         reg = registration_of(cmd.raw)
         name = cmd.sender
         if name in RESERVED_NAMES or name.startswith(HUB_SENDER):
-            self._refuse(
-                out, conn, name, text.RESERVED.format(name=name), Close.NAME_CONFLICT, "reserved identity", now
-            )
+            self._refuse(out, conn, name, text.RESERVED.format(name=name), Close.NAME_CONFLICT, REASON_RESERVED, now)
             return False
         holder = self.roster.holder(name)
         if holder is not None and not reg.takeover:
-            self._refuse(out, conn, name, text.CONFLICT.format(name=name), Close.NAME_CONFLICT, "name conflict", now)
+            self._refuse(
+                out, conn, name, text.CONFLICT.format(name=name), Close.NAME_CONFLICT, REASON_NAME_CONFLICT, now
+            )
             return False
         if holder is not None:
             last = self.roster.last_takeover.get(name, -math.inf)
             if now - last < self.takeover_cooldown:
-                out.close(conn.conn_id, Close.TAKEOVER_COOLDOWN, "takeover cooldown")
+                out.close(conn.conn_id, Close.TAKEOVER_COOLDOWN, REASON_COOLDOWN)
                 return False
             old = self.roster.takeover(conn, name, now, reg.roles)
-            out.close(old.conn_id, Close.SUPERSEDED, "superseded")
+            out.close(old.conn_id, Close.SUPERSEDED, REASON_SUPERSEDED)
         else:
             self.roster.bind(conn, name, reg.roles)
         conn.wake_capability = reg.wake_capability
