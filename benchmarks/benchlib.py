@@ -31,6 +31,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ref_hub_args(port: int, db: Path, *extra: str) -> list[str]:
+    """The reference hub's command line with every throttle off, so only the hub itself is measured.
+
+    Rate limits, the per-host cap and the durable-ingress quota would otherwise
+    cap the reference below what it can do. Both benchmarks that start it use this.
+    """
+    return [
+        str(Path(REF_BIN, "synapse")),
+        "hub",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        "--rate",
+        "0",
+        "--host-rate",
+        "0",
+        "--no-durable-ingress-quota",
+        "--max-connections-per-host",
+        "0",
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
+
+
 def ref_available() -> bool:
     """True when the reference 0.99.38 client is installed (``make refvenv``)."""
     return bool(REF_BIN) and Path(REF_BIN, "synapse").exists()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import OUR_BIN, REF_BIN, free_port, ref_available, summary, write_results
+from benchlib import OUR_BIN, free_port, ref_available, ref_hub_args, summary, write_results
 
 from synapse_channel.core import HubCore
 from synapse_channel.protocol import parse_frame
@@ -110,25 +110,7 @@ async def start_ref_hub(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     port = free_port()
     env = {**os.environ, "HOME": str(tmp), "SYNAPSE_NO_UPDATE_CHECK": "1"}
     proc = await asyncio.create_subprocess_exec(
-        str(Path(REF_BIN, "synapse")),
-        "hub",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--db",
-        str(tmp / "r.db"),
-        "--rate",
-        "0",
-        "--host-rate",
-        "0",
-        "--no-durable-ingress-quota",
-        "--max-connections-per-host",
-        "0",
-        "--max-clients",
-        "1000",
-        "--log-level",
-        "WARNING",
+        *ref_hub_args(port, tmp / "r.db", "--max-clients", "1000"),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 import contextlib
 
-from benchlib import OUR_BIN, REF_BIN, free_port, ref_available, summary, write_results
+from benchlib import OUR_BIN, free_port, ref_available, ref_hub_args, summary, write_results
 
 
 def start_hub(label: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -52,29 +52,7 @@ def start_hub(label: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
             "WARNING",
         ]
     else:
-        args = [
-            str(Path(REF_BIN, "synapse")),
-            "hub",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            str(tmp / "r.db"),
-            "--relay-log",
-            str(tmp / "feed.ndjson"),
-            "--max-clients",
-            "5000",
-            "--max-connections-per-host",
-            "0",
-            "--rate",
-            "0",
-            "--host-rate",
-            "0",
-            "--no-durable-ingress-quota",
-            "--log-level",
-            "WARNING",
-        ]
+        args = ref_hub_args(port, tmp / "r.db", "--relay-log", str(tmp / "feed.ndjson"), "--max-clients", "5000")
     env = {**os.environ, "HOME": str(tmp), "SYN_HOME": str(tmp), "SYNAPSE_NO_UPDATE_CHECK": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30
