@@ -116,11 +116,13 @@ class ClaimMachine(RuleBasedStateMachine):
 
     @rule(owner=st.sampled_from(OWNERS), task=st.sampled_from(["T1", "T2"]), to=st.sampled_from(OWNERS))
     def handoff(self, owner: str, task: str, to: str) -> None:
-        self.send(owner, "handoff", task_id=task, to=to)
+        live = self.core.claims.live.get(task)
+        self.send(owner, "handoff", task_id=task, to=to, epoch=live["epoch"] if live else 1)
 
     @rule(owner=st.sampled_from(OWNERS), task=st.sampled_from(["T1", "T2"]))
     def renew(self, owner: str, task: str) -> None:
-        self.send(owner, "renew", task_id=task, ttl_seconds=100)
+        live = self.core.claims.live.get(task)
+        self.send(owner, "renew", task_id=task, ttl_seconds=100, epoch=live["epoch"] if live else 1)
 
     @rule(dt=st.sampled_from([1.0, 10.0, 60.0]))
     def tick(self, dt: float) -> None:

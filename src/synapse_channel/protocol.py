@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from fnmatch import fnmatchcase
@@ -23,7 +24,13 @@ OPERATOR = "CEO"
 BROADCAST_TARGETS = frozenset({"", "all"})
 RESERVED_NAMES = frozenset({HUB_SENDER, SYSTEM_TARGET, "all", "self", ""})
 MAX_NAME_LEN = 200
+#: Registered names are shorter than this (see :func:`name_problem`).
+MAX_IDENTITY_LEN = 128
 WAITER_SUFFIXES = ("-pane-rx", "-rx")
+#: Suffixes of side connections that speak for the identity they are attached to.
+SIDECAR_SUFFIXES = ("-pane-rx", "-rx", "-who")
+#: Default priority senders: their chats are stamped ``priority: true`` by the hub.
+DEFAULT_PRIORITY_SENDERS = (OPERATOR,)
 
 
 class Close(IntEnum):
@@ -49,6 +56,11 @@ REASON_RESERVED = "reserved identity"
 REASON_COOLDOWN = "takeover cooldown"
 REASON_CAPACITY = "hub at capacity"
 REASON_HOST_CAP = "too many connections from this host"
+REASON_NAME_OWNED = "name owned"
+REASON_SEAT_NAME = "auth denied: name not granted to this seat"
+REASON_SEAT_REVOKED = "auth denied: seat revoked or rotated"
+REASON_BAD_NAME = "identity refused: invalid name"
+REASON_ROLE = "identity refused: role not granted"
 
 
 class ProtocolError(ValueError):
@@ -257,6 +269,63 @@ def owner_of(name: str) -> str:
     return name
 
 
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._@+=-]*"
+_NAME_RE = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*(?:~[A-Za-z0-9._-]+)?")
+_RESERVED_FOLDED = frozenset(n.casefold() for n in RESERVED_NAMES | {"system", "hub"})
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be registered, or None when it follows the grammar.
+
+    A name is ASCII ``segment(/segment)*`` with an optional ``~tag`` tail for
+    one-shot connections; a segment starts with a letter, digit or ``_`` and
+    continues with letters, digits and ``. _ @ + = -``. So a name is never a
+    target pattern (no ``, * ? [`` or whitespace), never a path escape (no
+    ``..`` segment), never a look-alike (no control, format or non-ASCII
+    characters), and never ``all`` or another reserved word in any case.
+    """
+    if not name:
+        return "the name is empty"
+    if len(name) > MAX_IDENTITY_LEN:
+        return f"the name is longer than {MAX_IDENTITY_LEN} characters"
+    if not name.isascii() or _NAME_RE.fullmatch(name) is None:
+        return (
+            "names are ASCII 'project/seat' segments of letters, digits and . _ @ + = - "
+            "(no spaces, commas, globs or control characters)"
+        )
+    if any(seg in (".", "..") or seg.startswith("..") for seg in name.split("~", 1)[0].split("/")):
+        return "a name segment may not be '.' or '..'"
+    if name.casefold() in _RESERVED_FOLDED or name.casefold().startswith(HUB_SENDER.casefold()):
+        return f"{name!r} is reserved by the hub"
+    return None
+
+
+def base_identity(name: str) -> str:
+    """The identity a connection name belongs to, for access checks.
+
+    Strips a one-shot ``~tag`` tail and one sidecar suffix (``-rx``,
+    ``-pane-rx``, ``-who``): ``api/a1-rx``, ``api/a1-who`` and
+    ``api/a1~send-12`` all speak for ``api/a1``. Routing uses
+    :func:`owner_of`, which does not strip ``-who`` (a ``who`` is no inbox).
+    """
+    name = name.split("~", 1)[0]
+    for suffix in SIDECAR_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def one_shot_name(tag: str, identity: str | None = None, pid: int = 0) -> str:
+    """A unique name for a short-lived connection: ``IDENTITY~tag-PID``, or ``tag-PID``.
+
+    The ``~`` tail keeps it attributable to (and, on a seated hub, allowed
+    for) the identity it acts for, while never colliding with it or
+    receiving its mail.
+    """
+    unique = f"{tag}-{pid}"
+    return f"{identity}~{unique}" if identity else unique
+
+
 def project_of(identity: str) -> str:
     """The project part of ``project/seat`` (the whole name when there is no ``/``)."""
     return identity.split("/", 1)[0]
@@ -331,5 +400,5 @@ class WakeFilter:
         if addresses(target, self.for_name, self.roles, directed_only=self.directed_only):
             return True
         if self.directed_only and addresses(target, self.for_name, self.roles):
-            return frame.get("priority") is True or sender == OPERATOR
+            return frame.get("priority") is True
         return False

@@ -34,8 +34,9 @@ async def storm(uri: str, clients: int, acked: dict[str, Any], stop: asyncio.Eve
                 await c.send("chat", f"box{i % 3}", tag, client_msg_id=tag, receipt_requested=True)
                 acked["chat"][tag] = (await c.expect("delivery_receipt", client_msg_id=tag, timeout=5))["message_seq"]
                 await c.send("claim", task_id=f"K{tag}", paths=[f"c{i}/{n}"], worktree="/w")
-                acked["claim"][f"K{tag}"] = (await c.expect("claim_granted", task_id=f"K{tag}", timeout=5))["epoch"]
-                await c.send("release", task_id=f"K{tag}", idem_key=f"r{tag}")
+                epoch = (await c.expect("claim_granted", task_id=f"K{tag}", timeout=5))["epoch"]
+                acked["claim"][f"K{tag}"] = epoch
+                await c.send("release", task_id=f"K{tag}", idem_key=f"r{tag}", epoch=epoch)
                 await c.expect("release_granted", task_id=f"K{tag}", timeout=5)
                 acked["release"].add(f"K{tag}")
                 await c.send("ledger_task", task_id=f"B{tag}", title="storm task")

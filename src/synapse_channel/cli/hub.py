@@ -66,7 +66,26 @@ if TYPE_CHECKING:
     type=click.IntRange(0),
     help="Connections one host may hold (close 4015 beyond). 0: unlimited on loopback, 64 for remote hosts.",
 )
-@click.option("--private-directed", is_flag=True, help="Send directed chats only to matching sockets.")
+@click.option("--private-directed", is_flag=True, hidden=True, help="Accepted for compatibility: now the default.")
+@click.option(
+    "--compat-fanout",
+    is_flag=True,
+    help="Copy every directed chat to every socket, as 0.99 hubs did (leaks private mail to bystanders).",
+)
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    metavar="ROLE",
+    help="A role connections may declare and be addressed by (repeatable); undeclared roles are refused.",
+)
+@click.option(
+    "--priority-sender",
+    "priority_senders",
+    multiple=True,
+    metavar="NAME",
+    help="Identity whose chats wake every waiter, --directed-only included (repeatable). [default: CEO]",
+)
 @click.option("--insecure-off-loopback", is_flag=True, help="Allow an off-loopback bind without a token (warns).")
 @click.option(
     "--ping-interval",
@@ -119,6 +138,9 @@ def hub(
     max_clients: int,
     max_per_host: int,
     private_directed: bool,
+    compat_fanout: bool,
+    roles: tuple[str, ...],
+    priority_senders: tuple[str, ...],
     insecure_off_loopback: bool,
     ping_interval: float,
     ping_timeout: float,
@@ -127,14 +149,19 @@ def hub(
     takeover_cooldown: float,
 ) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
-    from ..hub.config import HubConfig, InsecureBindError, check_exposure
+    from ..hub.config import HubConfig, InsecureBindError
     from ..paths import syn_home
+    from ..protocol import DEFAULT_PRIORITY_SENDERS, name_problem
 
     _setup_logging(log_level)
     if token_file is not None and not token:
         token = read_token_file(token_file)
     if bool(tls_certfile) != bool(tls_keyfile):
         raise click.UsageError("--tls-certfile and --tls-keyfile go together")
+    for role in roles:
+        problem = name_problem(role)
+        if problem:
+            raise click.BadParameter(f"{role!r}: {problem}", param_hint="--role")
     db = db if db is not None else str(syn_home() / "hub.db")
     relay_log = relay_log if relay_log is not None else str(syn_home() / "feed.ndjson")
     config = HubConfig(
@@ -150,7 +177,9 @@ def hub(
         max_msg_kb=max_msg_kb,
         max_clients=max_clients,
         max_per_host=max_per_host,
-        private_directed=private_directed,
+        compat_fanout=compat_fanout,
+        allowed_roles=frozenset(roles),
+        priority_senders=frozenset(priority_senders or DEFAULT_PRIORITY_SENDERS),
         insecure_off_loopback=insecure_off_loopback,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
@@ -158,12 +187,6 @@ def hub(
         takeover_cooldown=takeover_cooldown,
         group_commit=commit_mode == "group",
     )
-    try:
-        warning = check_exposure(config)
-    except InsecureBindError as exc:
-        raise click.UsageError(str(exc)) from None
-    if warning:
-        click.echo(warning, err=True)
     os.umask(0o077)
     import asyncio
 
@@ -171,6 +194,9 @@ def hub(
         asyncio.run(_serve(config))
     except KeyboardInterrupt:
         pass
+    except InsecureBindError as exc:
+        click.echo(f"synapse hub: {exc}", err=True)
+        sys.exit(2)
     except OSError as exc:
         click.echo(f"synapse hub: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", err=True)
         sys.exit(1)

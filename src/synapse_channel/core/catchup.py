@@ -1,7 +1,11 @@
 """Catch-up verbs: recent history, resume since a msg_id, an identity's inbox page,
 and the delivery state of one directed message.
 
-All are read-only: they answer from the core's projections and journal nothing.
+All are read-only: they answer from the core's projections and journal
+nothing, except an audit event when a connection asks for another identity's
+inbox. Each answer holds only what the asking connection may see
+(:func:`access.may_see`): broadcasts, and directed chats it sent or that
+address it; an admin seat sees everything.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Command, ProtocolError, addresses, int_field
+from . import access
 
 if TYPE_CHECKING:
     from .hubcore import HubCore
@@ -33,7 +38,8 @@ def history(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -
         _inbox_page(core, conn, query, now, out)
         return
     limit = _limit(cmd.raw, "limit", 50, HISTORY_LIMIT)
-    chats = list(core.history)[-limit:] if limit else []
+    visible = [f for f in core.history if access.may_see(conn, f)]
+    chats = visible[-limit:] if limit else []
     out.send(
         conn.conn_id,
         core.frame(
@@ -48,6 +54,9 @@ def _inbox_page(core: HubCore, conn: Conn, query: Any, now: float, out: Outcome)
     identity = query.get("identity")
     if not isinstance(identity, str) or not identity:
         raise ProtocolError("BAD_FIELD", "inbox_query.identity must be a non-empty string")
+    if not access.speaks_for(conn, identity):
+        core.deny(out, conn, "inbox_query", f"{conn.name!r} may not page the inbox of {identity!r}", now)
+        return
     since = _limit(query, "since_seq", 0, 2**62)
     limit = _limit(query, "limit", INBOX_PAGE_MAX, INBOX_PAGE_MAX)
     hub_id = query.get("hub_id")
@@ -75,7 +84,7 @@ def _inbox_page(core: HubCore, conn: Conn, query: Any, now: float, out: Outcome)
 def resume(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
     """``resume_request``: every recent chat with ``msg_id`` above ``since``."""
     since = _limit(cmd.raw, "since", 0, 2**62)
-    messages = [f for f in core.history if f.get("msg_id", 0) > since]
+    messages = [f for f in core.history if f.get("msg_id", 0) > since and access.may_see(conn, f)]
     out.send(
         conn.conn_id,
         core.frame("resume_snapshot", conn.name or "self", "Resume snapshot", now, since=since, messages=messages),
@@ -85,7 +94,8 @@ def resume(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) ->
 def message_status(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
     """``message_status_request {seq}``: stored, delivered, acked or unknown."""
     seq = int_field(cmd.raw, "seq")
-    state = core.mailbox.state_of(seq)
+    frame = core.mailbox.messages.get(seq)
+    state = core.mailbox.state_of(seq) if frame is None or access.may_see(conn, frame) else "unknown"
     if state is None:
         state = "acked" if 0 < seq <= core.seq and core.mailbox.is_acked_elsewhere(seq) else "unknown"
     out.send(

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Command, ProtocolError, number_field
+from . import access
 from .scope_index import ScopeError, ScopeIndex, normalise_path, worktree_key
 
 if TYPE_CHECKING:
@@ -263,16 +264,27 @@ def handle_claim(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outco
 
 
 def _owned(core: HubCore, conn: Conn, raw: dict[str, Any], verb: str) -> tuple[str, dict[str, Any]]:
-    """The caller's live claim named by ``task_id``; a stale epoch is refused."""
+    """The caller's live claim named by ``task_id``.
+
+    Only its owner presenting the current epoch (the fencing token it was
+    granted), or an admin seat, may act on a claim: holding the owner's name
+    is not enough, so a stale or impostor session cannot release live work.
+    """
     task = raw.get("task_id")
     if not isinstance(task, str) or not task:
         raise ProtocolError("BAD_FIELD", f"{verb} needs a task_id")
     claim = core.claims.live.get(task)
     if claim is None:
         raise ProtocolError("NOT_CLAIMED", f"Task '{task}' is not currently claimed.")
-    if claim["owner"] != conn.name:
+    admin = access.is_admin(conn)
+    if claim["owner"] != conn.name and not admin:
         raise ProtocolError("NOT_OWNER", f"Task '{task}' is owned by {claim['owner']}, not {conn.name}.")
     epoch = raw.get("epoch")
+    if epoch is None and not admin:
+        raise ProtocolError(
+            "EPOCH_REQUIRED",
+            f"Task '{task}': {verb} needs the claim's epoch (the fencing token from claim_granted).",
+        )
     if epoch is not None and epoch != claim["epoch"]:
         raise ProtocolError("STALE_EPOCH", f"Task '{task}': epoch {epoch} is stale (current {claim['epoch']}).")
     return task, claim

@@ -15,27 +15,33 @@ from typing import Any
 
 from .. import __version__
 from ..protocol import (
-    HUB_SENDER,
+    DEFAULT_PRIORITY_SENDERS,
     PROTOCOL_VERSION,
+    REASON_BAD_NAME,
     REASON_COOLDOWN,
     REASON_NAME_CONFLICT,
-    REASON_RESERVED,
+    REASON_NAME_OWNED,
+    REASON_ROLE,
+    REASON_SEAT_NAME,
     REASON_SUPERSEDED,
-    RESERVED_NAMES,
     Close,
     Command,
     ProtocolError,
     Registration,
+    base_identity,
     hub_frame,
     int_field,
     is_broadcast,
+    name_problem,
     owner_of,
     registration_of,
+    target_parts,
 )
+from . import access, catchup
 from . import board as board_verbs
-from . import catchup
 from . import claims as claim_verbs
 from . import protocol_text as text
+from .access import Grant
 from .board import Board
 from .claims import Claims
 from .mailbox import Mailbox, is_directed_chat
@@ -58,12 +64,18 @@ class HubCore:
         self,
         hub_id: str,
         *,
-        private_directed: bool = False,
+        compat_fanout: bool = False,
         takeover_cooldown: float = 2.0,
+        allowed_roles: frozenset[str] = frozenset(),
+        priority_senders: frozenset[str] = frozenset(DEFAULT_PRIORITY_SENDERS),
     ) -> None:
         self.hub_id = hub_id
-        self.private_directed = private_directed
+        self.compat_fanout = compat_fanout
         self.takeover_cooldown = takeover_cooldown
+        self.allowed_roles = allowed_roles
+        self.priority_senders = priority_senders
+        #: What the hub enforces, told to every client in ``welcome`` (set by the hub).
+        self.security: dict[str, Any] = {"auth": "open", "directed": self.directed_mode}
         self.roster = Roster()
         self.mailbox = Mailbox()
         self.seq = 0
@@ -107,6 +119,11 @@ class HubCore:
             if event.data.get("recipients"):
                 self.mailbox.delivered.add(event.seq)
 
+    @property
+    def directed_mode(self) -> str:
+        """``private`` (directed chats reach only their addressees) or ``compat-fanout``."""
+        return "compat-fanout" if self.compat_fanout else "private"
+
     def _apply_watermark(self, event: Event) -> None:
         self.mailbox.ack(event.data["identity"], int(event.data["through_seq"]))
 
@@ -143,10 +160,14 @@ class HubCore:
         """A hub frame stamped with this hub's id."""
         return hub_frame(ftype, target, payload, now=now, hub_id=self.hub_id, **extra)
 
-    def open(self, conn_id: int, now: float) -> Outcome:
-        """Admit a connection and greet it with ``welcome``."""
+    def open(self, conn_id: int, now: float, *, grant: Grant | None = None, remote: str = "") -> Outcome:
+        """Admit a connection (authenticated as ``grant``, if any) and greet it with ``welcome``."""
         online = self.roster.online()
-        self.roster.conns[conn_id] = Conn(conn_id, now, self.seq, last_seen=now)
+        conn = Conn(conn_id, now, self.seq, last_seen=now, grant=grant, remote=remote)
+        self.roster.conns[conn_id] = conn
+        extra: dict[str, Any] = {"security": self.security}
+        if grant is not None:
+            extra["seat"] = grant.public()
         out = Outcome()
         out.send(
             conn_id,
@@ -158,9 +179,53 @@ class HubCore:
                 connected_clients=len(self.roster.conns),
                 online_agents=online,
                 protocol_version=PROTOCOL_VERSION,
+                **extra,
             ),
         )
         return out
+
+    def audit(self, out: Outcome, kind: str, now: float, **data: Any) -> None:
+        """Journal a refusal (or other security fact) as an audit event; never a secret."""
+        self.emit(out, kind, data, now)
+
+    def deny(self, out: Outcome, conn: Conn, verb: str, message: str, now: float) -> None:
+        """Refuse a cross-identity or out-of-role request: audit it, answer ``error`` FORBIDDEN."""
+        self.audit(
+            out,
+            "access_denied",
+            now,
+            name=conn.name,
+            seat=conn.grant.seat if conn.grant else None,
+            remote=conn.remote,
+            verb=verb,
+            reason=message,
+        )
+        self.error(out, conn, message, now, code=access.FORBIDDEN)
+
+    def uid_checks(self, conn_id: int, cmd: Command) -> list[Conn]:
+        """Connections whose OS user must be known before this registration is decided.
+
+        On a hub without seats, an identity's names belong to the OS user whose
+        connection holds them (see ``_owned_elsewhere``). The hub looks the
+        peers up (an I/O step the core cannot do) only when another
+        connection of the same identity is online, so a plain registration
+        costs nothing.
+        """
+        conn = self.roster.conns.get(conn_id)
+        if conn is None or conn.name is not None or conn.grant is not None or not conn.remote:
+            return []
+        others = self._same_identity(cmd.sender, conn_id)
+        if not others:
+            return []
+        return [c for c in (conn, *others) if not c.uid_checked]
+
+    def _same_identity(self, name: str, exclude: int) -> list[Conn]:
+        ids = set(self.roster.by_owner.get(owner_of(name), ()))
+        holder = self.roster.names.get(name)
+        if holder is not None:
+            ids.add(holder)
+        ids.discard(exclude)
+        return [self.roster.conns[i] for i in sorted(ids) if i in self.roster.conns]
 
     def close(self, conn_id: int, now: float) -> Outcome:
         """Forget a closed connection; announce ``left`` if it held its name."""
@@ -210,6 +275,9 @@ class HubCore:
             handler = self.handlers.get(cmd.type)
             if handler is None:
                 raise ProtocolError("UNSUPPORTED", f"frame type {cmd.type!r} is not supported by this hub")
+            if not access.verb_allowed(conn, cmd.type):
+                self.deny(out, conn, cmd.type, f"an observer seat may not send {cmd.type!r}", now)
+                return out
             handler(self, conn, cmd, now, out)
         except ProtocolError as exc:
             self.error(out, conn, str(exc), now, code=exc.code)
@@ -223,14 +291,20 @@ class HubCore:
         """Bind the first frame's sender; False when the connection is refused."""
         reg = registration_of(cmd.raw)
         name = cmd.sender
-        if name in RESERVED_NAMES or name.startswith(HUB_SENDER):
-            self._refuse(out, conn, name, text.RESERVED.format(name=name), Close.NAME_CONFLICT, REASON_RESERVED, now)
+        if not self._admissible(conn, name, reg, now, out):
             return False
         holder = self.roster.holder(name)
         if holder is not None and not reg.takeover:
             self._refuse(
                 out, conn, name, text.CONFLICT.format(name=name), Close.NAME_CONFLICT, REASON_NAME_CONFLICT, now
             )
+            return False
+        owned = self._owned_elsewhere(conn, name)
+        if owned is not None:
+            self.audit(
+                out, "access_denied", now, name=name, seat=None, remote=conn.remote, verb="register", reason=owned
+            )
+            self._refuse(out, conn, name, owned, Close.NAME_OWNED, REASON_NAME_OWNED, now)
             return False
         if holder is not None:
             last = self.roster.last_takeover.get(name, -math.inf)
@@ -250,6 +324,52 @@ class HubCore:
             self._replay_mailbox(conn, reg, now, out)
         return True
 
+    def _admissible(self, conn: Conn, name: str, reg: Registration, now: float, out: Outcome) -> bool:
+        """The name grammar, the seat's names and the granted roles; refusals are audited."""
+        problem = name_problem(name)
+        if problem is not None:
+            self.error(out, conn, f"cannot register {name!r}: {problem}", now, code="BAD_NAME")
+            out.close(conn.conn_id, Close.CAPACITY, REASON_BAD_NAME)
+            return False
+        if not access.seat_allows_name(conn.grant, name):
+            assert conn.grant is not None
+            seat = conn.grant.seat
+            message = f"seat {seat!r} may not use the name {name!r}; connect as {seat} or a name granted to it"
+            self.audit(
+                out, "access_denied", now, name=name, seat=seat, remote=conn.remote, verb="register", reason=message
+            )
+            out.send(conn.conn_id, self.frame("auth_denied", name, message, now))
+            out.close(conn.conn_id, Close.SUPERSEDED, REASON_SEAT_NAME)
+            return False
+        refused = [r for r in reg.roles if r not in self.allowed_roles]
+        if refused:
+            message = f"role(s) {', '.join(map(repr, refused))} are not granted by this hub (hub --role)"
+            self.error(out, conn, message, now, code="ROLE_REFUSED")
+            out.close(conn.conn_id, Close.CAPACITY, REASON_ROLE)
+            return False
+        return True
+
+    def _owned_elsewhere(self, conn: Conn, name: str) -> str | None:
+        """Why another connection's owner keeps ``name`` from ``conn``, or None.
+
+        With seats, a name is owned by the seats it is granted to (checked in
+        :meth:`_admissible`). Without seats, an online identity belongs to the
+        OS user whose connection holds it: another local user may not take
+        it over or attach a waiter to it. Where the hub cannot learn a peer's
+        user (not Linux, not loopback), this rule cannot apply.
+        """
+        if conn.grant is not None:
+            return None
+        for other in self._same_identity(name, conn.conn_id):
+            if other.grant is not None:
+                return f"Name {name!r} is held by seat {other.grant.seat!r}; connect with that seat's secret."
+            if conn.peer_uid is not None and other.peer_uid is not None and other.peer_uid != conn.peer_uid:
+                return (
+                    f"Name {name!r} belongs to another OS user's online session. "
+                    "Choose your own --name, or use a seat (synapse seat add)."
+                )
+        return None
+
     def _refuse(self, out: Outcome, conn: Conn, name: str, message: str, code: int, reason: str, now: float) -> None:
         out.send(conn.conn_id, self.frame("name_conflict", name, message, now))
         out.close(conn.conn_id, code, reason)
@@ -257,8 +377,11 @@ class HubCore:
     def _replay_mailbox(self, conn: Conn, reg: Registration, now: float, out: Outcome) -> None:
         assert conn.name is not None
         identity = reg.mailbox_for or owner_of(conn.name)
+        if not access.speaks_for(conn, identity):
+            self.deny(out, conn, "mailbox_for", f"{conn.name!r} may not read the mailbox of {identity!r}", now)
+            return
         for frame in self.mailbox.pending_for(identity, conn.roles, reg.since_seq):
-            if not self.private_directed and frame["seq"] > conn.admitted_seq:
+            if self.compat_fanout and frame["seq"] > conn.admitted_seq:
                 continue  # this socket already received it live (compatibility fan-out)
             self.mailbox.delivered.add(frame["seq"])
             out.send(conn.conn_id, {**frame, "replayed": True})
@@ -287,13 +410,17 @@ def _chat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> 
     seq = core.seq + 1
     msg_id = core.msg_id + 1
     frame.update(timestamp=now, hub_id=core.hub_id, msg_id=msg_id, seq=seq)
+    if base_identity(cmd.sender) in core.priority_senders:
+        frame["priority"] = True
     recips = core.recipients(target, conn.conn_id)
     names = sorted({owner_of(c.name) for c in recips if c.name})
     core.emit(out, "chat", {"frame": frame, "recipients": names}, now)
-    if core.private_directed and target.strip() not in ("", "all", "*"):
-        audience = tuple(c.conn_id for c in recips)
-    else:
+    if core.compat_fanout or is_broadcast(target) or "all" in target_parts(target):
         audience = core.roster.all_ids()
+    else:
+        ids = {c.conn_id for c in recips} | core.roster.admins
+        ids.discard(conn.conn_id)
+        audience = tuple(sorted(ids))
     out.send(audience, frame, public=True)
     out.notify("message_received", message=frame, recipients=names)
     if names and not is_broadcast(target):
@@ -366,6 +493,9 @@ def _ack(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> N
     identity = cmd.raw.get("mailbox_for") or owner_of(conn.name or "")
     if not isinstance(identity, str) or not identity:
         raise ProtocolError("BAD_FIELD", "field 'mailbox_for' must be a non-empty string")
+    if not access.speaks_for(conn, identity):
+        core.deny(out, conn, "ack", f"{conn.name!r} may not ack the mailbox of {identity!r}", now)
+        return
     if seq < 0 or seq > core.seq:
         raise ProtocolError("BAD_FIELD", f"cannot ack seq {seq}: the journal ends at {core.seq}")
     if seq > core.mailbox.watermarks.get(identity, 0):

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
 from ..protocol import owner_of, project_of, target_parts
+
+if TYPE_CHECKING:
+    from .access import Grant
 
 _GLOB = frozenset("*?[")
 PRESENCE = "presence"
@@ -29,6 +33,11 @@ class Conn:
     last_seen: float = 0.0
     superseded: bool = False
     quiet: bool = False
+    grant: Grant | None = None
+    remote: str = ""
+    #: The peer's OS user when the hub could learn it (loopback on Linux); None: unknown.
+    peer_uid: int | None = None
+    uid_checked: bool = False
 
 
 @dataclass(slots=True)
@@ -42,6 +51,8 @@ class Roster:
     by_project: dict[str, set[int]] = field(default_factory=dict)
     by_role: dict[str, set[int]] = field(default_factory=dict)
     last_left: dict[str, float] = field(default_factory=dict)
+    #: Named connections of admin seats: they also receive directed chats.
+    admins: set[int] = field(default_factory=set)
 
     def online(self) -> list[str]:
         """Every bound name, sorted (waiter sidecars included)."""
@@ -71,10 +82,13 @@ class Roster:
             self.by_project.setdefault(project_of(owner), set()).add(conn.conn_id)
         for role in roles:
             self.by_role.setdefault(role, set()).add(conn.conn_id)
+        if conn.grant is not None and conn.grant.is_admin:
+            self.admins.add(conn.conn_id)
 
     def _unindex(self, conn: Conn) -> None:
         if conn.name is None:
             return
+        self.admins.discard(conn.conn_id)
         owner = owner_of(conn.name)
         keys = [(self.by_owner, owner)] + [(self.by_role, r) for r in conn.roles]
         if "/" in owner:

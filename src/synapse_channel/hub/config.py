@@ -31,7 +31,12 @@ class HubConfig:
     auth_timeout: float = 10.0
     close_timeout: float = 1.0
     takeover_cooldown: float = 2.0
-    private_directed: bool = False
+    #: Copy every directed chat to every socket, as 0.99 hubs did (off: only addressees get it).
+    compat_fanout: bool = False
+    #: Roles connections may declare (``roles`` in the registration frame); others are refused.
+    allowed_roles: frozenset[str] = frozenset()
+    #: Senders whose chats the hub marks ``priority`` (wakes ``--directed-only`` waiters).
+    priority_senders: frozenset[str] = frozenset({"CEO"})
     send_queue_limit: int = 4096
     insecure_off_loopback: bool = False
     snapshot_every: int = 10_000
@@ -54,17 +59,38 @@ def is_loopback(host: str) -> bool:
 
 
 class InsecureBindError(RuntimeError):
-    """Binding off loopback without a token would expose the hub to the network."""
+    """A configuration that would expose the hub: an open off-loopback bind or a guessable token."""
 
 
-def check_exposure(config: HubConfig) -> str | None:
-    """Refuse an open off-loopback bind; return a warning when it was forced."""
-    if is_loopback(config.host) or config.token:
+#: Shortest shared token the hub accepts (seat secrets are always longer).
+MIN_TOKEN_LEN = 16
+
+
+def check_exposure(config: HubConfig, *, seats: int = 0) -> str | None:
+    """Refuse a weak token and an open off-loopback bind; return a warning when one applies.
+
+    Lives here, not in the CLI, so an embedded :class:`~synapse_channel.hub.server.Hub`
+    is held to the same rule.
+    """
+    if config.token is not None and len(config.token.strip()) < MIN_TOKEN_LEN:
+        raise InsecureBindError(
+            f"refusing a hub token shorter than {MIN_TOKEN_LEN} characters (or blank): it can be guessed. "
+            "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if is_loopback(config.host):
         return None
+    if config.token or seats:
+        if config.tls:
+            return None
+        return (
+            f"WARNING: hub bound off loopback at {config.host}:{config.port} without TLS: secrets and messages "
+            "cross the network in clear text (clients refuse to send a secret over plain ws:// to a remote host). "
+            "Serve wss:// with --tls-certfile/--tls-keyfile or put a TLS proxy in front."
+        )
     message = (
-        f"refusing to bind {config.host}:{config.port} without a token: anyone who can reach it "
-        "could read and send every message. Pass --token-file (or SYNAPSE_TOKEN), bind "
-        "127.0.0.1, or accept the risk with --insecure-off-loopback."
+        f"refusing to bind {config.host}:{config.port} without seats or a token: anyone who can reach it "
+        "could read and send every message. Add seats (synapse seat add), pass --token-file (or SYNAPSE_TOKEN), "
+        "bind 127.0.0.1, or accept the risk with --insecure-off-loopback."
     )
     if not config.insecure_off_loopback:
         raise InsecureBindError(message)

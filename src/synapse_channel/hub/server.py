@@ -31,23 +31,30 @@ from ..protocol import (
     REASON_AUTH_TIMEOUT,
     REASON_CAPACITY,
     REASON_HOST_CAP,
+    REASON_SEAT_REVOKED,
     Close,
     ProtocolError,
     encode,
     hub_frame,
     parse_frame,
 )
-from .config import REMOTE_PER_HOST, HubConfig, is_loopback
+from .config import REMOTE_PER_HOST, HubConfig, check_exposure, is_loopback
 from .link import Link
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import pluggy
 
+    from ..core.access import Grant
     from ..feed import FeedWriter
+    from ..seats import SeatTable
     from ..store import Journal
 
 log = logging.getLogger("synapse_channel.hub")
 EXPIRY_POLL = 0.5
+#: How often the hub looks for seat changes made by ``synapse seat`` (revocation takes effect within this).
+SEAT_POLL = 0.5
 
 
 def new_hub_id() -> str:
@@ -75,6 +82,11 @@ class Hub:
         self.internal_errors = 0
         self._per_host: dict[str, int] = {}
         self._stop_task: asyncio.Future[None] | None = None
+        self._seat_db: sqlite3.Connection | None = None
+        self._seats: SeatTable | None = None
+        self._seat_mark: int | None = None
+        self._seat_watch: asyncio.Task[None] | None = None
+        self._addrs: dict[int, tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -87,17 +99,32 @@ class Hub:
         self.journal = await open_journal(
             cfg.db, hub_id=cfg.hub_id or new_hub_id(), snapshot_every=cfg.snapshot_every, group_commit=cfg.group_commit
         )
+        try:
+            await self._load_seats()
+            warning = check_exposure(cfg, seats=len(self._seats or ()))
+        except BaseException:
+            await self.journal.close()
+            if self._seat_db is not None:
+                self._seat_db.close()
+            raise
+        if warning:
+            log.warning("%s", warning)
         self.core = HubCore(
             self.journal.hub_id,
-            private_directed=cfg.private_directed,
+            compat_fanout=cfg.compat_fanout,
             takeover_cooldown=cfg.takeover_cooldown,
+            allowed_roles=cfg.allowed_roles,
+            priority_senders=cfg.priority_senders,
         )
+        self._update_security()
         await self.journal.replay(self.core)
         self.journal.snapshot_source = self.core.snapshot
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines)
         if self.pm is not None:
             self._dispatcher = Dispatcher(self.pm)
         self._expirer = asyncio.create_task(self._run_expiry())
+        if self._seat_db is not None:
+            self._seat_watch = asyncio.create_task(self._watch_seats())
         self._server = await serve(
             self._handle,
             cfg.host,
@@ -150,6 +177,12 @@ class Hub:
             await link.stop()
         if self._expirer is not None:
             self._expirer.cancel()
+        if self._seat_watch is not None:
+            self._seat_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._seat_watch
+        if self._seat_db is not None:
+            self._seat_db.close()
         if self._dispatcher is not None:
             await self._dispatcher.drain(timeout=1.0)
         if self.journal is not None:
@@ -194,13 +227,15 @@ class Hub:
         conn_id = next(self._ids)
         link = Link(ws, self.config.send_queue_limit)
         self._links[conn_id] = link
+        self._addrs[conn_id] = (ws.remote_address, ws.local_address)
         admitted = False
         try:
-            first = await self._first_frame(ws, link)
+            first, grant = await self._first_frame(ws, link)
             if first is None:
                 return
             admitted = True
-            await self._commit_and_deliver(self._core.open(conn_id, time.time()))
+            remote = str(ws.remote_address[0]) if ws.remote_address else ""
+            await self._commit_and_deliver(self._core.open(conn_id, time.time(), grant=grant, remote=remote))
             if first:
                 await self._on_frame(conn_id, first)
             async for data in ws:
@@ -211,36 +246,137 @@ class Hub:
             if admitted:
                 await self._commit_and_deliver(self._core.close(conn_id, time.time()))
             self._links.pop(conn_id, None)
+            self._addrs.pop(conn_id, None)
             if link.closing:  # let our own close frame (e.g. 4009) go out first
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(link.task), self.config.close_timeout)
             await link.stop()
 
-    async def _first_frame(self, ws: ServerConnection, link: Link) -> str | bytes | None:
-        """On a secured hub, read and check the token frame; ``""`` on an open hub.
+    @property
+    def secured(self) -> bool:
+        """True when every connection must present the shared token or a seat secret."""
+        return bool(self.config.token) or bool(self._seats)
 
-        Returns None when the connection was refused (and is being closed).
+    async def _first_frame(self, ws: ServerConnection, link: Link) -> tuple[str | bytes | None, Grant | None]:
+        """On a secured hub, read the first frame and check its token or seat secret.
+
+        Returns ``("", None)`` on an open hub, ``(frame, grant)`` once the
+        credential checks out (``grant`` is None for the legacy shared token),
+        and ``(None, None)`` when the connection was refused (and is being
+        closed; the refusal is journalled with the peer address, never the
+        secret).
         """
-        token = self.config.token
-        if not token:
-            return ""
+        if not self.secured:
+            return "", None
         try:
             data = await asyncio.wait_for(ws.recv(), self.config.auth_timeout)
         except TimeoutError:
             link.close(Close.AUTH_TIMEOUT, REASON_AUTH_TIMEOUT)
-            return None
+            return None, None
         offered: Any = None
         sender = "self"
         with contextlib.suppress(ProtocolError):
             cmd = parse_frame(data)
             offered, sender = cmd.raw.get("token"), cmd.sender
-        if isinstance(offered, str) and hmac.compare_digest(offered.encode(), token.encode()):
-            return data
+        if isinstance(offered, str) and offered:
+            token = self.config.token
+            if token and hmac.compare_digest(offered.encode(), token.encode()):
+                return data, None
+            grant = self._seats.verify(offered) if self._seats else None
+            if grant is not None:
+                return data, grant
         message = text.AUTH_INVALID if offered else text.AUTH_REQUIRED
-        log.info("auth denied for %r (%s)", sender, "wrong token" if offered else "no token")
+        remote = str(ws.remote_address[0]) if ws.remote_address else ""
+        log.info("auth denied for %r from %s (%s)", sender, remote, "wrong token" if offered else "no token")
+        out = Outcome()
+        self._core.audit(
+            out,
+            "auth_denied",
+            time.time(),
+            name=sender[:200],
+            remote=remote,
+            reason="wrong token" if offered else "no token",
+        )
+        await self._commit_and_deliver(out)
         link.put(encode(hub_frame("auth_denied", sender, message, now=time.time(), hub_id=self._core.hub_id)))
         link.close(Close.SUPERSEDED, REASON_AUTH_DENIED)
-        return None
+        return None, None
+
+    # ------------------------------------------------------------------ seats
+
+    async def _load_seats(self) -> None:
+        """Open the seat reader on the hub's database and read the active seats."""
+        if self.config.db is None:
+            return
+        import sqlite3
+
+        from ..seats import read_seat_table
+
+        self._seat_db = sqlite3.connect(self.config.db, timeout=5.0, check_same_thread=False)
+        self._seat_mark = await asyncio.to_thread(self._seat_log_mark)
+        self._seats = await asyncio.to_thread(read_seat_table, self._seat_db)
+
+    def _seat_log_mark(self) -> int:
+        assert self._seat_db is not None
+        try:
+            row = self._seat_db.execute("SELECT MAX(id) FROM seat_log").fetchone()
+        except Exception:  # no seat table yet: nothing was ever added
+            return 0
+        return int(row[0] or 0)
+
+    def _update_security(self) -> None:
+        cfg = self.config
+        if cfg.token and self._seats:
+            auth = "token+seats"
+        else:
+            auth = "token" if cfg.token else ("seats" if self._seats else "open")
+        self._core.security = {
+            "auth": auth,
+            "directed": self._core.directed_mode,
+            "tls": cfg.tls,
+            "loopback_only": is_loopback(cfg.host),
+        }
+
+    async def _watch_seats(self) -> None:
+        """Apply seat changes made while the hub runs; drop sockets of revoked or rotated seats."""
+        from ..seats import read_seat_table
+
+        while True:
+            await asyncio.sleep(SEAT_POLL)
+            try:
+                mark = await asyncio.to_thread(self._seat_log_mark)
+                if mark == self._seat_mark:
+                    continue
+                assert self._seat_db is not None
+                self._seats = await asyncio.to_thread(read_seat_table, self._seat_db)
+                self._seat_mark = mark
+            except Exception:
+                log.exception("could not reload seats; keeping the previous table")
+                continue
+            self._update_security()
+            self._drop_invalid_grants()
+
+    def _drop_invalid_grants(self) -> None:
+        seats = self._seats
+        for conn in list(self._core.roster.conns.values()):
+            if conn.grant is not None and (seats is None or not seats.still_valid(conn.grant)):
+                link = self._links.get(conn.conn_id)
+                if link is not None:
+                    log.info("closing %r: seat %r was revoked or rotated", conn.name, conn.grant.seat)
+                    link.close(Close.SUPERSEDED, REASON_SEAT_REVOKED)
+
+    async def _peer_uids(self, conn_id: int, cmd: Any) -> None:
+        """Learn the OS users the core needs to decide this registration (see ``HubCore.uid_checks``)."""
+        from .peercred import peer_uid
+
+        for conn in self._core.uid_checks(conn_id, cmd):
+            conn.uid_checked = True
+            addrs = self._addrs.get(conn.conn_id)
+            if addrs and addrs[0] and addrs[1]:
+                peer, local = addrs
+                conn.peer_uid = await asyncio.to_thread(
+                    peer_uid, (str(peer[0]), int(peer[1])), (str(local[0]), int(local[1]))
+                )
 
     async def _on_frame(self, conn_id: int, data: str | bytes) -> None:
         core = self._core
@@ -253,6 +389,9 @@ class Hub:
                 core.error(out, conn, str(exc), time.time(), code=exc.code)
             await self._commit_and_deliver(out)
             return
+        conn = core.roster.conns.get(conn_id)
+        if conn is not None and conn.name is None:
+            await self._peer_uids(conn_id, cmd)
         try:
             out = core.receive(conn_id, cmd, time.time())
         except Exception:  # a core bug must not kill the connection or the hub; it is logged loudly

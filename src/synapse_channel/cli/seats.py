@@ -1,0 +1,178 @@
+"""``synapse seat`` and ``synapse audit``: per-agent credentials and the security log.
+
+Both work on the hub's database file on the hub's host (no hub connection
+needed, and the hub need not be running): whoever can write that file owns
+the hub. A running hub picks seat changes up within half a second.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..paths import syn_home
+
+DB_OPTION = click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), help="The hub's database [default: $SYN_HOME/hub.db]."
+)
+AUDIT_KINDS = ("auth_denied", "access_denied", "claim_denial", "release_denial")
+
+
+def _store(db: Path | None) -> Any:
+    from ..seats import SeatStore
+
+    path = db if db is not None else syn_home() / "hub.db"
+    try:
+        return SeatStore(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(f"cannot open the hub database {path}: {exc}") from None
+
+
+def _by() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment: the change is still logged
+        return ""
+
+
+@click.group()
+def seat() -> None:
+    """Manage seats: per-agent credentials (secrets are shown once, stored hashed)."""
+
+
+@seat.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["agent", "observer", "admin"]),
+    default="agent",
+    show_default=True,
+    help="agent: its own mail, claims, tasks, chat; observer: read-only; admin: everything.",
+)
+@click.option(
+    "--names",
+    "patterns",
+    multiple=True,
+    metavar="PATTERN",
+    help="More identities this seat may register, globs allowed (e.g. 'api/*'); repeatable.",
+)
+@DB_OPTION
+def add(name: str, role: str, patterns: tuple[str, ...], db: Path | None) -> None:
+    """Create seat NAME and print its secret, alone on the last line (shown only now)."""
+    from ..seats import SeatError
+
+    with _store(db) as store:
+        try:
+            secret = store.add(name, role, tuple(p for ps in patterns for p in ps.split(",") if p), by=_by())
+        except SeatError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"seat {name} ({role}) created; give the agent this secret as SYNAPSE_TOKEN (shown only once):", err=True
+    )
+    click.echo(secret)
+
+
+@seat.command("rotate")
+@click.argument("name")
+@DB_OPTION
+def rotate(name: str, db: Path | None) -> None:
+    """Give seat NAME a new secret (printed on the last line); the old one stops working."""
+    from ..seats import SeatError
+
+    with _store(db) as store:
+        try:
+            secret = store.rotate(name, by=_by())
+        except SeatError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"seat {name} rotated; its live connections are closed. New secret (shown only once):", err=True)
+    click.echo(secret)
+
+
+@seat.command("revoke")
+@click.argument("name")
+@DB_OPTION
+def revoke(name: str, db: Path | None) -> None:
+    """Disable seat NAME; a running hub closes its connections within a second."""
+    from ..seats import SeatError
+
+    with _store(db) as store:
+        try:
+            store.revoke(name, by=_by())
+        except SeatError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"seat {name} revoked")
+
+
+@seat.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@DB_OPTION
+def list_seats(as_json: bool, db: Path | None) -> None:
+    """List seats with their role and names (never their secrets)."""
+    with _store(db) as store:
+        seats = [s.public() for s in store.seats()]
+    if as_json:
+        click.echo(json.dumps(seats, indent=2, sort_keys=True))
+        return
+    if not seats:
+        click.echo("no seats: the hub is open (or uses a shared token). Add one: synapse seat add NAME")
+        return
+    for s in seats:
+        state = "active" if s["active"] else "revoked"
+        names = ", ".join(s["names"]) or "-"
+        click.echo(f"{s['name']:<28} {s['role']:<9} {state:<8} key {s['key_id']}  also: {names}")
+
+
+@click.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="Newest entries to show.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@DB_OPTION
+def audit(limit: int, as_json: bool, db: Path | None) -> None:
+    """Show refused authentication, refused cross-identity access and seat changes."""
+    path = db if db is not None else syn_home() / "hub.db"
+    if not path.exists():
+        raise click.ClickException(f"no database at {path}")
+    entries = _audit_entries(path, limit)
+    for entry in entries:
+        if as_json:
+            click.echo(json.dumps(entry, sort_keys=True))
+        else:
+            click.echo(_render(entry))
+    if not entries and not as_json:
+        click.echo("nothing in the audit log")
+
+
+def _audit_entries(path: Path, limit: int) -> list[dict[str, Any]]:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    entries: list[dict[str, Any]] = []
+    try:
+        marks = ",".join("?" * len(AUDIT_KINDS))
+        query = f"SELECT seq, ts, kind, data FROM events WHERE kind IN ({marks}) ORDER BY seq DESC LIMIT ?"
+        for seq, ts, kind, data in _rows(con, query, (*AUDIT_KINDS, limit)):
+            entries.append({"ts": ts, "kind": kind, "seq": seq, **json.loads(data)})
+        query = "SELECT ts, action, seat, detail FROM seat_log ORDER BY id DESC LIMIT ?"
+        for ts, action, seat_name, detail in _rows(con, query, (limit,)):
+            entries.append({"ts": ts, "kind": action, "seat": seat_name, **json.loads(detail)})
+    finally:
+        con.close()
+    entries.sort(key=lambda e: e["ts"])
+    return entries[-limit:]
+
+
+def _rows(con: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[Any]:
+    try:
+        return con.execute(query, args).fetchall()
+    except sqlite3.OperationalError:  # a table this database does not have yet
+        return []
+
+
+def _render(entry: dict[str, Any]) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["ts"]))
+    skip = {"ts", "kind", "seq"}
+    rest = " ".join(f"{k}={v}" for k, v in sorted(entry.items()) if k not in skip and v not in (None, "", []))
+    return f"{when} {entry['kind']:<15} {rest}"

@@ -1,0 +1,116 @@
+"""Who may do what: the one place the hub's authorization rules live.
+
+Every connection reaches the core carrying its :class:`Grant` (the seat it
+authenticated with, or none on an open or shared-token hub) and, once
+registered, its bound name. The handlers ask this module, so every door (wire
+verb, later HTTP routes and MCP tools) shares the same rules:
+
+* a connection speaks for its registered base identity and nothing else
+  (:func:`speaks_for`);
+* a seat may register only the names it owns (:func:`seat_allows_name`);
+* an observer seat reads and never writes (:func:`verb_allowed`);
+* an admin seat may act for anyone.
+
+Pure functions over plain data: nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import addresses, base_identity, is_broadcast
+
+if TYPE_CHECKING:
+    from .roster import Conn
+
+AGENT = "agent"
+OBSERVER = "observer"
+ADMIN = "admin"
+SEAT_ROLES = (AGENT, OBSERVER, ADMIN)
+
+#: Verbs an observer may use: reads, keepalives and acking its own mail.
+READ_VERBS = frozenset(
+    {
+        "heartbeat",
+        "who_request",
+        "history_request",
+        "resume_request",
+        "state_request",
+        "board_request",
+        "message_status_request",
+        "ack",
+    }
+)
+
+FORBIDDEN = "FORBIDDEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a seat credential grants: its name, role and the identities it owns.
+
+    ``key_id`` identifies the secret in use, so rotating a seat can drop the
+    sockets that authenticated with the old one.
+    """
+
+    seat: str
+    role: str = AGENT
+    patterns: tuple[str, ...] = ()
+    key_id: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins may act for any identity."""
+        return self.role == ADMIN
+
+    def owns(self, identity: str) -> bool:
+        """Does this seat own ``identity`` (its own name or one its patterns allow)?"""
+        if self.is_admin or identity == self.seat:
+            return True
+        return any(fnmatchcase(identity, p) for p in self.patterns)
+
+    def public(self) -> dict[str, Any]:
+        """The grant as shown to its holder and in the audit log (no secret)."""
+        return {"seat": self.seat, "role": self.role, "names": list(self.patterns)}
+
+
+def seat_allows_name(grant: Grant | None, name: str) -> bool:
+    """May a connection with ``grant`` register ``name``? (No grant: open rules.)"""
+    return grant is None or grant.owns(base_identity(name))
+
+
+def is_admin(conn: Conn) -> bool:
+    """True for a connection authenticated with an admin seat."""
+    return conn.grant is not None and conn.grant.is_admin
+
+
+def verb_allowed(conn: Conn, verb: str) -> bool:
+    """Observers may only read; agents, admins and open connections may use any verb."""
+    return conn.grant is None or conn.grant.role != OBSERVER or verb in READ_VERBS
+
+
+def speaks_for(conn: Conn, identity: str) -> bool:
+    """May ``conn`` read or change ``identity``'s mailbox? Its own identity, or any for an admin."""
+    if conn.name is None:
+        return False
+    return is_admin(conn) or base_identity(conn.name) == identity
+
+
+def may_see(conn: Conn, frame: dict[str, Any]) -> bool:
+    """May ``conn`` see this chat in history or a resume?
+
+    Broadcasts are public; a directed chat is visible to its sender, to the
+    identities (and granted roles) it addresses, and to admins.
+    """
+    target = frame.get("target", "")
+    if not isinstance(target, str) or is_broadcast(target) or is_admin(conn):
+        return True
+    if conn.name is None:
+        return False
+    me = base_identity(conn.name)
+    sender = frame.get("sender")
+    if isinstance(sender, str) and base_identity(sender) == me:
+        return True
+    return addresses(target, me, conn.roles, directed_only=True)

@@ -1,0 +1,242 @@
+"""Seats: per-agent credentials, stored hashed in the hub's database.
+
+A seat is a name, a role (agent, observer, admin) and the identities it may
+register (its own name plus optional glob patterns such as ``api/*``). Its
+secret, ``synseat_<key id>_<random>``, is shown once when the seat is made or
+rotated; the database keeps only its SHA-256 (the secret carries 256 random
+bits, so a fast hash is enough) and the key id that finds the row, so the
+hub compares one hash in constant time instead of searching by secret.
+
+Seats are managed on the hub's host by whoever can write its database (the
+hub's owner): ``synapse seat add|list|revoke|rotate`` open the file with plain
+``sqlite3`` while the hub runs, and the hub notices the change within half a
+second (``PRAGMA data_version``). Every change is written to ``seat_log`` in
+the same transaction, which ``synapse audit`` shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .core.access import SEAT_ROLES, Grant
+from .protocol import name_problem
+
+SECRET_PREFIX = "synseat_"
+#: Shortest shared token or secret the hub accepts: anything shorter is guessable.
+MIN_SECRET_LEN = 16
+
+SEAT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seats (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, patterns TEXT NOT NULL, key_id TEXT NOT NULL,
+    secret_hash TEXT NOT NULL, created_at REAL NOT NULL, rotated_at REAL, revoked_at REAL);
+CREATE TABLE IF NOT EXISTS seat_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, action TEXT NOT NULL,
+    seat TEXT NOT NULL, detail TEXT NOT NULL);
+"""
+
+
+class SeatError(ValueError):
+    """A seat request that cannot be carried out; the message is for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRecord:
+    """One seat as listed (never with its secret or hash)."""
+
+    name: str
+    role: str
+    patterns: tuple[str, ...]
+    key_id: str
+    created_at: float
+    rotated_at: float | None
+    revoked_at: float | None
+
+    def public(self) -> dict[str, Any]:
+        """JSON-ready, secret-free."""
+        return {
+            "name": self.name,
+            "role": self.role,
+            "names": list(self.patterns),
+            "key_id": self.key_id,
+            "created_at": self.created_at,
+            "rotated_at": self.rotated_at,
+            "revoked_at": self.revoked_at,
+            "active": self.revoked_at is None,
+        }
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def key_id_of(secret: str) -> str | None:
+    """The key id inside a seat secret, or None when ``secret`` is not one."""
+    if not secret.startswith(SECRET_PREFIX):
+        return None
+    key_id, sep, rest = secret[len(SECRET_PREFIX) :].partition("_")
+    return key_id if sep and key_id and len(rest) >= MIN_SECRET_LEN else None
+
+
+def _new_secret() -> tuple[str, str]:
+    key_id = secrets.token_hex(6)
+    return key_id, f"{SECRET_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def check_patterns(patterns: tuple[str, ...]) -> None:
+    """Each ``--names`` pattern is a name with ``*``/``?`` globs; refuse anything else."""
+    for pattern in patterns:
+        probe = pattern.replace("*", "x").replace("?", "x")
+        problem = name_problem(probe)
+        if problem is not None or "[" in pattern:
+            raise SeatError(f"bad --names pattern {pattern!r}: use names with * and ? only ({problem or 'no ['})")
+
+
+class SeatStore:
+    """The ``seats`` and ``seat_log`` tables of one hub database."""
+
+    def __init__(self, path: Path) -> None:
+        path = path.expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SEAT_SCHEMA)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.db.close()
+
+    def __enter__(self) -> SeatStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _log(self, action: str, seat: str, **detail: Any) -> None:
+        self.db.execute(
+            "INSERT INTO seat_log (ts, action, seat, detail) VALUES (?,?,?,?)",
+            (time.time(), action, seat, json.dumps(detail, sort_keys=True)),
+        )
+
+    def add(self, name: str, role: str, patterns: tuple[str, ...] = (), *, by: str = "") -> str:
+        """Create a seat and return its secret (the only time it is shown)."""
+        problem = name_problem(name)
+        if problem is not None:
+            raise SeatError(f"bad seat name {name!r}: {problem}")
+        if role not in SEAT_ROLES:
+            raise SeatError(f"unknown role {role!r}: choose one of {', '.join(SEAT_ROLES)}")
+        check_patterns(patterns)
+        key_id, secret = _new_secret()
+        with self._transaction():
+            row = self.db.execute("SELECT revoked_at FROM seats WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] is None:
+                raise SeatError(f"seat {name!r} already exists; use 'synapse seat rotate {name}' for a new secret")
+            self.db.execute(
+                "INSERT OR REPLACE INTO seats VALUES (?,?,?,?,?,?,NULL,NULL)",
+                (name, role, json.dumps(list(patterns)), key_id, hash_secret(secret), time.time()),
+            )
+            self._log("seat_added", name, role=role, names=list(patterns), key_id=key_id, by=by)
+        return secret
+
+    def rotate(self, name: str, *, by: str = "") -> str:
+        """Give an active seat a new secret; the old one stops working at once."""
+        key_id, secret = _new_secret()
+        with self._transaction():
+            self._active_row(name)
+            self.db.execute(
+                "UPDATE seats SET key_id = ?, secret_hash = ?, rotated_at = ? WHERE name = ?",
+                (key_id, hash_secret(secret), time.time(), name),
+            )
+            self._log("seat_rotated", name, key_id=key_id, by=by)
+        return secret
+
+    def revoke(self, name: str, *, by: str = "") -> None:
+        """Disable a seat; the hub closes its live sockets."""
+        with self._transaction():
+            self._active_row(name)
+            self.db.execute("UPDATE seats SET revoked_at = ? WHERE name = ?", (time.time(), name))
+            self._log("seat_revoked", name, by=by)
+
+    def _active_row(self, name: str) -> None:
+        row = self.db.execute("SELECT revoked_at FROM seats WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise SeatError(f"no seat named {name!r} (see 'synapse seat list')")
+        if row[0] is not None:
+            raise SeatError(f"seat {name!r} is revoked; add it again to reuse the name")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Any:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def seats(self) -> list[SeatRecord]:
+        """Every seat, active and revoked, by name."""
+        rows = self.db.execute(
+            "SELECT name, role, patterns, key_id, created_at, rotated_at, revoked_at FROM seats ORDER BY name"
+        ).fetchall()
+        return [SeatRecord(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` seat changes, oldest first."""
+        rows = self.db.execute(
+            "SELECT ts, action, seat, detail FROM seat_log ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [{"ts": r[0], "kind": r[1], "seat": r[2], **json.loads(r[3])} for r in reversed(rows)]
+
+
+class SeatTable:
+    """The hub's view of the active seats: key id -> (grant, hash), reloaded on change."""
+
+    def __init__(self, entries: dict[str, tuple[Grant, str]] | None = None) -> None:
+        self.entries = entries or {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def verify(self, secret: str) -> Grant | None:
+        """The grant ``secret`` proves, or None. One constant-time hash comparison."""
+        key_id = key_id_of(secret)
+        entry = self.entries.get(key_id) if key_id else None
+        if entry is None:
+            return None
+        grant, stored = entry
+        return grant if hmac.compare_digest(hash_secret(secret), stored) else None
+
+    def still_valid(self, grant: Grant) -> bool:
+        """False once ``grant``'s seat was revoked or rotated to another key."""
+        entry = self.entries.get(grant.key_id)
+        return entry is not None and entry[0] == grant
+
+
+def read_seat_table(db: sqlite3.Connection) -> SeatTable:
+    """Load the active seats (an empty table when the database has none yet)."""
+    try:
+        rows = db.execute(
+            "SELECT name, role, patterns, key_id, secret_hash FROM seats WHERE revoked_at IS NULL"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return SeatTable()
+    entries = {
+        key_id: (Grant(name, role, tuple(json.loads(patterns)), key_id), digest)
+        for name, role, patterns, key_id, digest in rows
+    }
+    return SeatTable(entries)
