@@ -405,12 +405,15 @@ def compare(before: str, after: str) -> None:
         if f"{journal}/{ROWS[0][0]}" not in a["metrics"] or f"{journal}/{ROWS[0][0]}" not in b["metrics"]:
             continue
         print(f"\n{title}")
-        print(f"{'measurement':<36}{before:>12}{after:>12}{'after/before':>14}{'spreads':>16}")
+        w = max(12, len(before) + 2, len(after) + 2)
+        print(f"{'measurement':<36}{before:>{w}}{after:>{w}}{'after/before':>14}{'spreads':>16}")
         for key, label, fmt in ROWS:
             x, y = a["metrics"][f"{journal}/{key}"], b["metrics"][f"{journal}/{key}"]
             ratio = y["median"] / x["median"] if x["median"] else float("nan")
             spreads = f"{spread_pct(x):.0f}% / {spread_pct(y):.0f}%"
-            print(f"{label:<36}{fmt.format(x['median']):>12}{fmt.format(y['median']):>12}{ratio:>13.2f}x{spreads:>16}")
+            print(
+                f"{label:<36}{fmt.format(x['median']):>{w}}{fmt.format(y['median']):>{w}}{ratio:>13.2f}x{spreads:>16}"
+            )
 
 
 def paired(base: str, other: str, runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
@@ -422,14 +425,15 @@ def paired(base: str, other: str, runs: dict[str, list[dict[str, float]]]) -> di
         if f"{journal}/{ROWS[0][0]}" not in ratios:
             continue
         print(f"\n{title}: {other} / {base}, paired per repetition")
-        print(f"{'measurement':<36}{base:>12}{other:>12}{'ratio':>9}{'ratio min-max':>17}")
+        w = max(12, len(base) + 2, len(other) + 2)
+        print(f"{'measurement':<36}{base:>{w}}{other:>{w}}{'ratio':>9}{'ratio min-max':>17}")
         for key, label, fmt in ROWS:
             k = f"{journal}/{key}"
             x = statistics.median(r[k] for r in runs[base])
             y = statistics.median(r[k] for r in runs[other])
             r = ratios[k]
             span = f"{r['min']:.2f}-{r['max']:.2f}"
-            print(f"{label:<36}{fmt.format(x):>12}{fmt.format(y):>12}{r['median']:>8.2f}x{span:>17}")
+            print(f"{label:<36}{fmt.format(x):>{w}}{fmt.format(y):>{w}}{r['median']:>8.2f}x{span:>17}")
     return {"baseline": base, "ratio": ratios}
 
 
