@@ -217,19 +217,19 @@ async def test_listen_prints_messages_for_name(hub: Hub) -> None:
 
 async def test_token_cli_paths(hub_factory: HubFactory, tmp_path: Path) -> None:
     """Wrong/missing token: exit 1 'authentication rejected'; a token file works."""
-    hub = await hub_factory(token="s3cret")
+    hub = await hub_factory(token="s3cret-0123456789abc")
     code, _, err = await run_cli("health", "--uri", hub.uri)
     assert code == 1
     code, _, err = await run_cli("send", "--uri", hub.uri, "--token", "nope", "x")
     assert code == 1 and "authentication rejected" in err
     tok = tmp_path / "tok"
-    tok.write_text("s3cret\n")
+    tok.write_text("s3cret-0123456789abc\n")
     tok.chmod(0o644)
     code, _, err = await run_cli("health", "--uri", hub.uri, "--token-file", str(tok))
     assert code == 2 and "readable by others" in err
     tok.chmod(0o600)
     assert (await run_cli("health", "--uri", hub.uri, "--token-file", str(tok)))[0] == 0
-    assert (await run_cli("health", "--uri", hub.uri, env={"SYNAPSE_TOKEN": "s3cret"}))[0] == 0
+    assert (await run_cli("health", "--uri", hub.uri, env={"SYNAPSE_TOKEN": "s3cret-0123456789abc"}))[0] == 0
 
 
 async def test_bad_argument_is_one_line_and_nonzero() -> None:

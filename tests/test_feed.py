@@ -40,7 +40,7 @@ async def test_feed_lines_follow_lite_v2(hub_factory: HubFactory, tmp_path: Path
 
 async def test_private_directed_chats_still_reach_the_feed(hub_factory: HubFactory, tmp_path: Path) -> None:
     """--private-directed limits sockets, not the feed."""
-    hub = await hub_factory(private_directed=True)
+    hub = await hub_factory()
     a = await open_raw(hub.uri, "a")
     await a.send("chat", "bob", "secret-ish")
     await a.send("who_request")

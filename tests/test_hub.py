@@ -88,8 +88,8 @@ async def test_token_is_never_relayed(hub_factory: HubFactory, raw: RawFactory, 
 async def test_private_directed_reaches_only_matching_sockets(
     hub_factory: HubFactory, target: str, reached: set[str]
 ) -> None:
-    """With --private-directed, a directed chat goes to matching sockets only."""
-    hub = await hub_factory(private_directed=True)
+    """By default a directed chat goes to matching sockets only."""
+    hub = await hub_factory()
     names = ["alice", "alice-rx", "proj/a1", "proj/a1-rx", "other/c3"]
     clients = {}
     for n in names:
@@ -109,10 +109,13 @@ async def test_private_directed_reaches_only_matching_sockets(
         await c.close()
 
 
-async def test_directed_chat_goes_to_every_socket_by_default(raw: RawFactory) -> None:
-    """Without --private-directed every socket gets it (the 0.99 clients filter)."""
-    bystander = await raw("bystander")
-    sender = await raw("sender")
+async def test_directed_chat_goes_to_every_socket_with_compat_fanout(hub_factory: HubFactory) -> None:
+    """With --compat-fanout every socket gets it (the 0.99 clients filter for themselves)."""
+    hub = await hub_factory(compat_fanout=True)
+    bystander, sender = await open_raw(hub.uri, "bystander"), await open_raw(hub.uri, "sender")
+    for client in (bystander, sender):
+        await client.send("heartbeat")
+        await client.expect("welcome")
     await sender.send("chat", "alice", "for alice")
     assert (await bystander.expect("chat"))["target"] == "alice"
     assert (await sender.expect("chat"))["payload"] == "for alice"
@@ -265,7 +268,7 @@ async def test_max_clients_closes_4013(hub_factory: HubFactory) -> None:
 
 async def test_auth_missing_wrong_and_right_token(hub_factory: HubFactory) -> None:
     """A secured hub refuses missing/wrong tokens with 4010 and welcomes the right one."""
-    hub = await hub_factory(token="s3cret-tok")
+    hub = await hub_factory(token="s3cret-tok-0123456789")
     for extra, text in [({}, "required"), ({"token": "wrong"}, "Invalid")]:
         c = await open_raw(hub.uri, "u")
         await c.send("heartbeat", **extra)
@@ -273,7 +276,7 @@ async def test_auth_missing_wrong_and_right_token(hub_factory: HubFactory) -> No
         assert text in denied["payload"]
         assert await c.closed() == (4010, "auth denied")
     ok = await open_raw(hub.uri, "u")
-    await ok.send("who_request", token="s3cret-tok")
+    await ok.send("who_request", token="s3cret-tok-0123456789")
     assert (await ok.recv())["type"] == "welcome"
     await ok.expect("who_snapshot")
     await ok.close()
@@ -281,10 +284,10 @@ async def test_auth_missing_wrong_and_right_token(hub_factory: HubFactory) -> No
 
 async def test_secured_hub_sends_nothing_before_the_token(hub_factory: HubFactory) -> None:
     """No welcome (or fan-out) reaches a socket that has not authenticated."""
-    hub = await hub_factory(token="t", auth_timeout=0.5)
+    hub = await hub_factory(token="t" * 16, auth_timeout=0.5)
     idle = await open_raw(hub.uri, "idle")
     authed = await open_raw(hub.uri, "authed")
-    await authed.send("heartbeat", token="t")
+    await authed.send("heartbeat", token="t" * 16)
     await authed.expect("welcome")
     assert await idle.closed(timeout=5) == (4012, "auth timeout")
 

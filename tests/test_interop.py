@@ -138,9 +138,9 @@ async def test_ref_health(hub: Hub) -> None:
 
 
 async def test_ref_listen(hub: Hub) -> None:
-    """Reference listen prints a chat relayed by our hub."""
-    proc = await ref_start("listen", "--uri", hub.uri, "--name", "lis", "--for", "alice")
-    await until_online(hub, "lis")
+    """Reference listen prints a directed chat relayed by our hub (listening as alice~lis)."""
+    proc = await ref_start("listen", "--uri", hub.uri, "--name", "alice~lis", "--for", "alice")
+    await until_online(hub, "alice~lis")  # an IDENTITY~tag listener sees that identity's directed chats
     await run_cli("send", "--uri", hub.uri, "--name", "bob", "--target", "alice", "for alice")
     assert proc.stdout is not None
     line = await read_line_containing(proc.stdout, "for alice")
@@ -151,10 +151,10 @@ async def test_ref_listen(hub: Hub) -> None:
 
 async def test_ref_auth(hub_factory: HubFactory) -> None:
     """Reference client: wrong token exits 1 with the auth message; right token works."""
-    hub = await hub_factory(token="s3cret-tok")
+    hub = await hub_factory(token="s3cret-tok-0123456789")
     code, out, _ = await ref("send", "--uri", hub.uri, "--token", "wrong", "--wait-seconds", "0", "x")
     assert code == 1 and "authentication rejected" in out
-    assert (await ref("health", "--uri", hub.uri, "--token", "s3cret-tok"))[0] == 0
+    assert (await ref("health", "--uri", hub.uri, "--token", "s3cret-tok-0123456789"))[0] == 0
 
 
 # --------------------------------------------------------------------------- ours against theirs
@@ -216,3 +216,37 @@ async def test_our_send_and_wait_against_reference_hub(ref_hub: str) -> None:
     assert code == 1
     assert (await run_cli("who", "--uri", ref_hub))[0] == 0
     assert (await run_cli("health", "--uri", ref_hub))[0] == 0
+
+
+async def test_ref_clients_with_seat_secrets(hub_factory: HubFactory, tmp_path: Path) -> None:
+    """0.99.38 wait, send and syn-wait work unchanged with SYNAPSE_TOKEN=<seat secret>; another seat's is refused."""
+    from synapse_channel.seats import SeatStore
+
+    with SeatStore(tmp_path / "hub.db") as store:
+        alice, bob = store.add("api/alice", "agent"), store.add("api/bob", "agent")
+    hub = await hub_factory()
+    waiter = await ref_start(
+        "wait",
+        "--uri",
+        hub.uri,
+        "--name",
+        "api/alice",
+        "--timeout",
+        "20",
+        "--wake-jitter",
+        "0",
+        env={"SYNAPSE_TOKEN": alice},
+    )
+    await until_online(hub, "api/alice-rx")
+    send = ("send", "--uri", hub.uri, "--name", "api/bob", "--target", "api/alice", "--wait-seconds", "0")
+    code, _, err = await ref(*send, "hello seated alice", env={"SYNAPSE_TOKEN": bob})
+    assert code == 0, err
+    out, _ = await asyncio.wait_for(waiter.communicate(), 20)
+    assert waiter.returncode == 0 and "hello seated alice" in out.decode()
+    code, out, _ = await ref(*send[:4], "api/alice", *send[5:], "spoofed", env={"SYNAPSE_TOKEN": bob})
+    assert code == 1 and "authentication rejected" in out  # bob's secret cannot speak as alice
+    code, _, err = await ref(*send, "queued for syn-wait", env={"SYNAPSE_TOKEN": bob})
+    assert code == 1, err  # nobody online: the 0.99 send reports it, and the message waits in the mailbox
+    env = {"SYNAPSE_TOKEN": alice, "SYN_IDENTITY": "api/alice", "SYN_PROJECT": "api"}
+    code, out, err = await ref("--uri", hub.uri, tool="syn-wait", env=env, timeout=30)
+    assert code == 0 and "queued for syn-wait" in out, (out, err)

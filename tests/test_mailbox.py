@@ -52,19 +52,19 @@ async def test_project_message_reaches_a_seat(hub: Hub) -> None:
 
 async def test_message_state_stored_delivered_acked(hub: Hub) -> None:
     """A sender can ask where its directed message is: stored, delivered, acked."""
-    code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "w4", "--json", "hello")
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "w4", "--json", "hello")
     import json
 
     seq = json.loads(out)["message_seq"]
-    assert (await run_cli("receipt", "--uri", hub.uri, str(seq)))[1].strip() == f"{seq}: stored"
+    assert (await run_cli("receipt", "--uri", hub.uri, "--name", "boss", str(seq)))[1].strip() == f"{seq}: stored"
     watcher = await open_raw(hub.uri, "w4-rx")
     await watcher.send("heartbeat", mailbox=True, since_seq=0, mailbox_for="w4")
     await watcher.expect("chat", replayed=True)
-    assert (await run_cli("receipt", "--uri", hub.uri, str(seq)))[1].strip() == f"{seq}: delivered"
+    assert (await run_cli("receipt", "--uri", hub.uri, "--name", "boss", str(seq)))[1].strip() == f"{seq}: delivered"
     await watcher.send("ack", "all", seq=seq, mailbox_for="w4")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 5
-    while (await run_cli("receipt", "--uri", hub.uri, str(seq)))[1].strip() != f"{seq}: acked":
+    while (await run_cli("receipt", "--uri", hub.uri, "--name", "boss", str(seq)))[1].strip() != f"{seq}: acked":
         assert loop.time() < deadline
     await watcher.close()
     code, out, _ = await run_cli("receipt", "--uri", hub.uri, "99999")
@@ -123,7 +123,7 @@ async def test_history_resume_and_inbox_page(hub: Hub) -> None:
     s = await open_raw(hub.uri, "s")
     for i in range(4):
         await s.send("chat", "mbx/w1" if i % 2 else "all", f"m{i}")
-    last = (await s.expect("chat", payload="m3"))["msg_id"]
+    last = (await s.expect("chat", payload="m2"))["msg_id"] + 1  # its own directed m3 is not echoed back
     await s.send("history_request", payload="history", limit=2)
     hist = await s.expect("history_snapshot")
     assert [f["payload"] for f in hist["history"]] == ["m2", "m3"] and hist["requested_limit"] == 2
@@ -131,6 +131,10 @@ async def test_history_resume_and_inbox_page(hub: Hub) -> None:
     res = await s.expect("resume_snapshot")
     assert [f["payload"] for f in res["messages"]] == ["m2", "m3"] and res["since"] == last - 2
     query = {"version": 1, "identity": "mbx/w1", "hub_id": hub.core.hub_id, "since_seq": 0, "limit": 1}
+    await s.send("history_request", payload="history", inbox_query=query)
+    assert (await s.expect("error"))["code"] == "FORBIDDEN"  # only mbx/w1 (or an admin) may page its inbox
+    s_own, s = s, await open_raw(hub.uri, "mbx/w1-rx")
+    await s.send("heartbeat")
     await s.send("history_request", payload="history", inbox_query=query)
     page = (await s.expect("history_snapshot"))["inbox_page"]
     assert page["available"] is True and page["identity"] == "mbx/w1" and page["has_more"] is True
@@ -141,3 +145,4 @@ async def test_history_resume_and_inbox_page(hub: Hub) -> None:
     await s.send("history_request", inbox_query={"identity": 5})
     assert (await s.expect("error"))["code"] == "BAD_FIELD"
     await s.close()
+    await s_own.close()

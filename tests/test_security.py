@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from synapse_channel.protocol import name_problem
 from synapse_channel.seats import SeatStore
 
 from .conftest import TIMEOUT, HubFactory, Raw, open_raw, run_cli
+
 
 async def register(uri: str, name: str, **reg: Any) -> Raw:
     """Open a socket, register ``name`` and read its ``welcome``."""
@@ -152,15 +152,37 @@ async def test_compat_fanout_is_an_explicit_option(hub_factory: HubFactory) -> N
 
 @pytest.mark.parametrize(
     "name",
-    ["a,b", "api/*", "who?", "x[1]", "../x", "api/../x", "has space", "tab\there", "evil\u202eexe", "ALL", "All",
-     "self", "System", "SynapseHub2", "x" * 129, "", "/lead", "trail/", "caf\u00e9"],
+    [
+        "a,b",
+        "api/*",
+        "who?",
+        "x[1]",
+        "../x",
+        "api/../x",
+        "has space",
+        "tab\there",
+        "evil\u202eexe",
+        "x" * 129,
+        "",
+        "/lead",
+        "trail/",
+        "caf\u00e9",
+        "ALL",
+        "All",
+        "self",
+        "System",
+        "SynapseHub2",
+    ],
 )
 async def test_bad_names_are_refused_at_registration(hub: Hub, name: str) -> None:
     assert name_problem(name) is not None
     client = await open_raw(hub.uri, name)
     await client.send("heartbeat", payload="online")
     await client.expect("welcome")
-    if name.strip() and len(name) <= 200 and not any(c.isspace() or ord(c) < 32 for c in name):
+    if name.casefold() in ("", "all", "self", "system") or name.startswith("SynapseHub"):
+        assert "reserved" in (await client.expect("name_conflict"))["payload"]
+        assert await client.closed() == (4009, "reserved identity")  # as the 0.99 clients expect
+    elif name.strip() and len(name) <= 200 and not any(c.isspace() or ord(c) < 32 for c in name):
         assert (await client.expect("error"))["code"] == "BAD_NAME"
         assert await client.closed() == (4013, "identity refused: invalid name")
     else:  # the envelope check refuses it even before registration
@@ -226,7 +248,8 @@ while b"\\r\\n\\r\\n" not in buf:
     buf += s.recv(4096)
 buf = buf.split(b"\\r\\n\\r\\n", 1)[1]
 data, mask = sys.argv[3].encode(), os.urandom(4)
-head = bytes([0x81]) + (bytes([0x80 | len(data)]) if len(data) < 126 else bytes([0x80 | 126]) + struct.pack("!H", len(data)))
+size = bytes([0x80 | len(data)]) if len(data) < 126 else bytes([0x80 | 126]) + struct.pack("!H", len(data))
+head = bytes([0x81]) + size
 s.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
 def need(n):
     global buf
@@ -275,7 +298,7 @@ async def test_other_os_user_cannot_take_over_or_attach_to_an_online_identity(hu
     _need_root()
     waiter = await register(hub.uri, "alice-rx", mailbox=True, takeover=True)
     base = {"target": "System", "type": "heartbeat", "payload": "online", "timestamp": 1.0}
-    for name in ("alice-rx", "alice-pane-rx", "alice"):
+    for name in ("alice-rx", "alice-pane-rx", "alice", "alice~peek", "alice-who"):
         code, reason = await asyncio.to_thread(_as_nobody, hub.uri, {**base, "sender": name, "takeover": True})
         assert (code, reason) == (4016, "name owned"), name
     await waiter.send("heartbeat")  # the real waiter was never displaced
@@ -351,7 +374,9 @@ async def test_observer_reads_but_never_writes(hub_factory: HubFactory, tmp_path
         assert "observer" in (await forbidden(watcher))["payload"]
     for verb in ("who_request", "board_request", "state_request"):
         await watcher.send(verb)
-        await watcher.expect({"who_request": "who_snapshot", "board_request": "board_snapshot"}.get(verb, "state_snapshot"))
+        await watcher.expect(
+            {"who_request": "who_snapshot", "board_request": "board_snapshot"}.get(verb, "state_snapshot")
+        )
     assert hub.core is not None and not hub.core.claims.live and not hub.core.history
 
 
@@ -426,3 +451,21 @@ async def test_embedded_hub_refuses_unsafe_settings(tmp_path: Path, settings: di
 async def test_cli_hub_refuses_a_blank_token(tmp_path: Path) -> None:
     code, _, err = await run_cli("hub", "--port", "0", "--token", " ", "--db", str(tmp_path / "h.db"), timeout=TIMEOUT)
     assert code == 2 and "shorter than 16" in err and "Traceback" not in err
+
+
+async def test_first_seat_locks_a_running_open_hub_and_revoking_all_never_reopens_it(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    hub = await hub_factory()
+    open_conn = await register(hub.uri, "early")
+    with SeatStore(tmp_path / "hub.db") as store:
+        secret = store.add("alice", "agent")
+    assert await open_conn.closed(timeout=3) == (4010, "auth denied: this hub now requires a seat")
+    with SeatStore(tmp_path / "hub.db") as store:
+        store.revoke("alice")
+    await asyncio.sleep(1.2)  # past the hub's seat poll
+    for token in (None, secret):
+        client = await open_raw(hub.uri, "late")
+        await client.send("heartbeat", payload="online", **({"token": token} if token else {}))
+        await client.expect("auth_denied")
+    assert hub.core is not None and hub.core.security["auth"] == "seats"

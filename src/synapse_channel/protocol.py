@@ -59,6 +59,7 @@ REASON_HOST_CAP = "too many connections from this host"
 REASON_NAME_OWNED = "name owned"
 REASON_SEAT_NAME = "auth denied: name not granted to this seat"
 REASON_SEAT_REVOKED = "auth denied: seat revoked or rotated"
+REASON_SEATS_REQUIRED = "auth denied: this hub now requires a seat"
 REASON_BAD_NAME = "identity refused: invalid name"
 REASON_ROLE = "identity refused: role not granted"
 
@@ -295,9 +296,14 @@ def name_problem(name: str) -> str | None:
         )
     if any(seg in (".", "..") or seg.startswith("..") for seg in name.split("~", 1)[0].split("/")):
         return "a name segment may not be '.' or '..'"
-    if name.casefold() in _RESERVED_FOLDED or name.casefold().startswith(HUB_SENDER.casefold()):
+    if is_reserved(name):
         return f"{name!r} is reserved by the hub"
     return None
+
+
+def is_reserved(name: str) -> bool:
+    """Names only the hub may use (``all``, ``System``, ``SynapseHub...``), in any case."""
+    return name.casefold() in _RESERVED_FOLDED or name.casefold().startswith(HUB_SENDER.casefold())
 
 
 def base_identity(name: str) -> str:
@@ -340,6 +346,16 @@ def is_broadcast(target: str) -> bool:
     """True for fleet-wide targets: empty, ``all`` or containing a ``*`` glob."""
     t = target.strip()
     return t in BROADCAST_TARGETS or "*" in t
+
+
+def is_fleet_wide(target: str) -> bool:
+    """True when a chat goes to every socket: ``""``, ``all``, ``*`` or a list containing ``all``.
+
+    Narrower than :func:`is_broadcast`: a glob such as ``api/*`` wakes like a
+    broadcast but is delivered only to the connections it matches.
+    """
+    t = target.strip()
+    return t in BROADCAST_TARGETS or t == "*" or "all" in target_parts(t)
 
 
 def is_one_to_many(target: str) -> bool:

@@ -206,8 +206,10 @@ class SeatStore:
 class SeatTable:
     """The hub's view of the active seats: key id -> (grant, hash), reloaded on change."""
 
-    def __init__(self, entries: dict[str, tuple[Grant, str]] | None = None) -> None:
+    def __init__(self, entries: dict[str, tuple[Grant, str]] | None = None, *, configured: bool = False) -> None:
         self.entries = entries or {}
+        #: True once any seat was ever added: revoking every seat locks the hub, it never reopens it.
+        self.configured = configured or bool(self.entries)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -239,4 +241,5 @@ def read_seat_table(db: sqlite3.Connection) -> SeatTable:
         key_id: (Grant(name, role, tuple(json.loads(patterns)), key_id), digest)
         for name, role, patterns, key_id, digest in rows
     }
-    return SeatTable(entries)
+    (total,) = db.execute("SELECT COUNT(*) FROM seats").fetchone()
+    return SeatTable(entries, configured=total > 0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import addresses, base_identity, is_broadcast
+from ..protocol import addresses, base_identity, is_fleet_wide
 
 if TYPE_CHECKING:
     from .roster import Conn
@@ -101,11 +101,12 @@ def speaks_for(conn: Conn, identity: str) -> bool:
 def may_see(conn: Conn, frame: dict[str, Any]) -> bool:
     """May ``conn`` see this chat in history or a resume?
 
-    Broadcasts are public; a directed chat is visible to its sender, to the
-    identities (and granted roles) it addresses, and to admins.
+    Fleet-wide chats are public; any other chat (globs included) is visible
+    to its sender, to the identities (and granted roles) it addresses, and
+    to admins.
     """
     target = frame.get("target", "")
-    if not isinstance(target, str) or is_broadcast(target) or is_admin(conn):
+    if not isinstance(target, str) or is_fleet_wide(target) or is_admin(conn):
         return True
     if conn.name is None:
         return False
@@ -113,4 +114,4 @@ def may_see(conn: Conn, frame: dict[str, Any]) -> bool:
     sender = frame.get("sender")
     if isinstance(sender, str) and base_identity(sender) == me:
         return True
-    return addresses(target, me, conn.roles, directed_only=True)
+    return addresses(target, me, conn.roles)

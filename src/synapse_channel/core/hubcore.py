@@ -21,6 +21,7 @@ from ..protocol import (
     REASON_COOLDOWN,
     REASON_NAME_CONFLICT,
     REASON_NAME_OWNED,
+    REASON_RESERVED,
     REASON_ROLE,
     REASON_SEAT_NAME,
     REASON_SUPERSEDED,
@@ -32,6 +33,8 @@ from ..protocol import (
     hub_frame,
     int_field,
     is_broadcast,
+    is_fleet_wide,
+    is_reserved,
     name_problem,
     owner_of,
     registration_of,
@@ -220,7 +223,7 @@ class HubCore:
         return [c for c in (conn, *others) if not c.uid_checked]
 
     def _same_identity(self, name: str, exclude: int) -> list[Conn]:
-        ids = set(self.roster.by_owner.get(owner_of(name), ()))
+        ids = set(self.roster.by_base.get(base_identity(name), ()))
         holder = self.roster.names.get(name)
         if holder is not None:
             ids.add(holder)
@@ -264,8 +267,11 @@ class HubCore:
             return out
         conn.last_seen = now
         try:
+            if conn.refused:
+                return out  # being closed: one refusal (and one audit row) is enough
             if conn.name is None:
                 if not self._register(conn, cmd, now, out):
+                    conn.refused = True
                     return out
             elif cmd.sender != conn.name:
                 raise ProtocolError(
@@ -311,12 +317,13 @@ class HubCore:
             if now - last < self.takeover_cooldown:
                 out.close(conn.conn_id, Close.TAKEOVER_COOLDOWN, REASON_COOLDOWN)
                 return False
+            conn.quiet = reg.quiet
             old = self.roster.takeover(conn, name, now, reg.roles)
             out.close(old.conn_id, Close.SUPERSEDED, REASON_SUPERSEDED)
         else:
+            conn.quiet = reg.quiet
             self.roster.bind(conn, name, reg.roles)
         conn.wake_capability = reg.wake_capability
-        conn.quiet = reg.quiet
         out.notify("client_joined", name=name, wake_capability=reg.wake_capability)
         if holder is None and not reg.quiet:
             self._presence(out, "joined", name, now)
@@ -326,8 +333,21 @@ class HubCore:
 
     def _admissible(self, conn: Conn, name: str, reg: Registration, now: float, out: Outcome) -> bool:
         """The name grammar, the seat's names and the granted roles; refusals are audited."""
+        if is_reserved(name):
+            self._refuse(out, conn, name, text.RESERVED.format(name=name), Close.NAME_CONFLICT, REASON_RESERVED, now)
+            return False
         problem = name_problem(name)
         if problem is not None:
+            self.audit(
+                out,
+                "access_denied",
+                now,
+                name=name[:200],
+                seat=None,
+                remote=conn.remote,
+                verb="register",
+                reason=problem,
+            )
             self.error(out, conn, f"cannot register {name!r}: {problem}", now, code="BAD_NAME")
             out.close(conn.conn_id, Close.CAPACITY, REASON_BAD_NAME)
             return False
@@ -344,6 +364,16 @@ class HubCore:
         refused = [r for r in reg.roles if r not in self.allowed_roles]
         if refused:
             message = f"role(s) {', '.join(map(repr, refused))} are not granted by this hub (hub --role)"
+            self.audit(
+                out,
+                "access_denied",
+                now,
+                name=name,
+                seat=conn.grant.seat if conn.grant else None,
+                remote=conn.remote,
+                verb="register",
+                reason=message,
+            )
             self.error(out, conn, message, now, code="ROLE_REFUSED")
             out.close(conn.conn_id, Close.CAPACITY, REASON_ROLE)
             return False
@@ -415,10 +445,14 @@ def _chat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> 
     recips = core.recipients(target, conn.conn_id)
     names = sorted({owner_of(c.name) for c in recips if c.name})
     core.emit(out, "chat", {"frame": frame, "recipients": names}, now)
-    if core.compat_fanout or is_broadcast(target) or "all" in target_parts(target):
+    if core.compat_fanout or is_fleet_wide(target):
         audience = core.roster.all_ids()
     else:
         ids = {c.conn_id for c in recips} | core.roster.admins
+        watchers = core.roster.watchers
+        if watchers:
+            for identity in {*names, *target_parts(target)}:
+                ids.update(watchers.get(identity, ()))
         ids.discard(conn.conn_id)
         audience = tuple(sorted(ids))
     out.send(audience, frame, public=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from ..protocol import owner_of, project_of, target_parts
+from ..protocol import base_identity, owner_of, project_of, target_parts
 
 if TYPE_CHECKING:
     from .access import Grant
@@ -38,6 +38,8 @@ class Conn:
     #: The peer's OS user when the hub could learn it (loopback on Linux); None: unknown.
     peer_uid: int | None = None
     uid_checked: bool = False
+    #: Set when the hub refused this connection's registration; later frames are ignored.
+    refused: bool = False
 
 
 @dataclass(slots=True)
@@ -53,6 +55,11 @@ class Roster:
     last_left: dict[str, float] = field(default_factory=dict)
     #: Named connections of admin seats: they also receive directed chats.
     admins: set[int] = field(default_factory=set)
+    #: Identity -> its live ``IDENTITY~tag`` listeners (not quiet): they see its directed chats
+    #: without being counted as recipients.
+    watchers: dict[str, set[int]] = field(default_factory=dict)
+    #: Base identity (sidecar suffixes and ``~tag`` stripped) -> every connection speaking for it.
+    by_base: dict[str, set[int]] = field(default_factory=dict)
 
     def online(self) -> list[str]:
         """Every bound name, sorted (waiter sidecars included)."""
@@ -78,19 +85,29 @@ class Roster:
         self.names[name] = conn.conn_id
         owner = owner_of(name)
         self.by_owner.setdefault(owner, set()).add(conn.conn_id)
+        self.by_base.setdefault(base_identity(name), set()).add(conn.conn_id)
         if "/" in owner:
             self.by_project.setdefault(project_of(owner), set()).add(conn.conn_id)
         for role in roles:
             self.by_role.setdefault(role, set()).add(conn.conn_id)
         if conn.grant is not None and conn.grant.is_admin:
             self.admins.add(conn.conn_id)
+        if "~" in name and not conn.quiet:
+            self.watchers.setdefault(name.split("~", 1)[0], set()).add(conn.conn_id)
 
     def _unindex(self, conn: Conn) -> None:
         if conn.name is None:
             return
         self.admins.discard(conn.conn_id)
+        if "~" in conn.name:
+            watching = self.watchers.get(conn.name.split("~", 1)[0])
+            if watching is not None:
+                watching.discard(conn.conn_id)
+                if not watching:
+                    del self.watchers[conn.name.split("~", 1)[0]]
         owner = owner_of(conn.name)
-        keys = [(self.by_owner, owner)] + [(self.by_role, r) for r in conn.roles]
+        keys = [(self.by_owner, owner), (self.by_base, base_identity(conn.name))]
+        keys += [(self.by_role, r) for r in conn.roles]
         if "/" in owner:
             keys.append((self.by_project, project_of(owner)))
         for index, key in keys:

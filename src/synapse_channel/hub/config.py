@@ -77,6 +77,11 @@ def check_exposure(config: HubConfig, *, seats: int = 0) -> str | None:
             f"refusing a hub token shorter than {MIN_TOKEN_LEN} characters (or blank): it can be guessed. "
             "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
+    if config.token is not None and config.token.startswith("synseat_"):
+        raise InsecureBindError(
+            "the hub token is a seat secret (synseat_...): a shared --token admits anyone who holds it. "
+            "Unset SYNAPSE_TOKEN for the hub, or give it a separate --token-file"
+        )
     if is_loopback(config.host):
         return None
     if config.token or seats:

@@ -32,6 +32,7 @@ from ..protocol import (
     REASON_CAPACITY,
     REASON_HOST_CAP,
     REASON_SEAT_REVOKED,
+    REASON_SEATS_REQUIRED,
     Close,
     ProtocolError,
     encode,
@@ -101,7 +102,7 @@ class Hub:
         )
         try:
             await self._load_seats()
-            warning = check_exposure(cfg, seats=len(self._seats or ()))
+            warning = check_exposure(cfg, seats=int(self._seats is not None and self._seats.configured))
         except BaseException:
             await self.journal.close()
             if self._seat_db is not None:
@@ -255,7 +256,7 @@ class Hub:
     @property
     def secured(self) -> bool:
         """True when every connection must present the shared token or a seat secret."""
-        return bool(self.config.token) or bool(self._seats)
+        return bool(self.config.token) or (self._seats is not None and self._seats.configured)
 
     async def _first_frame(self, ws: ServerConnection, link: Link) -> tuple[str | bytes | None, Grant | None]:
         """On a secured hub, read the first frame and check its token or seat secret.
@@ -326,10 +327,10 @@ class Hub:
 
     def _update_security(self) -> None:
         cfg = self.config
-        if cfg.token and self._seats:
-            auth = "token+seats"
-        else:
-            auth = "token" if cfg.token else ("seats" if self._seats else "open")
+        seats = self._seats is not None and self._seats.configured
+        auth = {(True, True): "token+seats", (True, False): "token", (False, True): "seats"}.get(
+            (bool(cfg.token), seats), "open"
+        )
         self._core.security = {
             "auth": auth,
             "directed": self._core.directed_mode,
@@ -348,25 +349,37 @@ class Hub:
                 if mark == self._seat_mark:
                     continue
                 assert self._seat_db is not None
+                was_secured = self.secured
                 self._seats = await asyncio.to_thread(read_seat_table, self._seat_db)
                 self._seat_mark = mark
             except Exception:
                 log.exception("could not reload seats; keeping the previous table")
                 continue
             self._update_security()
-            self._drop_invalid_grants()
+            self._drop_invalid_grants(unauthenticated=not was_secured and self.secured)
 
-    def _drop_invalid_grants(self) -> None:
+    def _drop_invalid_grants(self, *, unauthenticated: bool) -> None:
+        """Close sockets whose seat was revoked or rotated; with ``unauthenticated``
+        (an open hub just got its first seat) also every socket that never authenticated."""
         seats = self._seats
         for conn in list(self._core.roster.conns.values()):
-            if conn.grant is not None and (seats is None or not seats.still_valid(conn.grant)):
-                link = self._links.get(conn.conn_id)
-                if link is not None:
-                    log.info("closing %r: seat %r was revoked or rotated", conn.name, conn.grant.seat)
-                    link.close(Close.SUPERSEDED, REASON_SEAT_REVOKED)
+            link = self._links.get(conn.conn_id)
+            if link is None:
+                continue
+            if conn.grant is None and unauthenticated:
+                log.info("closing %r: the hub now requires a seat", conn.name)
+                link.close(Close.SUPERSEDED, REASON_SEATS_REQUIRED)
+            elif conn.grant is not None and (seats is None or not seats.still_valid(conn.grant)):
+                log.info("closing %r: seat %r was revoked or rotated", conn.name, conn.grant.seat)
+                link.close(Close.SUPERSEDED, REASON_SEAT_REVOKED)
 
-    async def _peer_uids(self, conn_id: int, cmd: Any) -> None:
-        """Learn the OS users the core needs to decide this registration (see ``HubCore.uid_checks``)."""
+    def _peer_uids(self, conn_id: int, cmd: Any) -> None:
+        """Learn the OS users the core needs to decide this registration (see ``HubCore.uid_checks``).
+
+        Done inline, not in a thread: frames must reach the core in arrival
+        order, and the lookup (one read of ``/proc/net/tcp``) only happens when
+        a registration joins an identity that is already online.
+        """
         from .peercred import peer_uid
 
         for conn in self._core.uid_checks(conn_id, cmd):
@@ -374,9 +387,7 @@ class Hub:
             addrs = self._addrs.get(conn.conn_id)
             if addrs and addrs[0] and addrs[1]:
                 peer, local = addrs
-                conn.peer_uid = await asyncio.to_thread(
-                    peer_uid, (str(peer[0]), int(peer[1])), (str(local[0]), int(local[1]))
-                )
+                conn.peer_uid = peer_uid((str(peer[0]), int(peer[1])), (str(local[0]), int(local[1])))
 
     async def _on_frame(self, conn_id: int, data: str | bytes) -> None:
         core = self._core
@@ -391,7 +402,7 @@ class Hub:
             return
         conn = core.roster.conns.get(conn_id)
         if conn is not None and conn.name is None:
-            await self._peer_uids(conn_id, cmd)
+            self._peer_uids(conn_id, cmd)
         try:
             out = core.receive(conn_id, cmd, time.time())
         except Exception:  # a core bug must not kill the connection or the hub; it is logged loudly
