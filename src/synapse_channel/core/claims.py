@@ -283,7 +283,8 @@ def _owned(core: HubCore, conn: Conn, raw: dict[str, Any], verb: str) -> tuple[s
     if epoch is None and not admin:
         raise ProtocolError(
             "EPOCH_REQUIRED",
-            f"Task '{task}': {verb} needs the claim's epoch (the fencing token from claim_granted).",
+            f"Task '{task}': {verb} needs the claim's epoch (the fencing token from claim_granted; "
+            "after a handoff see 'synapse state' and pass 'synapse release --epoch N').",
         )
     if epoch is not None and epoch != claim["epoch"]:
         raise ProtocolError("STALE_EPOCH", f"Task '{task}': epoch {epoch} is stale (current {claim['epoch']}).")
