@@ -45,7 +45,7 @@ def shell_env(shell: str) -> None:
     auto = os.environ.get("__SYNAPSE_AUTO") == "1"
     if not auto and (os.environ.get("SYN_IDENTITY") or os.environ.get("SYN_PROJECT")):
         return  # set by hand: explicit beats ambient
-    cfg = load_config(strict=False, environ={})
+    cfg = load_config(strict=False, environ={}, warn=False)  # runs at every prompt; `synapse doctor` reports
     project, identity = cfg.project, cfg.identity
     if project is None and identity is None:
         if auto:

@@ -8,13 +8,19 @@ Every key is declared (core keys here, plugin tables through the
 and line. Every value remembers which source it came from, which is what
 ``synapse config show`` prints.
 
-Tokens are never stored in a config file: only ``hub.token_file`` is.
+Tokens are never stored in a config file: only ``hub.token_file`` is. And a
+project file is written by whoever wrote the repository: unless the user file
+trusts its root (``[trust] projects``), its ``hub.token_file``, a non-loopback
+``hub.uri`` and any ``trust.*`` are ignored with a one-line warning (see
+:mod:`synapse_channel.trust`). Flags and the environment are the user's own and
+are always honoured.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,13 @@ CORE_SETTINGS = (
     Setting("plugins.disabled", list, [], "Plugins (entry-point names) not to load."),
     Setting("adapters.enabled", list, [], "Assistant adapters this project uses."),
     Setting("presence.enabled", bool, True, "Hold the project's presence when installing services."),
+    Setting(
+        "trust.projects",
+        list,
+        [],
+        "Project roots (absolute, ~ allowed) whose synapse.toml may set hub.token_file and a non-loopback "
+        "hub.uri. Read from the user config only.",
+    ),
 )
 
 
@@ -70,6 +83,15 @@ class Value:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A project-file setting that was not applied, and why (``synapse doctor`` lists these)."""
+
+    key: str
+    file: str
+    reason: str
+
+
 @dataclass(slots=True)
 class Config:
     """The merged settings for one working directory."""
@@ -79,6 +101,8 @@ class Config:
     project_file: Path | None = None
     user_file: Path | None = None
     deferred: dict[str, Value] = field(default_factory=dict)
+    project_trusted: bool = False
+    ignored: list[Ignored] = field(default_factory=list)
 
     def get(self, key: str) -> Any:
         """The effective value of ``key`` (its default when nothing set it)."""
@@ -232,7 +256,10 @@ def _plugin_owned(key: str) -> bool:
     return parts[0] not in CORE_TABLES or len(parts) > 2
 
 
-def _apply_file(config: Config, path: Path, source: str, strict: bool) -> None:
+def _apply_file(config: Config, path: Path, source: str, strict: bool, *, project: bool = False) -> None:
+    """Apply one file; for the ``project`` file, keys it may not set are recorded in ``ignored``."""
+    from .trust import project_refusal
+
     for key, value in _flatten(read_toml(path)).items():
         setting = config.settings.get(key)
         if setting is None and not strict and _plugin_owned(key):
@@ -243,7 +270,12 @@ def _apply_file(config: Config, path: Path, source: str, strict: bool) -> None:
             raise ConfigError(f"{path}:{line_of(path, key)}: unknown key '{key}'{hint}")
         if key.endswith("token"):
             raise ConfigError(f"{path}:{line_of(path, key)}: tokens do not belong in config; use hub.token_file")
-        config.values[key] = Value(_coerce(setting, value, f"{path}:{line_of(path, key)}"), source)
+        coerced = _coerce(setting, value, f"{path}:{line_of(path, key)}")
+        refusal = project_refusal(key, coerced, trusted=config.project_trusted) if project else None
+        if refusal is not None:
+            config.ignored.append(Ignored(key, str(path), refusal))
+            continue
+        config.values[key] = Value(coerced, source)
 
 
 def _suggest(key: str, settings: dict[str, Setting]) -> str:
@@ -259,12 +291,15 @@ def load_config(
     extra: tuple[Setting, ...] = (),
     environ: dict[str, str] | None = None,
     strict: bool = True,
+    warn: bool = True,
 ) -> Config:
     """Merge defaults, the user file, the project file and the environment.
 
     ``strict=False`` (the fast path for client commands, which do not load
     plugins) still refuses unknown keys in the core tables but leaves plugin
     tables unchecked; commands that load plugins validate everything.
+    With ``warn``, project keys ignored at the trust boundary are named on
+    stderr, once per process (hooks run often: one line, never stdout).
     """
     env = os.environ if environ is None else environ
     settings = {s.key: s for s in (*CORE_SETTINGS, *extra)}
@@ -273,16 +308,48 @@ def load_config(
     if ufile.is_file():
         config.user_file = ufile
         _apply_file(config, ufile, str(ufile), strict)
+        _check_trust_entries(config, ufile)
     pfile = find_project_file(start)
     if pfile is not None:
+        from .trust import trusted_root
+
         config.project_file = pfile
-        _apply_file(config, pfile, str(pfile), strict)
+        config.project_trusted = trusted_root(pfile.parent, config.get("trust.projects") or [])
+        _apply_file(config, pfile, str(pfile), strict, project=True)
     for setting in settings.values():
         if setting.env and env.get(setting.env):
             config.values[setting.key] = Value(
                 _coerce(setting, env[setting.env], f"${setting.env}"), f"env:{setting.env}"
             )
+    if warn:
+        warn_ignored(config)
     return config
+
+
+def _check_trust_entries(config: Config, path: Path) -> None:
+    """``trust.projects`` entries must be absolute paths (after ``~``): a relative one would float."""
+    for entry in config.get("trust.projects") or []:
+        if not isinstance(entry, str) or not Path(entry).expanduser().is_absolute():
+            where = f"{path}:{line_of(path, 'trust.projects')}"
+            raise ConfigError(f"{where}: trust.projects entries must be absolute paths, not {entry!r}")
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_ignored(config: Config) -> None:
+    """One stderr line naming the project file and the keys it was not allowed to set (once per process)."""
+    fresh = [i for i in config.ignored if (i.file, i.key) not in _WARNED]
+    if not fresh:
+        return
+    _WARNED.update((i.file, i.key) for i in fresh)
+    keys = ", ".join(dict.fromkeys(i.key for i in fresh))
+    why = (
+        "trust is read from the user config only"
+        if config.project_trusted
+        else f"the project is not trusted ([trust] projects in {user_file()})"
+    )
+    sys.stderr.write(f"synapse: warning: ignored {keys} from {fresh[0].file}: {why}; see `synapse doctor`\n")
 
 
 def plugin_settings(pm: Any) -> tuple[Setting, ...]:

@@ -61,13 +61,22 @@ def show(as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
-                {"project_file": str(cfg.project_file or ""), "user_file": str(cfg.user_file or ""), "settings": rows},
+                {
+                    "project_file": str(cfg.project_file or ""),
+                    "project_trusted": cfg.project_trusted,
+                    "user_file": str(cfg.user_file or ""),
+                    "ignored": [{"key": i.key, "file": i.file, "reason": i.reason} for i in cfg.ignored],
+                    "settings": rows,
+                },
                 indent=2,
             )
         )
         return
-    click.echo(f"# project file: {cfg.project_file or '(none)'}")
+    trust = (" (trusted)" if cfg.project_trusted else " (untrusted)") if cfg.project_file else ""
+    click.echo(f"# project file: {cfg.project_file or '(none)'}{trust}")
     click.echo(f"# user file:    {cfg.user_file or '(none)'}")
+    for ignored in cfg.ignored:
+        click.echo(f"# ignored:      {ignored.key} from the project file ({ignored.reason})")
     for row in rows:
         click.echo(f"{row['key']} = {json.dumps(row['value'])}    # {row['source']}")
 
@@ -110,6 +119,8 @@ def set_(key: str, value: str, user_scope: bool) -> None:
         raise click.UsageError(f"unknown key '{key}' (see `synapse config show`)")
     if "token" in key and not key.endswith("token_file"):
         raise click.UsageError("tokens are never written to config; put the token in a file and set hub.token_file")
+    if key.startswith("trust.") and not user_scope:
+        raise click.UsageError(f"{key} is read from the user config only; pass --user")
     target = user_file() if user_scope else cfg.project_file
     if target is None:
         raise click.UsageError("no synapse.toml here or above; run `synapse config init` first (or pass --user)")
@@ -124,6 +135,8 @@ def set_(key: str, value: str, user_scope: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(tomli_w.dumps(data))
     click.echo(f"{key} = {json.dumps(node[name])} in {target} (file rewritten; comments are not kept)")
+    if not user_scope and not cfg.project_trusted and key in ("hub.token_file", "hub.uri"):
+        click.echo(f"note: an untrusted project's {key} may be ignored; trust it with [trust] projects (--user)")
 
 
 STARTER = """\
@@ -132,11 +145,13 @@ STARTER = """\
 # ($XDG_CONFIG_HOME/synapse/config.toml) > built-in default.
 # `synapse config show` prints every effective value and where it came from.
 # Tokens never go here: put the token in an owner-only file (chmod 600) and
-# point hub.token_file at it.
+# point hub.token_file at it, in your user config. This file may set
+# token_file (or a non-loopback uri) only if your user config trusts the
+# project: [trust] projects = ["/path/to/this/folder"].
 
 [hub]
 # uri = "ws://localhost:8876"
-# token_file = "~/.config/synapse/token"
+# token_file = "~/.config/synapse/token"   # ignored unless this project is trusted
 
 [identity]
 project = "{project}"
