@@ -72,11 +72,12 @@ def announce(
     import sys
     from pathlib import Path
 
-    from synapse_channel.cli.common import default_identity, resolve_token, settings
+    from synapse_channel.cli.common import default_identity, refuse_insecure, resolve_token, settings
 
     uri = uri or str(settings().get("hub.uri"))
     sender = name or default_identity() or f"announce-{os.getpid()}"
     token = resolve_token(None, Path(token_file) if token_file else None)
+    refuse_insecure(uri, token)
     targets = [t.strip() for t in to.split(",") if t.strip()]
     if not targets:
         raise click.UsageError("--to needs at least one recipient")

@@ -26,7 +26,7 @@ def presence(project: str, uri: str | None, token_file: str | None, log_level: s
     import sys
     from pathlib import Path
 
-    from synapse_channel.cli.common import resolve_token, settings
+    from synapse_channel.cli.common import refuse_insecure, resolve_token, settings
 
     from .holder import Holder
 
@@ -34,7 +34,9 @@ def presence(project: str, uri: str | None, token_file: str | None, log_level: s
         raise click.UsageError("PROJECT is a project name (the part before '/'), not a seat")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     token = resolve_token(None, Path(token_file) if token_file else None)
-    holder = Holder(uri or str(settings().get("hub.uri")), project, token)
+    uri = uri or str(settings().get("hub.uri"))
+    refuse_insecure(uri, token)
+    holder = Holder(uri, project, token)
     sys.exit(asyncio.run(holder.run()))
 
 

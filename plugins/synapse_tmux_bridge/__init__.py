@@ -28,7 +28,7 @@ def tmux_bridge(target: str, identity: str, agent: str, uri: str | None, prompt:
     import logging
     import sys
 
-    from synapse_channel.cli.common import resolve_token, settings
+    from synapse_channel.cli.common import refuse_insecure, resolve_token, settings
 
     from .bridge import DEFAULT_PROMPT, Bridge, TmuxError
     from .patterns import PaneRules
@@ -41,9 +41,10 @@ def tmux_bridge(target: str, identity: str, agent: str, uri: str | None, prompt:
         return str(value.value) if value else None
 
     rules = PaneRules.for_agent(agent, override(f"{agent}_idle"), override(f"{agent}_unsafe"))
-    bridge = Bridge(
-        uri or str(cfg.get("hub.uri")), target, identity, rules, resolve_token(None, None), prompt or DEFAULT_PROMPT
-    )
+    uri = uri or str(cfg.get("hub.uri"))
+    token = resolve_token(None, None)
+    refuse_insecure(uri, token)
+    bridge = Bridge(uri, target, identity, rules, token, prompt or DEFAULT_PROMPT)
     try:
         sys.exit(asyncio.run(bridge.run(once=once)))
     except TmuxError as exc:

@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,33 +75,88 @@ def runtime() -> tuple[Any, Any]:
     return config, pm
 
 
-def read_token_file(path: Path) -> str:
-    """Read a token file, refusing one that others can read or that is empty."""
+def token_file_problem(path: Path) -> tuple[str, str] | None:
+    """``(kind, message)`` when ``path`` cannot serve as a token file, else None.
+
+    ``kind`` is ``"exposed"`` (group/other may access it: the protection is
+    broken), ``"unreadable"`` or ``"empty"``. The content is never returned.
+    """
     try:
         st = path.stat()
         text = path.read_text().strip()
     except OSError as exc:
-        raise click.UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+        return "unreadable", f"cannot read token file {path}: {exc.strerror}"
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise click.UsageError(f"token file {path} is readable by others; run: chmod 600 {path}")
+        return "exposed", f"token file {path} is readable by others; run: chmod 600 {path}"
     if not text:
-        raise click.UsageError(f"token file {path} is empty")
-    return text
+        return "empty", f"token file {path} is empty"
+    return None
 
 
-def resolve_token(token: str | None, token_file: Path | None) -> str | None:
-    """``--token`` > ``--token-file`` > ``SYNAPSE_TOKEN`` > ``SYNAPSE_TOKEN_FILE`` > ``[hub] token_file``."""
+def read_token_file(path: Path) -> str:
+    """Read a token file, refusing one that others can read or that is empty."""
+    problem = token_file_problem(path)
+    if problem is not None:
+        raise click.UsageError(problem[1])
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOrigin:
+    """Where the token comes from, decided without reading any file.
+
+    ``source`` is ``flag:--token``, ``flag:--token-file``, ``env:SYNAPSE_TOKEN``,
+    ``env:SYNAPSE_TOKEN_FILE``, the config file that set ``hub.token_file``, or
+    ``none``. ``inline`` holds a token given directly (never printed).
+    """
+
+    source: str
+    file: Path | None = None
+    inline: str | None = field(default=None, repr=False)
+
+
+def token_origin(token: str | None, token_file: Path | None, config: Any = None) -> TokenOrigin:
+    """``--token`` > ``--token-file`` > ``SYNAPSE_TOKEN`` > ``SYNAPSE_TOKEN_FILE`` > ``[hub] token_file``.
+
+    ``[hub] token_file`` comes from the user file, or from a project file only
+    when the user trusts that project (an untrusted one is ignored in config).
+    """
     if token:
-        return token
+        return TokenOrigin("flag:--token", inline=token)
     if token_file is not None:
-        return read_token_file(token_file)
+        return TokenOrigin("flag:--token-file", file=token_file)
     env = os.environ.get("SYNAPSE_TOKEN")
     if env:
-        return env
-    configured = settings().get("hub.token_file")
+        return TokenOrigin("env:SYNAPSE_TOKEN", inline=env)
+    cfg = config if config is not None else settings()
+    configured = cfg.get("hub.token_file")
     if configured:
-        return read_token_file(Path(str(configured)).expanduser())
+        return TokenOrigin(cfg.source("hub.token_file"), file=Path(str(configured)).expanduser())
+    return TokenOrigin("none")
+
+
+def resolve_token(token: str | None, token_file: Path | None, config: Any = None) -> str | None:
+    """The token to present (see :func:`token_origin` for the order), read from its file if need be."""
+    origin = token_origin(token, token_file, config)
+    if origin.inline:
+        return origin.inline
+    if origin.file is not None:
+        return read_token_file(origin.file)
     return None
+
+
+def refuse_insecure(uri: str, token: str | None) -> None:
+    """Fail fast (one line, exit 1) when ``token`` would go over plain ws:// off this machine.
+
+    :meth:`HubClient.connect` refuses this anyway; long-running commands (presence,
+    the tmux bridge) call this first so they stop instead of retrying forever.
+    """
+    if token:
+        from ..trust import transport_problem
+
+        problem = transport_problem(uri)
+        if problem is not None:
+            raise click.ClickException(problem)
 
 
 def default_identity() -> str | None:

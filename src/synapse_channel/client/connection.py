@@ -4,6 +4,12 @@ Registration is pipelined: the registration heartbeat (and any first request)
 is written as soon as the socket opens, without waiting for ``welcome``, so a
 one-shot command costs one round trip. Close codes are classified once here
 into :class:`HubClosed` with the exit code the CLI uses.
+
+The transport rule lives here too, because every caller (CLI commands,
+``syn-*`` scripts, assistant hooks, bundled plugins) connects through
+:meth:`HubClient.connect`: a client that carries a secret (the hub token or a
+seat credential in its registration) refuses plain ``ws://`` to a host that is
+not this machine, before opening any socket.
 """
 
 from __future__ import annotations
@@ -29,11 +35,24 @@ EXIT_TIMEOUT = 2
 EXIT_DROPPED = 3
 EXIT_YIELD = 4
 
+#: A registration field whose name contains one of these carries a secret.
+SECRET_WORDS = ("token", "secret", "credential", "password")
+
 
 class HubError(Exception):
     """A connection-level failure with the exit code a command should return."""
 
     exit_code = EXIT_REFUSED
+    retryable = True
+
+
+class InsecureTransport(HubError):
+    """A secret would cross the network in clear text; refused before any socket was opened.
+
+    Not worth retrying: nothing about it changes until the URI or the token does.
+    """
+
+    retryable = False
 
 
 class HubUnreachable(HubError):
@@ -113,8 +132,29 @@ class HubClient:
         extra.update(self.registration)
         return self.frame("heartbeat", payload="online", **extra)
 
+    def carries_secret(self) -> bool:
+        """True when registering would send a credential (the token, or a secret-looking registration field)."""
+        return bool(self.token) or any(
+            value and any(word in key.lower() for word in SECRET_WORDS) for key, value in self.registration.items()
+        )
+
+    def check_transport(self) -> None:
+        """Raise :class:`InsecureTransport` if registering would send a secret over plain ``ws://`` off-machine."""
+        if self.carries_secret():
+            from ..trust import transport_problem
+
+            problem = transport_problem(self.uri)
+            if problem is not None:
+                raise InsecureTransport(problem)
+
     async def connect(self, *pipelined: dict[str, Any]) -> dict[str, Any]:
-        """Open, register, send ``pipelined`` frames, and wait for ``welcome``."""
+        """Open, register, send ``pipelined`` frames, and wait for ``welcome``.
+
+        Raises :class:`InsecureTransport` (before connecting) when the
+        registration carries a secret and the URI is plain ``ws://`` to a
+        non-loopback host.
+        """
+        self.check_transport()
         try:
             self.ws = await asyncio.wait_for(WebSocketStream.open(self.uri), self.ready_timeout)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:

@@ -51,6 +51,7 @@ class Waiter:
     spec: WaitSpec
     seen: set[int] = field(default_factory=set)
     cursor: int = 0
+    final: bool = False  # the last attempt failed in a way retrying cannot fix (an insecure transport)
 
     def __post_init__(self) -> None:
         from ..paths import read_int
@@ -74,7 +75,7 @@ class Waiter:
             if code is None:
                 connected_once = True
                 code = EXIT_DROPPED
-            if self.spec.timeout > 0 or code not in (EXIT_DROPPED, EXIT_REFUSED):
+            if self.final or self.spec.timeout > 0 or code not in (EXIT_DROPPED, EXIT_REFUSED):
                 return code
             if code == EXIT_REFUSED and not connected_once:
                 pass  # unbounded waits also ride out a hub that is not up yet
@@ -103,6 +104,7 @@ class Waiter:
             return EXIT_OK
         except HubError as exc:
             _say(s.connect_name, f"{exc} ({s.uri})")
+            self.final = not exc.retryable
             if getattr(exc, "ready", False) and exc.exit_code == EXIT_DROPPED:
                 return None
             return exc.exit_code
