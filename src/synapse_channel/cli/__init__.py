@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("synapse_channel.cli.settings", "config", "Show, create and edit synapse.toml."),
     "adapters": ("synapse_channel.cli.adapters", "adapters", "Install assistant hooks (Claude Code, Codex, Gemini)."),
     "hook": ("synapse_channel.cli.adapters", "hook", "Run by an assistant's hook: deliver synapse messages."),
+    "doctor": ("synapse_channel.cli.doctor", "doctor", "Report which protections are in force (token, URI, trust)."),
 }
 
 
