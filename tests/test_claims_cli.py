@@ -107,6 +107,11 @@ async def test_renew_checkpoint_handoff_and_stale_epoch(hub: Hub, repo: Path) ->
     assert code == 0 and "handed 'T' to p/b (epoch 2)" in out
     state = json.loads((await run_cli("state", "--uri", hub.uri, "--json"))[1])[0]
     assert state["owner"] == "p/b" and state["checkpoint"] == "parser half done" and state["epoch"] == 2
+    await b.close()  # the receiver's own shell has no epoch file: it must say which epoch it means
+    code, out, err = await run_cli("release", "T", "--uri", hub.uri, "--name", "p/b")
+    assert code == 1 and "EPOCH" not in err and "--epoch" in out + err
+    b = await open_raw(hub.uri, "p/b")
+    await b.send("heartbeat")
     await b.send("release", task_id="T", epoch=1, idem_key="k1")
     stale = await b.expect("release_denied")
     assert stale["reason_code"] == "STALE_EPOCH"
@@ -116,6 +121,9 @@ async def test_renew_checkpoint_handoff_and_stale_epoch(hub: Hub, repo: Path) ->
     again = await b.expect("release_granted")
     assert again == granted  # an idempotent retry gets the same answer
     await b.close()
+    await run_cli("claim", "T2", "--paths", "lib", "--uri", hub.uri, "--name", "p/a")
+    code, _, err = await run_cli("release", "T2", "--epoch", "3", "--uri", hub.uri, "--name", "p/a")
+    assert code == 0, err
 
 
 async def test_claim_and_epoch_survive_a_restart(tmp_path: Path, repo: Path) -> None:

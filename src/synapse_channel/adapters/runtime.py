@@ -155,10 +155,11 @@ class Seat:
 
     def _client(self) -> Any:
         from ..client.connection import HubClient
+        from ..protocol import one_shot_name
 
         return HubClient(
             self.uri,
-            f"{self.identity}-hook-{os.getpid()}",
+            one_shot_name("hook", self.identity, os.getpid()),
             token=self.token,
             ready_timeout=HUB_TIMEOUT,
             registration={"quiet": True},

@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plugins": ("synapse_channel.cli.settings", "plugins", "List plugins, their versions and hooks."),
     "config": ("synapse_channel.cli.settings", "config", "Show, create and edit synapse.toml."),
     "adapters": ("synapse_channel.cli.adapters", "adapters", "Install assistant hooks (Claude Code, Codex, Gemini)."),
+    "seat": ("synapse_channel.cli.seats", "seat", "Manage seats: per-agent credentials (add, list, revoke, rotate)."),
+    "audit": ("synapse_channel.cli.seats", "audit", "Show refused auth, refused access and seat changes."),
     "hook": ("synapse_channel.cli.adapters", "hook", "Run by an assistant's hook: deliver synapse messages."),
     "doctor": ("synapse_channel.cli.doctor", "doctor", "Report which protections are in force (token, URI, trust)."),
 }

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .common import connection_options, resolve_token
+from .common import connection_options, one_shot, resolve_token
 from .requests import Caller, ask, caller, run_request
 
 
@@ -143,7 +142,7 @@ def progress(
 @click.option("--json", "as_json", is_flag=True)
 def board(uri: str, name: str | None, token: str | None, token_file: Path | None, as_json: bool) -> None:
     """Show the board: tasks, ready tasks, recent progress."""
-    who = Caller(uri, name or f"board-{os.getpid()}", resolve_token(token, token_file))
+    who = Caller(uri, name or one_shot("board"), resolve_token(token, token_file))
 
     async def go() -> int:
         reply = await ask(who, "board_request", lambda f: f.get("type") == "board_snapshot", payload="board")

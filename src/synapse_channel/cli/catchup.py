@@ -22,6 +22,7 @@ import click
 from ..feed import FeedCursor, FeedLine, read_feed
 from ..paths import syn_home
 from ..protocol import addresses, target_parts
+from .common import one_shot
 
 _CONTROL = dict.fromkeys(range(32), "?") | {9: " ", 10: " "}
 
@@ -210,7 +211,7 @@ def _hub_sections(uri: str, project: str, identity: str | None) -> None:
 async def _ask_hub(uri: str, project: str) -> list[str]:
     from ..client.connection import HubClient
 
-    client = HubClient(uri, f"resume-{os.getpid()}", ready_timeout=2.0)
+    client = HubClient(uri, one_shot("resume"), ready_timeout=2.0)
     lines: list[str] = []
     try:
         await client.connect(

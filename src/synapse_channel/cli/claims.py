@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .common import connection_options
+from .common import connection_options, one_shot
 from .requests import Caller, Frame, Verdict, ask, caller, forget_epoch, load_epoch, run_request, save_epoch
 
 
@@ -131,9 +131,9 @@ def claim(
     run_request(go())
 
 
-async def _release(who: Caller, task: str, evidence: tuple[str, ...] = ()) -> Frame:
+async def _release(who: Caller, task: str, evidence: tuple[str, ...] = (), epoch: int | None = None) -> Frame:
     fields: dict[str, Any] = {"task_id": task, "idem_key": uuid.uuid4().hex}
-    epoch = load_epoch(who.name, task)
+    epoch = epoch if epoch is not None else load_epoch(who.name, task)
     if epoch is not None:
         fields["epoch"] = epoch
     if evidence:
@@ -157,15 +157,26 @@ async def _release(who: Caller, task: str, evidence: tuple[str, ...] = ()) -> Fr
 @click.command()
 @connection_options()
 @click.option("--evidence", multiple=True, help="What shows the work is done (repeatable).")
+@click.option(
+    "--epoch",
+    type=click.IntRange(1),
+    help="The claim's epoch, when this shell has no record of it (e.g. a handoff you received; see synapse state).",
+)
 @click.argument("task")
 def release(
-    uri: str, name: str | None, token: str | None, token_file: Path | None, evidence: tuple[str, ...], task: str
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
+    evidence: tuple[str, ...],
+    epoch: int | None,
+    task: str,
 ) -> None:
     """Release your claim on TASK (exit 1 if it is not yours)."""
     who = caller(uri, name, token, token_file)
 
     async def go() -> int:
-        await _release(who, task, evidence)
+        await _release(who, task, evidence, epoch)
         click.echo(f"released '{task}'")
         return 0
 
@@ -287,7 +298,7 @@ def state(
     uri: str, name: str | None, token: str | None, token_file: Path | None, owner: str | None, as_json: bool
 ) -> None:
     """List live claims."""
-    who = Caller(uri, name or f"state-{os.getpid()}", caller_token(token, token_file))
+    who = Caller(uri, name or one_shot("state"), caller_token(token, token_file))
 
     async def go() -> int:
         reply = await ask(who, "state_request", lambda f: f.get("type") == "state_snapshot", payload="snapshot")

@@ -178,3 +178,14 @@ def run(coro: Coroutine[Any, Any, int]) -> None:
 def say(name: str, message: str) -> None:
     """A one-line status message on stderr, prefixed with the connection name."""
     click.echo(f"[{name}] {message}", err=True)
+
+
+def one_shot(tag: str) -> str:
+    """This command's connection name: ``IDENTITY~tag-PID`` when an identity is configured.
+
+    On a seated hub a seat may register only its own names, and the ``~`` tail
+    keeps one-shot commands inside the seat without colliding with the agent.
+    """
+    from ..protocol import one_shot_name
+
+    return one_shot_name(tag, default_identity(), os.getpid())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import connection_options, default_identity, resolve_token, run, say
+from .common import connection_options, default_identity, one_shot, resolve_token, run, say
 
 
 def _send_name(name: str | None) -> str:
@@ -139,10 +139,21 @@ def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want
 
 @click.command()
 @connection_options()
-@click.option("--for", "for_name", help="Only print chats addressed to this identity.")
+@click.option(
+    "--for",
+    "for_name",
+    help="Only print chats addressed to this identity (connects as IDENTITY~listen-PID to see its directed chats).",
+)
 def listen(uri: str, name: str | None, token: str | None, token_file: Path | None, for_name: str | None) -> None:
     """Print chats (and, without --for, presence changes) until interrupted."""
-    run(_listen(uri, name or f"listen-{os.getpid()}", resolve_token(token, token_file), for_name))
+    run(
+        _listen(
+            uri,
+            name or (f"{for_name}~listen-{os.getpid()}" if for_name else one_shot("listen")),
+            resolve_token(token, token_file),
+            for_name,
+        )
+    )
 
 
 async def _listen(uri: str, name: str, token: str | None, for_name: str | None) -> int:

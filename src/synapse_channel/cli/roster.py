@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .common import connection_options, resolve_token, run, say
+from .common import connection_options, one_shot, resolve_token, run, say
 
 WAITER_SUFFIXES = ("-pane-rx", "-rx")
 PRESENCE_SUFFIX = "-presence"
@@ -30,7 +29,7 @@ def who(
     timeout: float,
 ) -> None:
     """Show who is online, their waiters and pending mailboxes."""
-    run(_who(uri, name or f"who-{os.getpid()}", resolve_token(token, token_file), project, as_json, timeout))
+    run(_who(uri, name or one_shot("who"), resolve_token(token, token_file), project, as_json, timeout))
 
 
 async def _who(uri: str, name: str, token: str | None, project: str | None, as_json: bool, timeout: float) -> int:
@@ -112,7 +111,7 @@ def render_who(snap: dict[str, Any], me: str, project: str | None) -> str:
 @click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1))
 def health(uri: str, name: str | None, token: str | None, token_file: Path | None, timeout: float) -> None:
     """Exit 0 if the hub answers with welcome, 1 if not."""
-    run(_health(uri, name or f"health-{os.getpid()}", resolve_token(token, token_file), timeout))
+    run(_health(uri, name or one_shot("health"), resolve_token(token, token_file), timeout))
 
 
 async def _health(uri: str, name: str, token: str | None, timeout: float) -> int:
@@ -139,7 +138,7 @@ async def _health(uri: str, name: str, token: str | None, timeout: float) -> int
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1))
 def receipt(uri: str, name: str | None, token: str | None, token_file: Path | None, seq: int, timeout: float) -> None:
     """Print the state of directed message SEQ: stored, delivered, acked (exit 1 if unknown)."""
-    run(_receipt(uri, name or f"receipt-{os.getpid()}", resolve_token(token, token_file), seq, timeout))
+    run(_receipt(uri, name or one_shot("receipt"), resolve_token(token, token_file), seq, timeout))
 
 
 async def _receipt(uri: str, name: str, token: str | None, seq: int, timeout: float) -> int:

@@ -73,8 +73,17 @@ class HubClosed(HubError):
 def classify_close(code: int | None, reason: str, *, ready: bool) -> tuple[int, str]:
     """Map a close code (and the reason text, which disambiguates) to exit code and text."""
     r = (reason or "").lower()
+    if code == 4010 and "not granted" in r:
+        return (
+            EXIT_REFUSED,
+            "this seat may not use that name; pass --name with a name the seat owns (synapse seat list)",
+        )
+    if code == 4010 and ("revoked" in r or "requires a seat" in r):
+        return EXIT_REFUSED, f"the hub closed this connection ({reason}); ask its owner for a seat secret"
     if code == 4010 and "auth" in r:
         return EXIT_REFUSED, "authentication rejected by the secured hub; pass a valid --token or --token-file"
+    if code == 4013 and "identity" in r:
+        return EXIT_REFUSED, f"the hub refused this name ({reason}); see docs/security.md for the name grammar"
     if code == 4010:
         return EXIT_YIELD, "superseded by a newer connection with this name; yielding"
     if code == 4016:
