@@ -83,6 +83,18 @@ class Raw:
         frame.update(extra)
         await self.ws.send(json.dumps(frame))
 
+    async def chat_seq(self, target: str, payload: str) -> int:
+        """Send a chat and return its ``seq`` from the receipt (a sender gets no copy of its directed chat)."""
+        self._n = getattr(self, "_n", 0) + 1
+        tag = f"{self.name}-{self._n}"
+        await self.send("chat", target, payload, receipt_requested=True, client_msg_id=tag)
+        return int((await self.expect("delivery_receipt", client_msg_id=tag))["message_seq"])
+
+    async def sync(self) -> None:
+        """Return once everything this socket sent before is applied and durable (a who round trip)."""
+        await self.send("who_request")
+        await self.expect("who_snapshot")
+
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
 

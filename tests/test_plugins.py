@@ -133,8 +133,7 @@ async def test_hook_message_acked(recorded: tuple[Any, Recorder]) -> None:
     """message_acked fires when a watermark moves."""
     hub, rec = recorded
     c = await open_raw(hub.uri, "w-rx")
-    await c.send("chat", "w", "x")
-    seq = (await c.expect("chat"))["seq"]
+    seq = await c.chat_seq("w", "x")
     await c.send("ack", "all", seq=seq, mailbox_for="w")
     assert await rec.wait_for("message_acked") == {"identity": "w", "seq": seq}
     await c.close()
@@ -247,7 +246,7 @@ async def test_hook_message_delivered(conns: tuple[Any, Connections]) -> None:
     hub, rec = conns
     s = await open_raw(hub.uri, "s")
     await s.send("chat", "later", "queued one")
-    await s.expect("chat")
+    await s.sync()
     w = await open_raw(hub.uri, "later-rx")
     await w.send("heartbeat", mailbox=True, since_seq=0, mailbox_for="later")
     await w.expect("chat", replayed=True)

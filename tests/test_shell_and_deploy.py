@@ -188,7 +188,7 @@ async def test_container_command_line_runs(tmp_path: Path) -> None:
     assert command[:2] == ["synapse", "hub"] and "/data/hub.db" in command
     port = str(free_port())
     argv = [a.replace("/data", str(tmp_path)).replace("8876", port) for a in command]
-    env = {**os.environ, "SYNAPSE_TOKEN": "compose-token", "SYN_HOME": str(tmp_path)}
+    env = {**os.environ, "SYNAPSE_TOKEN": "compose-token-0123456789", "SYN_HOME": str(tmp_path)}
     proc = await asyncio.create_subprocess_exec(
         str(BIN / argv[0]), *argv[1:], env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
@@ -198,7 +198,7 @@ async def test_container_command_line_runs(tmp_path: Path) -> None:
             while b"listening on" not in await proc.stderr.readline():
                 pass
         check = [a.replace("8876", port) for a in health]
-        code, _, err = await run_cli(*check[1:], env={"SYNAPSE_TOKEN": "compose-token"})
+        code, _, err = await run_cli(*check[1:], env={"SYNAPSE_TOKEN": "compose-token-0123456789"})
         assert code == 0, err
         assert (await run_cli(*check[1:]))[0] == 1  # without the token the hub refuses
     finally:

@@ -90,8 +90,8 @@ async def kill_cycles(tmp_path: Path, points: int, clients: int = 4) -> dict[str
         last_seq = top
     await hub.start()
     c = await open_raw(hub.uri, "after")
-    await c.send("chat", "x", "after all kills")
-    after = (await c.expect("chat"))["seq"]
+    await c.send("chat", "x", "after all kills", receipt_requested=True)
+    after = (await c.expect("delivery_receipt"))["message_seq"]
     await c.send("claim", task_id="AFTER", paths=["after"])
     after_epoch = (await c.expect("claim_granted"))["epoch"]
     await c.send("state_request", payload="snapshot")
