@@ -22,7 +22,7 @@ import click
 from ..feed import FeedCursor, FeedLine, read_feed
 from ..paths import syn_home
 from ..protocol import addresses, target_parts
-from .common import one_shot
+from .common import one_shot, resolve_token
 
 _CONTROL = dict.fromkeys(range(32), "?") | {9: " ", 10: " "}
 
@@ -211,7 +211,11 @@ def _hub_sections(uri: str, project: str, identity: str | None) -> None:
 async def _ask_hub(uri: str, project: str) -> list[str]:
     from ..client.connection import HubClient
 
-    client = HubClient(uri, one_shot("resume"), ready_timeout=2.0)
+    try:
+        token = resolve_token(None, None)  # SYNAPSE_TOKEN(_FILE) or the configured file: a seated hub needs it
+    except click.UsageError as exc:
+        return [f"(hub not asked: {exc.format_message()})"]
+    client = HubClient(uri, one_shot("resume"), token=token, ready_timeout=2.0)
     lines: list[str] = []
     try:
         await client.connect(
