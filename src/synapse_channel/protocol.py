@@ -43,6 +43,7 @@ class Close(IntEnum):
     SUPERSEDED = 4010  # also "auth denied"; clients split on the reason
     AUTH_TIMEOUT = 4012
     CAPACITY = 4013
+    IDENTITY_REFUSED = 4013  # same code; 0.99 clients tell it apart by "identity" in the reason
     TAKEOVER_COOLDOWN = 4014
     HOST_CAP = 4015
     NAME_OWNED = 4016

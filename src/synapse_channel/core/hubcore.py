@@ -193,17 +193,14 @@ class HubCore:
 
     def deny(self, out: Outcome, conn: Conn, verb: str, message: str, now: float) -> None:
         """Refuse a cross-identity or out-of-role request: audit it, answer ``error`` FORBIDDEN."""
-        self.audit(
-            out,
-            "access_denied",
-            now,
-            name=conn.name,
-            seat=conn.grant.seat if conn.grant else None,
-            remote=conn.remote,
-            verb=verb,
-            reason=message,
-        )
+        self._access_denied(out, conn, conn.name, verb, message, now)
         self.error(out, conn, message, now, code=access.FORBIDDEN)
+
+    def _access_denied(self, out: Outcome, conn: Conn, name: str | None, verb: str, reason: str, now: float) -> None:
+        """The one shape of an ``access_denied`` audit event (the name is capped: it may be hostile)."""
+        seat = conn.grant.seat if conn.grant else None
+        name = name[:200] if name else name
+        self.audit(out, "access_denied", now, name=name, seat=seat, remote=conn.remote, verb=verb, reason=reason)
 
     def uid_checks(self, conn_id: int, cmd: Command) -> list[Conn]:
         """Connections whose OS user must be known before this registration is decided.
@@ -307,21 +304,18 @@ class HubCore:
             return False
         owned = self._owned_elsewhere(conn, name)
         if owned is not None:
-            self.audit(
-                out, "access_denied", now, name=name, seat=None, remote=conn.remote, verb="register", reason=owned
-            )
+            self._access_denied(out, conn, name, "register", owned, now)
             self._refuse(out, conn, name, owned, Close.NAME_OWNED, REASON_NAME_OWNED, now)
             return False
+        conn.quiet = reg.quiet  # before binding: quiet one-shots are not listeners (Roster.watchers)
         if holder is not None:
             last = self.roster.last_takeover.get(name, -math.inf)
             if now - last < self.takeover_cooldown:
                 out.close(conn.conn_id, Close.TAKEOVER_COOLDOWN, REASON_COOLDOWN)
                 return False
-            conn.quiet = reg.quiet
             old = self.roster.takeover(conn, name, now, reg.roles)
             out.close(old.conn_id, Close.SUPERSEDED, REASON_SUPERSEDED)
         else:
-            conn.quiet = reg.quiet
             self.roster.bind(conn, name, reg.roles)
         conn.wake_capability = reg.wake_capability
         out.notify("client_joined", name=name, wake_capability=reg.wake_capability)
@@ -338,44 +332,24 @@ class HubCore:
             return False
         problem = name_problem(name)
         if problem is not None:
-            self.audit(
-                out,
-                "access_denied",
-                now,
-                name=name[:200],
-                seat=None,
-                remote=conn.remote,
-                verb="register",
-                reason=problem,
-            )
+            self._access_denied(out, conn, name, "register", problem, now)
             self.error(out, conn, f"cannot register {name!r}: {problem}", now, code="BAD_NAME")
-            out.close(conn.conn_id, Close.CAPACITY, REASON_BAD_NAME)
+            out.close(conn.conn_id, Close.IDENTITY_REFUSED, REASON_BAD_NAME)
             return False
         if not access.seat_allows_name(conn.grant, name):
             assert conn.grant is not None
             seat = conn.grant.seat
             message = f"seat {seat!r} may not use the name {name!r}; connect as {seat} or a name granted to it"
-            self.audit(
-                out, "access_denied", now, name=name, seat=seat, remote=conn.remote, verb="register", reason=message
-            )
+            self._access_denied(out, conn, name, "register", message, now)
             out.send(conn.conn_id, self.frame("auth_denied", name, message, now))
             out.close(conn.conn_id, Close.SUPERSEDED, REASON_SEAT_NAME)
             return False
         refused = [r for r in reg.roles if r not in self.allowed_roles]
         if refused:
             message = f"role(s) {', '.join(map(repr, refused))} are not granted by this hub (hub --role)"
-            self.audit(
-                out,
-                "access_denied",
-                now,
-                name=name,
-                seat=conn.grant.seat if conn.grant else None,
-                remote=conn.remote,
-                verb="register",
-                reason=message,
-            )
+            self._access_denied(out, conn, name, "register", message, now)
             self.error(out, conn, message, now, code="ROLE_REFUSED")
-            out.close(conn.conn_id, Close.CAPACITY, REASON_ROLE)
+            out.close(conn.conn_id, Close.IDENTITY_REFUSED, REASON_ROLE)
             return False
         return True
 
