@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+from ..trust import is_loopback_host
+
 REMOTE_PER_HOST = 64
 
 
@@ -48,16 +48,6 @@ class HubConfig:
         return self.tls_certfile is not None
 
 
-def is_loopback(host: str) -> bool:
-    """True for hosts only this machine can reach."""
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class InsecureBindError(RuntimeError):
     """A configuration that would expose the hub: an open off-loopback bind or a guessable token."""
 
@@ -66,7 +56,7 @@ class InsecureBindError(RuntimeError):
 MIN_TOKEN_LEN = 16
 
 
-def check_exposure(config: HubConfig, *, seats: int = 0) -> str | None:
+def check_exposure(config: HubConfig, *, seated: bool = False) -> str | None:
     """Refuse a weak token and an open off-loopback bind; return a warning when one applies.
 
     Lives here, not in the CLI, so an embedded :class:`~synapse_channel.hub.server.Hub`
@@ -82,9 +72,9 @@ def check_exposure(config: HubConfig, *, seats: int = 0) -> str | None:
             "the hub token is a seat secret (synseat_...): a shared --token admits anyone who holds it. "
             "Unset SYNAPSE_TOKEN for the hub, or give it a separate --token-file"
         )
-    if is_loopback(config.host):
+    if is_loopback_host(config.host):
         return None
-    if config.token or seats:
+    if config.token or seated:
         if config.tls:
             return None
         return (

@@ -39,7 +39,8 @@ from ..protocol import (
     hub_frame,
     parse_frame,
 )
-from .config import REMOTE_PER_HOST, HubConfig, check_exposure, is_loopback
+from ..trust import is_loopback_host
+from .config import REMOTE_PER_HOST, HubConfig, check_exposure
 from .link import Link
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class Hub:
         )
         try:
             await self._load_seats()
-            warning = check_exposure(cfg, seats=int(self._seats is not None and self._seats.configured))
+            warning = check_exposure(cfg, seated=self._seats is not None and self._seats.configured)
         except BaseException:
             await self.journal.close()
             if self._seat_db is not None:
@@ -205,7 +206,7 @@ class Hub:
         cap = self.config.max_per_host
         if cap:
             return cap
-        return None if is_loopback(host) else REMOTE_PER_HOST
+        return None if is_loopback_host(host) else REMOTE_PER_HOST
 
     async def _handle(self, ws: ServerConnection) -> None:
         if len(self._links) >= self.config.max_clients:
@@ -218,25 +219,24 @@ class Hub:
             return
         self._per_host[host] = self._per_host.get(host, 0) + 1
         try:
-            await self._serve_connection(ws)
+            await self._serve_connection(ws, host)
         finally:
             self._per_host[host] -= 1
             if not self._per_host[host]:
                 del self._per_host[host]
 
-    async def _serve_connection(self, ws: ServerConnection) -> None:
+    async def _serve_connection(self, ws: ServerConnection, host: str) -> None:
         conn_id = next(self._ids)
         link = Link(ws, self.config.send_queue_limit)
         self._links[conn_id] = link
         self._addrs[conn_id] = (ws.remote_address, ws.local_address)
         admitted = False
         try:
-            first, grant = await self._first_frame(ws, link)
+            first, grant = await self._first_frame(ws, link, host)
             if first is None:
                 return
             admitted = True
-            remote = str(ws.remote_address[0]) if ws.remote_address else ""
-            await self._commit_and_deliver(self._core.open(conn_id, time.time(), grant=grant, remote=remote))
+            await self._commit_and_deliver(self._core.open(conn_id, time.time(), grant=grant, remote=host))
             if first:
                 await self._on_frame(conn_id, first)
             async for data in ws:
@@ -258,7 +258,9 @@ class Hub:
         """True when every connection must present the shared token or a seat secret."""
         return bool(self.config.token) or (self._seats is not None and self._seats.configured)
 
-    async def _first_frame(self, ws: ServerConnection, link: Link) -> tuple[str | bytes | None, Grant | None]:
+    async def _first_frame(
+        self, ws: ServerConnection, link: Link, remote: str
+    ) -> tuple[str | bytes | None, Grant | None]:
         """On a secured hub, read the first frame and check its token or seat secret.
 
         Returns ``("", None)`` on an open hub, ``(frame, grant)`` once the
@@ -287,7 +289,6 @@ class Hub:
             if grant is not None:
                 return data, grant
         message = text.AUTH_INVALID if offered else text.AUTH_REQUIRED
-        remote = str(ws.remote_address[0]) if ws.remote_address else ""
         log.info("auth denied for %r from %s (%s)", sender, remote, "wrong token" if offered else "no token")
         out = Outcome()
         self._core.audit(
@@ -335,7 +336,7 @@ class Hub:
             "auth": auth,
             "directed": self._core.directed_mode,
             "tls": cfg.tls,
-            "loopback_only": is_loopback(cfg.host),
+            "loopback_only": is_loopback_host(cfg.host),
         }
 
     async def _watch_seats(self) -> None:
@@ -380,14 +381,18 @@ class Hub:
         order, and the lookup (one read of ``/proc/net/tcp``) only happens when
         a registration joins an identity that is already online.
         """
-        from .peercred import peer_uid
+        conns = self._core.uid_checks(conn_id, cmd)
+        if not conns:
+            return
+        from .peercred import SocketTable
 
-        for conn in self._core.uid_checks(conn_id, cmd):
+        table = SocketTable.read()  # one read of /proc/net/tcp{,6} serves every connection asked about
+        for conn in conns:
             conn.uid_checked = True
             addrs = self._addrs.get(conn.conn_id)
             if addrs and addrs[0] and addrs[1]:
                 peer, local = addrs
-                conn.peer_uid = peer_uid((str(peer[0]), int(peer[1])), (str(local[0]), int(local[1])))
+                conn.peer_uid = table.peer_uid((str(peer[0]), int(peer[1])), (str(local[0]), int(local[1])))
 
     async def _on_frame(self, conn_id: int, data: str | bytes) -> None:
         core = self._core
