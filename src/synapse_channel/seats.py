@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import sqlite3
 import time
@@ -106,11 +105,9 @@ class SeatStore:
     """The ``seats`` and ``seat_log`` tables of one hub database."""
 
     def __init__(self, path: Path) -> None:
-        path = path.expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-        self.path = path
+        from .store import touch_private
+
+        self.path = path = touch_private(path)
         self.db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -195,13 +192,6 @@ class SeatStore:
         ).fetchall()
         return [SeatRecord(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
 
-    def log(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest ``limit`` seat changes, oldest first."""
-        rows = self.db.execute(
-            "SELECT ts, action, seat, detail FROM seat_log ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [{"ts": r[0], "kind": r[1], "seat": r[2], **json.loads(r[3])} for r in reversed(rows)]
-
 
 class SeatTable:
     """The hub's view of the active seats: key id -> (grant, hash), reloaded on change."""
@@ -243,3 +233,12 @@ def read_seat_table(db: sqlite3.Connection) -> SeatTable:
     }
     (total,) = db.execute("SELECT COUNT(*) FROM seats").fetchone()
     return SeatTable(entries, configured=total > 0)
+
+
+def seat_changes(db: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` seat changes, newest first (none when no seat was ever made)."""
+    try:
+        rows = db.execute("SELECT ts, action, seat, detail FROM seat_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [{"ts": r[0], "kind": r[1], "seat": r[2], **json.loads(r[3])} for r in rows]

@@ -256,7 +256,7 @@ async def open_journal(
         return Journal(hub_id)
     import aiosqlite
 
-    path = _touch_private(Path(path))
+    path = touch_private(Path(path))
     db = await aiosqlite.connect(path)
     try:
         for pragma in PRAGMAS:
@@ -275,7 +275,7 @@ async def open_journal(
     return SqliteJournal(db, path, hub_id, snapshot_every, group_commit)
 
 
-def _touch_private(path: Path) -> Path:
+def touch_private(path: Path) -> Path:
     """Create the database file (and its folder) owner-only before SQLite opens it."""
     path = path.expanduser()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -7,10 +7,12 @@ the hub. A running hub picks seat changes up within half a second.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,22 @@ DB_OPTION = click.option(
 AUDIT_KINDS = ("auth_denied", "access_denied", "claim_denial", "release_denial")
 
 
-def _store(db: Path | None) -> Any:
-    from ..seats import SeatStore
+@contextlib.contextmanager
+def _store(db: Path | None) -> Iterator[Any]:
+    """The hub's seat tables; a refused request or an unusable file becomes a one-line error."""
+    from ..seats import SeatError, SeatStore
 
     path = db if db is not None else syn_home() / "hub.db"
     try:
-        return SeatStore(path)
+        store = SeatStore(path)
     except (OSError, sqlite3.Error) as exc:
         raise click.ClickException(f"cannot open the hub database {path}: {exc}") from None
+    try:
+        yield store
+    except SeatError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
 
 
 def _by() -> str:
@@ -65,13 +75,8 @@ def seat() -> None:
 @DB_OPTION
 def add(name: str, role: str, patterns: tuple[str, ...], db: Path | None) -> None:
     """Create seat NAME and print its secret, alone on the last line (shown only now)."""
-    from ..seats import SeatError
-
     with _store(db) as store:
-        try:
-            secret = store.add(name, role, tuple(p for ps in patterns for p in ps.split(",") if p), by=_by())
-        except SeatError as exc:
-            raise click.ClickException(str(exc)) from None
+        secret = store.add(name, role, tuple(p for ps in patterns for p in ps.split(",") if p), by=_by())
     click.echo(
         f"seat {name} ({role}) created; give the agent this secret as SYNAPSE_TOKEN (shown only once):", err=True
     )
@@ -83,13 +88,8 @@ def add(name: str, role: str, patterns: tuple[str, ...], db: Path | None) -> Non
 @DB_OPTION
 def rotate(name: str, db: Path | None) -> None:
     """Give seat NAME a new secret (printed on the last line); the old one stops working."""
-    from ..seats import SeatError
-
     with _store(db) as store:
-        try:
-            secret = store.rotate(name, by=_by())
-        except SeatError as exc:
-            raise click.ClickException(str(exc)) from None
+        secret = store.rotate(name, by=_by())
     click.echo(f"seat {name} rotated; its live connections are closed. New secret (shown only once):", err=True)
     click.echo(secret)
 
@@ -99,13 +99,8 @@ def rotate(name: str, db: Path | None) -> None:
 @DB_OPTION
 def revoke(name: str, db: Path | None) -> None:
     """Disable seat NAME; a running hub closes its connections within a second."""
-    from ..seats import SeatError
-
     with _store(db) as store:
-        try:
-            store.revoke(name, by=_by())
-        except SeatError as exc:
-            raise click.ClickException(str(exc)) from None
+        store.revoke(name, by=_by())
     click.echo(f"seat {name} revoked")
 
 
@@ -148,6 +143,8 @@ def audit(limit: int, as_json: bool, db: Path | None) -> None:
 
 
 def _audit_entries(path: Path, limit: int) -> list[dict[str, Any]]:
+    from ..seats import seat_changes
+
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
     entries: list[dict[str, Any]] = []
     try:
@@ -155,9 +152,7 @@ def _audit_entries(path: Path, limit: int) -> list[dict[str, Any]]:
         query = f"SELECT seq, ts, kind, data FROM events WHERE kind IN ({marks}) ORDER BY seq DESC LIMIT ?"
         for seq, ts, kind, data in _rows(con, query, (*AUDIT_KINDS, limit)):
             entries.append({"ts": ts, "kind": kind, "seq": seq, **json.loads(data)})
-        query = "SELECT ts, action, seat, detail FROM seat_log ORDER BY id DESC LIMIT ?"
-        for ts, action, seat_name, detail in _rows(con, query, (limit,)):
-            entries.append({"ts": ts, "kind": action, "seat": seat_name, **json.loads(detail)})
+        entries += seat_changes(con, limit)
     finally:
         con.close()
     entries.sort(key=lambda e: e["ts"])
