@@ -75,30 +75,35 @@ def runtime() -> tuple[Any, Any]:
     return config, pm
 
 
-def token_file_problem(path: Path) -> tuple[str, str] | None:
-    """``(kind, message)`` when ``path`` cannot serve as a token file, else None.
+def _inspect_token_file(path: Path) -> tuple[str, tuple[str, str] | None]:
+    """The file's token and ``(kind, message)`` when it cannot serve as a token file.
 
     ``kind`` is ``"exposed"`` (group/other may access it: the protection is
-    broken), ``"unreadable"`` or ``"empty"``. The content is never returned.
+    broken), ``"unreadable"`` or ``"empty"``. One stat and one read.
     """
     try:
         st = path.stat()
         text = path.read_text().strip()
     except OSError as exc:
-        return "unreadable", f"cannot read token file {path}: {exc.strerror}"
+        return "", ("unreadable", f"cannot read token file {path}: {exc.strerror}")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return "exposed", f"token file {path} is readable by others; run: chmod 600 {path}"
+        return "", ("exposed", f"token file {path} is readable by others; run: chmod 600 {path}")
     if not text:
-        return "empty", f"token file {path} is empty"
-    return None
+        return "", ("empty", f"token file {path} is empty")
+    return text, None
+
+
+def token_file_problem(path: Path) -> tuple[str, str] | None:
+    """``(kind, message)`` when ``path`` cannot serve as a token file, else None (never its content)."""
+    return _inspect_token_file(path)[1]
 
 
 def read_token_file(path: Path) -> str:
     """Read a token file, refusing one that others can read or that is empty."""
-    problem = token_file_problem(path)
+    text, problem = _inspect_token_file(path)
     if problem is not None:
         raise click.UsageError(problem[1])
-    return path.read_text().strip()
+    return text
 
 
 @dataclass(frozen=True, slots=True)
