@@ -22,6 +22,34 @@ REF_BIN = os.environ.get("SYNAPSE_REF_BIN", "")
 OUR_BIN = str(Path(sys.executable).parent)
 
 
+async def wait_for_hub(
+    uri: str,
+    timeout: float,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+    poll: float = 0.01,
+) -> None:
+    """Poll until a WebSocket upgrade succeeds; with ``proc``, fail at once (with ``log``) if the hub exits."""
+    import asyncio
+
+    from synapse_channel.client.wire import WebSocketStream
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log is not None else ""
+            raise RuntimeError(f"hub exited with {proc.returncode}: {tail}")
+        try:
+            ws = await WebSocketStream.open(uri)
+            await ws.close(timeout=0.2)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(poll)
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (the hub under test binds it right away)."""
     import socket

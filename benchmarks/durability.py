@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import OUR_BIN, free_port, ref_available, ref_hub_args, summary, write_results
+from benchlib import OUR_BIN, free_port, ref_available, ref_hub_args, summary, wait_for_hub, write_results
 
 from synapse_channel.core import HubCore
 from synapse_channel.protocol import parse_frame
@@ -51,24 +51,8 @@ async def start_hub(db: Path, *extra: str) -> tuple[asyncio.subprocess.Process, 
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    await wait_listening(port, 120)
+    await wait_for_hub(f"ws://127.0.0.1:{port}", 120, poll=0.002)
     return proc, port
-
-
-async def wait_listening(port: int, timeout: float) -> None:
-    """Poll until a WebSocket upgrade succeeds (the hub accepts connections)."""
-    from synapse_channel.client.wire import WebSocketStream
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            ws = await WebSocketStream.open(f"ws://127.0.0.1:{port}")
-            await ws.close(timeout=0.2)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.002)
 
 
 async def client_loop(port: int, idx: int, until: float, counts: list[int]) -> None:
@@ -115,7 +99,7 @@ async def start_ref_hub(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    await wait_listening(port, 60)
+    await wait_for_hub(f"ws://127.0.0.1:{port}", 60, poll=0.002)
     return proc, port
 
 

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import RESULTS, free_port, summary, write_results
+from benchlib import RESULTS, free_port, summary, wait_for_hub, write_results
 from fanout import stop_hub
 
 from synapse_channel.client.wire import WebSocketStream
@@ -99,27 +99,11 @@ def start_hub(python: str, tmp: Path, db: str, hub_args: list[str]) -> tuple[sub
         proc = subprocess.Popen(args, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=log)
     uri = f"ws://127.0.0.1:{port}"
     try:
-        asyncio.run(wait_ready(proc, uri, tmp / "hub.log"))
+        asyncio.run(wait_for_hub(uri, 60, proc=proc, log=tmp / "hub.log"))
     except BaseException:
         stop_hub(proc)
         raise
     return proc, uri
-
-
-async def wait_ready(proc: subprocess.Popen[bytes], uri: str, log: Path, timeout: float = 60) -> None:
-    """Poll until a WebSocket upgrade succeeds; fail at once (with its log) if the hub exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"hub exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            ws = await WebSocketStream.open(uri)
-            await ws.close(timeout=0.2)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.01)
 
 
 def hub_source(python: str) -> dict[str, Any]:
