@@ -39,9 +39,11 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed $(REFVENV)/.installed
 	SYNAPSE_REF_BIN=$(abspath $(REFVENV))/bin $(BIN)/python benchmarks/run_all.py
 
-# Shells for the shell-integration tests (they are skipped where a shell is missing).
+# Commands the tests drive (command:Debian package). Missing ones skip locally and fail under CI=true.
+CI_TOOLS = zsh:zsh fish:fish tmux:tmux openssl:openssl systemd-analyze:systemd
+
 ci-deps:
-	@missing=""; for s in zsh fish tmux; do command -v $$s >/dev/null || missing="$$missing $$s"; done; \
+	@missing=""; for t in $(CI_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

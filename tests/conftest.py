@@ -38,6 +38,19 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def needs(available: bool, what: str) -> None:
+    """Skip a test whose external dependency is missing; under ``CI=true`` fail instead.
+
+    CI installs every dependency (``make ci-deps``, ``make test``), so a missing
+    one there is a broken set-up that must not pass as a silent skip.
+    """
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is missing under CI=true; `make ci-deps` and `make test` must provide it")
+    pytest.skip(f"{what} is not available here (CI installs it)")
+
+
 HubFactory = Callable[..., Awaitable[Hub]]
 
 

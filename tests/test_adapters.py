@@ -16,7 +16,7 @@ import pytest
 
 from synapse_channel.hub.server import Hub
 
-from .conftest import SYNAPSE, open_raw, run_cli
+from .conftest import SYNAPSE, needs, open_raw, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 ID = "api/claude-1"
@@ -264,9 +264,9 @@ for line in sys.stdin:
 """
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (CI installs it)")
 async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path) -> None:
     """Busy or a permission dialog: nothing typed; idle again: the fixed prompt, once, without message text."""
+    needs(shutil.which("tmux") is not None, "tmux")
     state, log, script = tmp_path / "state", tmp_path / "typed.log", tmp_path / "agent.py"
     state.write_text("busy")
     script.write_text(FAKE_AGENT)

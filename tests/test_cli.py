@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from websockets.asyncio.server import serve
 
 from synapse_channel.hub.server import Hub
@@ -20,6 +19,7 @@ from .conftest import (
     HubFactory,
     RawFactory,
     finish,
+    needs,
     open_raw,
     read_line_containing,
     run_cli,
@@ -287,9 +287,9 @@ async def test_hub_refuses_open_off_loopback_bind() -> None:
     assert proc.wait(5) == 0
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 async def test_tls_hub_and_wss_clients(tmp_path: Path) -> None:
     """--tls-certfile/--tls-keyfile serve wss://, and clients accept wss:// URIs."""
+    needs(shutil.which("openssl") is not None, "openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from synapse_channel.feed import FeedWriter, encode_lite
 
 from .conftest import HubFactory, open_raw, run_cli
-from .test_interop import REF_BIN, ref
+from .test_interop import need_ref, ref
 
 
 def lines(path: Path) -> list[dict]:  # type: ignore[type-arg]
@@ -195,9 +193,9 @@ async def test_syn_wait_waits_for_the_identity(hub_factory: HubFactory) -> None:
     assert code == 2 and "syn-inbox: error" in err
 
 
-@pytest.mark.skipif(not REF_BIN, reason="reference client not installed")
 async def test_reference_relay_and_syn_inbox_read_our_feed(hub_factory: HubFactory, tmp_path: Path) -> None:
     """The 0.99.38 `synapse relay` and `syn-inbox` read the feed our hub writes."""
+    need_ref()
     feed = tmp_path / "synhome" / "feed.ndjson"
     hub = await hub_factory(relay_log=feed)
     await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "proj/a1", "hello proj a1")

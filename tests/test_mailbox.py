@@ -9,7 +9,7 @@ from synapse_channel.hub.server import Hub
 
 from .conftest import HubFactory, finish, open_raw, run_cli, start_waiter
 from .hubproc import HubProcess
-from .test_interop import REF_BIN, ref
+from .test_interop import need_ref, ref
 
 
 async def test_offline_message_wakes_next_wait_exactly_once(hub: Hub) -> None:
@@ -106,10 +106,7 @@ async def test_unbounded_wait_rearms_across_restart_and_gets_gap_message(tmp_pat
 
 async def test_reference_syn_wait_gets_the_replay(hub_factory: HubFactory, tmp_path: Path) -> None:
     """The 0.99.38 syn-wait (mailbox) receives a message queued on our hub."""
-    if not REF_BIN:
-        import pytest
-
-        pytest.skip("reference client not installed")
+    need_ref()
     hub = await hub_factory()
     await run_cli("send", "--uri", hub.uri, "--name", "mbx/sender", "--target", "mbx/w1", "offline directed 1")
     env = {"SYN_IDENTITY": "mbx/w1", "SYN_PROJECT": "mbx"}

@@ -24,7 +24,7 @@ from synapse_channel.hub.server import Hub
 from synapse_channel.protocol import name_problem
 from synapse_channel.seats import SeatStore
 
-from .conftest import TIMEOUT, HubFactory, Raw, open_raw, run_cli
+from .conftest import TIMEOUT, HubFactory, Raw, needs, open_raw, run_cli
 
 
 async def register(uri: str, name: str, **reg: Any) -> Raw:
@@ -288,10 +288,7 @@ def _as_nobody(uri: str, frame: dict[str, Any]) -> tuple[int | None, str]:
 
 
 def _need_root() -> None:
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the other-OS-user tests need root (to run a client as 'nobody') under CI")
-        pytest.skip("needs root to run a client as another OS user")
+    needs(os.geteuid() == 0, "root (to run a client as the OS user 'nobody')")
 
 
 async def test_other_os_user_cannot_take_over_or_attach_to_an_online_identity(hub: Hub) -> None:
@@ -469,3 +466,4 @@ async def test_first_seat_locks_a_running_open_hub_and_revoking_all_never_reopen
         await client.send("heartbeat", payload="online", **({"token": token} if token else {}))
         await client.expect("auth_denied")
     assert hub.core is not None and hub.core.security["auth"] == "seats"
+

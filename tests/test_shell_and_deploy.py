@@ -15,7 +15,7 @@ import pytest
 
 from synapse_channel.hub.server import Hub
 
-from .conftest import HubFactory, finish, run_cli, start_waiter
+from .conftest import HubFactory, finish, needs, run_cli, start_waiter
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -48,8 +48,7 @@ SCRIPTS = {
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_shell_integration_exports_identity_and_completes(shell: str, tmp_path: Path) -> None:
     """shell-init exports SYN_PROJECT/SYN_IDENTITY from synapse.toml, drops them outside, and completes."""
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed (CI installs it)")
+    needs(shutil.which(shell) is not None, shell)
     proj = tmp_path / "api"
     proj.mkdir()
     (proj / "synapse.toml").write_text('[identity]\nproject = "api"\nseat = "claude-1"\n')
@@ -62,8 +61,7 @@ def test_shell_integration_exports_identity_and_completes(shell: str, tmp_path: 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_explicit_identity_is_not_overridden(shell: str, tmp_path: Path) -> None:
     """An identity set by hand wins over the project file (explicit beats ambient)."""
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed (CI installs it)")
+    needs(shutil.which(shell) is not None, shell)
     (tmp_path / "synapse.toml").write_text('[identity]\nproject = "api"\nseat = "claude-1"\n')
     script = {"fish": "synapse shell-init fish | source; echo I=$SYN_IDENTITY"}.get(
         shell, f'eval "$(synapse shell-init {shell})"; echo I=$SYN_IDENTITY'
@@ -79,8 +77,7 @@ def test_explicit_identity_is_not_overridden(shell: str, tmp_path: Path) -> None
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 async def test_prompt_count_and_wrappers(shell: str, hub_factory: HubFactory, tmp_path: Path) -> None:
     """synapse_prompt shows the inbox count without consuming it; shell/ wrappers run under each shell."""
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed (CI installs it)")
+    needs(shutil.which(shell) is not None, shell)
     hub = await hub_factory(relay_log=Path(os.environ["SYN_HOME"]) / "feed.ndjson")
     await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "api/c1", "one")
     await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "api/c1", "two")
@@ -152,9 +149,9 @@ def test_units_are_hardened_and_cycle_free() -> None:
     assert "Type=notify" in (ROOT / "deploy" / "synapse-presence@.service").read_text()
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     """systemd-analyze verify accepts the rendered units."""
+    needs(shutil.which("systemd-analyze") is not None, "systemd-analyze")
     sys.path.insert(0, str(ROOT / "plugins"))
     from synapse_systemd import render
 
