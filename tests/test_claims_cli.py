@@ -13,7 +13,7 @@ from synapse_channel.hub.server import Hub
 
 from .conftest import HubFactory, open_raw, run_cli
 from .hubproc import HubProcess
-from .test_interop import REF_BIN, ref
+from .test_interop import need_ref, ref
 
 
 @pytest.fixture
@@ -122,8 +122,9 @@ async def test_renew_checkpoint_handoff_and_stale_epoch(hub: Hub, repo: Path) ->
     assert again == granted  # an idempotent retry gets the same answer
     await b.close()
     await run_cli("claim", "T2", "--paths", "lib", "--uri", hub.uri, "--name", "p/a")
-    code, _, err = await run_cli("release", "T2", "--epoch", "3", "--uri", hub.uri, "--name", "p/a")
-    assert code == 0, err
+    for verb in (("renew", "T2"), ("checkpoint", "T2", "half"), ("release", "T2")):
+        code, _, err = await run_cli(*verb, "--epoch", "3", "--uri", hub.uri, "--name", "p/a")
+        assert code == 0, (verb, err)
 
 
 async def test_claim_and_epoch_survive_a_restart(tmp_path: Path, repo: Path) -> None:
@@ -192,9 +193,9 @@ async def test_task_board_commands(hub: Hub) -> None:
 # --------------------------------------------------------------------------- interop
 
 
-@pytest.mark.skipif(not REF_BIN, reason="reference client not installed")
 async def test_reference_claim_verbs_against_our_hub(hub: Hub, repo: Path) -> None:
     """0.99.38 lock, git-claim, release (with pre-flight), state, task and board keep their exit codes."""
+    need_ref()
     u = ["--uri", hub.uri]
     code, out, _ = await ref("lock", *u, "--name", "proj/a1", "--paths", "src/a.py", "TASK-1", "--", "echo", "ran")
     assert (code, "ran" in out) == (0, True)

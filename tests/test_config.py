@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -107,10 +108,20 @@ async def test_init_set_get_roundtrip(tmp_path: Path, monkeypatch: pytest.Monkey
 async def test_home_from_config_moves_the_cursors(
     project: Path, tmp_path: Path, hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """[paths] home decides where cursors live when SYN_HOME is unset."""
+    """[paths] home decides where cursors live when SYN_HOME is unset, once the user trusts the project.
+
+    An untrusted project may not move the home: it holds the feed that syn-inbox shows an assistant.
+    """
     monkeypatch.delenv("SYN_HOME")
     home = tmp_path / "elsewhere"
     (project / "synapse.toml").write_text(f'[paths]\nhome = "{home}"\n')
     await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "h1", "x")
+    code, _, err = await run_cli("wait", "--uri", hub.uri, "--name", "h1", "--timeout", "5")
+    assert code == 0 and "ignored paths.home" in err
+    assert not home.exists()
+    user = Path(os.environ["XDG_CONFIG_HOME"]) / "synapse" / "config.toml"
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text(f'[trust]\nprojects = ["{project}"]\n')
+    await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "h1", "y")
     assert (await run_cli("wait", "--uri", hub.uri, "--name", "h1", "--timeout", "5"))[0] == 0
     assert (home / "mailbox-cursor" / "h1").exists()

@@ -467,3 +467,14 @@ async def test_first_seat_locks_a_running_open_hub_and_revoking_all_never_reopen
         await client.expect("auth_denied")
     assert hub.core is not None and hub.core.security["auth"] == "seats"
 
+
+async def test_cli_fails_fast_on_forbidden(hub_factory: HubFactory, tmp_path: Path) -> None:
+    """An observer's send and a wait for another identity exit 1 at once with the hub's reason, not a timeout."""
+    hub, secrets = await seated_hub(hub_factory, tmp_path)
+    env = {"SYNAPSE_TOKEN": secrets["watcher"]}
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--name", "watcher", "--target", "alice", "x", env=env)
+    assert code == 1 and "refused by the hub (FORBIDDEN)" in out
+    env = {"SYNAPSE_TOKEN": secrets["mallory"]}
+    args = ("wait", "--uri", hub.uri, "--name", "mallory", "--for", "alice", "--timeout", "0")
+    code, _, err = await run_cli(*args, env=env, timeout=TIMEOUT)
+    assert code == 1 and "may not read the mailbox of 'alice'" in err

@@ -10,8 +10,9 @@ and line. Every value remembers which source it came from, which is what
 
 Tokens are never stored in a config file: only ``hub.token_file`` is. And a
 project file is written by whoever wrote the repository: unless the user file
-trusts its root (``[trust] projects``), its ``hub.token_file``, a non-loopback
-``hub.uri`` and any ``trust.*`` are ignored with a one-line warning (see
+trusts its root (``[trust] projects``), its ``hub.token_file``, ``paths.home``,
+a non-loopback ``hub.uri`` and any ``trust.*`` are ignored with a one-line
+warning (see
 :mod:`synapse_channel.trust`). Flags and the environment are the user's own and
 are always honoured.
 """

@@ -21,7 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 #: Keys an untrusted project file may not set (``hub.uri`` only when it is not loopback).
-GUARDED_KEYS = ("hub.token_file", "hub.uri")
+#: ``paths.home`` holds the feed that ``syn-inbox`` shows an assistant: a repository
+#: that chose it could plant "messages" there.
+GUARDED_KEYS = ("hub.token_file", "hub.uri", "paths.home")
 #: The table that only the user file may set.
 USER_ONLY_TABLE = "trust"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
@@ -99,6 +101,8 @@ def project_refusal(key: str, value: object, *, trusted: bool) -> str | None:
         return "an untrusted project may not choose the token file"
     if key == "hub.uri" and not is_loopback_uri(str(value)):
         return "an untrusted project may not point clients at a non-loopback hub"
+    if key == "paths.home":
+        return "an untrusted project may not move the coordination home (feed, cursors, database)"
     return None
 
 

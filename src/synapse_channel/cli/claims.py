@@ -131,11 +131,21 @@ def claim(
     run_request(go())
 
 
+EPOCH_OPTION = click.option(
+    "--epoch",
+    type=click.IntRange(1),
+    help="The claim's epoch, when this shell has no record of it (e.g. a handoff you received; see synapse state).",
+)
+
+
+def _epoch_field(who: Caller, task: str, given: int | None) -> dict[str, int]:
+    """The fencing epoch to present: ``--epoch``, else the one saved when this name was granted TASK."""
+    epoch = given if given is not None else load_epoch(who.name, task)
+    return {} if epoch is None else {"epoch": epoch}
+
+
 async def _release(who: Caller, task: str, evidence: tuple[str, ...] = (), epoch: int | None = None) -> Frame:
-    fields: dict[str, Any] = {"task_id": task, "idem_key": uuid.uuid4().hex}
-    epoch = epoch if epoch is not None else load_epoch(who.name, task)
-    if epoch is not None:
-        fields["epoch"] = epoch
+    fields: dict[str, Any] = {"task_id": task, "idem_key": uuid.uuid4().hex, **_epoch_field(who, task, epoch)}
     if evidence:
         fields["evidence"] = list(evidence)
     reply = await ask(
@@ -157,11 +167,7 @@ async def _release(who: Caller, task: str, evidence: tuple[str, ...] = (), epoch
 @click.command()
 @connection_options()
 @click.option("--evidence", multiple=True, help="What shows the work is done (repeatable).")
-@click.option(
-    "--epoch",
-    type=click.IntRange(1),
-    help="The claim's epoch, when this shell has no record of it (e.g. a handoff you received; see synapse state).",
-)
+@EPOCH_OPTION
 @click.argument("task")
 def release(
     uri: str,
@@ -232,23 +238,24 @@ def lock(
     sys.exit(code)
 
 
-async def _owned_call(who: Caller, verb: str, task: str, answer: str, **fields: Any) -> Frame:
-    epoch = load_epoch(who.name, task)
-    if epoch is not None:
-        fields["epoch"] = epoch
+async def _owned_call(who: Caller, verb: str, task: str, answer: str, epoch: int | None, **fields: Any) -> Frame:
+    fields.update(_epoch_field(who, task, epoch))
     return await ask(who, verb, lambda f: f.get("type") == answer and f.get("task_id") == task, task_id=task, **fields)
 
 
 @click.command()
 @connection_options()
 @click.option("--ttl", default=3600.0, show_default=True, type=click.FloatRange(1))
+@EPOCH_OPTION
 @click.argument("task")
-def renew(uri: str, name: str | None, token: str | None, token_file: Path | None, ttl: float, task: str) -> None:
+def renew(
+    uri: str, name: str | None, token: str | None, token_file: Path | None, ttl: float, epoch: int | None, task: str
+) -> None:
     """Extend your lease on TASK by --ttl seconds from now."""
     who = caller(uri, name, token, token_file)
 
     async def go() -> int:
-        reply = await _owned_call(who, "renew", task, "claim_renewed", ttl_seconds=ttl)
+        reply = await _owned_call(who, "renew", task, "claim_renewed", epoch, ttl_seconds=ttl)
         click.echo(_lease_text(reply).replace("claimed", "renewed", 1))
         return 0
 
@@ -257,16 +264,23 @@ def renew(uri: str, name: str | None, token: str | None, token_file: Path | None
 
 @click.command()
 @connection_options()
+@EPOCH_OPTION
 @click.argument("task")
 @click.argument("note", nargs=-1, required=True)
 def checkpoint(
-    uri: str, name: str | None, token: str | None, token_file: Path | None, task: str, note: tuple[str, ...]
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
+    epoch: int | None,
+    task: str,
+    note: tuple[str, ...],
 ) -> None:
     """Store a resume NOTE on your claim of TASK."""
     who = caller(uri, name, token, token_file)
 
     async def go() -> int:
-        await _owned_call(who, "checkpoint", task, "claim_checkpointed", checkpoint=" ".join(note))
+        await _owned_call(who, "checkpoint", task, "claim_checkpointed", epoch, checkpoint=" ".join(note))
         click.echo(f"checkpointed '{task}'")
         return 0
 
@@ -276,13 +290,16 @@ def checkpoint(
 @click.command()
 @connection_options()
 @click.option("--to", "to", required=True, help="The online agent that takes the claim over.")
+@EPOCH_OPTION
 @click.argument("task")
-def handoff(uri: str, name: str | None, token: str | None, token_file: Path | None, to: str, task: str) -> None:
+def handoff(
+    uri: str, name: str | None, token: str | None, token_file: Path | None, to: str, epoch: int | None, task: str
+) -> None:
     """Hand your claim on TASK to another online agent, atomically."""
     who = caller(uri, name, token, token_file)
 
     async def go() -> int:
-        reply = await _owned_call(who, "handoff", task, "claim_handoff", to=to)
+        reply = await _owned_call(who, "handoff", task, "claim_handoff", epoch, to=to)
         forget_epoch(who.name, task)
         click.echo(f"handed '{task}' to {reply.get('owner')} (epoch {reply.get('epoch')})")
         return 0

@@ -97,6 +97,8 @@ async def _send(req: SendRequest) -> int:
         extra["priority"] = True
 
     def answers(f: dict[str, object]) -> bool:
+        if f.get("type") == "error" and f.get("sender") == HUB_SENDER:
+            return True  # the only frame this connection sent was the chat: the hub refused it
         if f.get("client_msg_id") != msg_id:
             return False
         if not want_receipt:
@@ -126,6 +128,10 @@ def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want
         return 3
     if req.as_json:
         click.echo(json.dumps(reply, sort_keys=True))
+    if reply.get("type") == "error":
+        if not req.as_json:
+            click.echo(f"refused by the hub ({reply.get('code', 'error')}): {reply.get('payload')}")
+        return 1
     if not want_receipt or reply.get("delivered") is True:
         return 0
     if reply.get("queued") is True and reply.get("held_by"):

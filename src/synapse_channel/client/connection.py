@@ -55,6 +55,15 @@ class InsecureTransport(HubError):
     retryable = False
 
 
+class Forbidden(HubError):
+    """The hub refused a request this identity may not make (``error`` code FORBIDDEN).
+
+    Not worth retrying: the same name asks the same thing of the same hub.
+    """
+
+    retryable = False
+
+
 class HubUnreachable(HubError):
     """Nothing answered at the URI (or the handshake failed)."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import WakeFilter, is_one_to_many
-from .connection import EXIT_DROPPED, EXIT_OK, EXIT_REFUSED, EXIT_TIMEOUT, HubClient, HubError
+from .connection import EXIT_DROPPED, EXIT_OK, EXIT_REFUSED, EXIT_TIMEOUT, Forbidden, HubClient, HubError
 
 STALE_REPLAY_SECONDS = 900
 DRAIN_WINDOW = 0.01
@@ -127,6 +127,8 @@ class Waiter:
             frame = await client.recv(remaining)
             if frame is None:
                 return None
+            if frame.get("type") == "error" and frame.get("code") == "FORBIDDEN":
+                raise Forbidden(f"the hub refused: {frame.get('payload')}")  # e.g. --for another identity
             if wake.wakes(frame) and self._fresh(frame, batch):
                 frames.append(frame)
         delay = self._delay(frames[0])

@@ -284,7 +284,7 @@ def _owned(core: HubCore, conn: Conn, raw: dict[str, Any], verb: str) -> tuple[s
         raise ProtocolError(
             "EPOCH_REQUIRED",
             f"Task '{task}': {verb} needs the claim's epoch (the fencing token from claim_granted; "
-            "after a handoff see 'synapse state' and pass 'synapse release --epoch N').",
+            "after a handoff see 'synapse state' and pass --epoch N).",
         )
     if epoch is not None and epoch != claim["epoch"]:
         raise ProtocolError("STALE_EPOCH", f"Task '{task}': epoch {epoch} is stale (current {claim['epoch']}).")
