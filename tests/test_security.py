@@ -24,7 +24,7 @@ from synapse_channel.hub.server import Hub
 from synapse_channel.protocol import name_problem
 from synapse_channel.seats import SeatStore
 
-from .conftest import TIMEOUT, HubFactory, Raw, needs, open_raw, run_cli
+from .conftest import TIMEOUT, HubFactory, Raw, needs, open_raw, read_line_containing, run_cli, start_cli
 
 
 async def register(uri: str, name: str, **reg: Any) -> Raw:
@@ -478,3 +478,22 @@ async def test_cli_fails_fast_on_forbidden(hub_factory: HubFactory, tmp_path: Pa
     args = ("wait", "--uri", hub.uri, "--name", "mallory", "--for", "alice", "--timeout", "0")
     code, _, err = await run_cli(*args, env=env, timeout=TIMEOUT)
     assert code == 1 and "may not read the mailbox of 'alice'" in err
+
+
+async def test_listen_for_another_seats_identity_is_refused(hub_factory: HubFactory, tmp_path: Path) -> None:
+    """`listen --for alice` with mallory's seat would connect as alice~listen-PID: refused, and nothing is read."""
+    hub, secrets = await seated_hub(hub_factory, tmp_path)
+    await fill_mailbox(hub.uri, "alice", 1, token=secrets["carol"])
+    env = {"SYNAPSE_TOKEN": secrets["mallory"]}
+    code, out, err = await run_cli("listen", "--uri", hub.uri, "--for", "alice", env=env, timeout=TIMEOUT)
+    assert code == 1 and "this seat may not use that name" in err and "secret 0" not in out
+    assert audit_rows(tmp_path / "hub.db", "access_denied")[-1]["seat"] == "mallory"
+    env = {"SYNAPSE_TOKEN": secrets["alice"]}
+    proc = await start_cli("listen", "--uri", hub.uri, "--for", "alice", env=env)
+    assert proc.stderr is not None and proc.stdout is not None
+    await read_line_containing(proc.stderr, "listening")
+    carol = await register(hub.uri, "carol", token=secrets["carol"])
+    await carol.send("chat", "alice", "live for alice")
+    assert "carol: live for alice" in await read_line_containing(proc.stdout, "live for alice")
+    proc.terminate()
+    await proc.wait()
