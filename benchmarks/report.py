@@ -188,6 +188,44 @@ def fanout_section(data: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+SECURITY_ROWS = (
+    ("claim+release pairs/s, 1 client", "claims_per_s/1", "{:,.0f}"),
+    ("claim+release pairs/s, 4 clients", "claims_per_s/4", "{:,.0f}"),
+    ("claim+release pairs/s, 16 clients", "claims_per_s/16", "{:,.0f}"),
+    ("directed latency p50", "latency_ms/p50", "{:.2f} ms"),
+    ("directed msgs/s, 8 senders to 8 receivers", "directed_per_s/8x8", "{:,.0f}"),
+)
+
+
+def security_section(after: dict[str, Any], before: dict[str, Any]) -> list[str]:
+    """The authorization checks' cost: two hubs run back to back in every repetition, ratios paired."""
+    ratio = after["paired"]["ratio"]
+    out = [
+        "## Cost of the authorization checks",
+        "",
+        host_line(after),
+        f"`{before['label']}` is the hub before least privilege (8939245) with "
+        f"`{' '.join(before.get('hub_args', []))}`, `{after['label']}` the hub with the checks, both delivering "
+        "directed chats privately; "
+        f"{after['params']['bystanders']} idle bystander sockets; both hubs in each of "
+        f"{after['params']['runs']} repetitions (`benchmarks/security_overhead.py --hub ... --hub ...`). "
+        "Medians; the ratio is after / before, per repetition, median (min–max).",
+        "",
+        "| journal | measurement | before | after | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for journal in ("disk", "memory"):
+        for label, key, fmt in SECURITY_ROWS:
+            k = f"{journal}/{key}"
+            r = ratio[k]
+            out.append(
+                f"| {journal} | {label} | {fmt.format(before['metrics'][k]['median'])} "
+                f"| {fmt.format(after['metrics'][k]['median'])} "
+                f"| {r['median']:.2f}× ({r['min']:.2f}–{r['max']:.2f}) |"
+            )
+    return [*out, ""]
+
+
 def render() -> str:
     out = [
         "# Benchmarks",
@@ -209,6 +247,9 @@ def render() -> str:
     claims = load("claims")
     if claims:
         out += claims_section(claims)
+    sec_after, sec_before = load("security_overhead-after-paired"), load("security_overhead-before-paired")
+    if sec_after and sec_before:
+        out += security_section(sec_after, sec_before)
     return "\n".join(out).rstrip() + "\n"
 
 
