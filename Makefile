@@ -6,7 +6,7 @@ REFVENV ?= .refvenv
 BIN      = $(VENV)/bin
 REF_VERSION = 0.99.38
 
-.PHONY: hub test test-slow lint bench refvenv clean ci-deps
+.PHONY: hub test test-slow test-assistants assistants lint bench refvenv clean ci-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,14 @@ test: $(VENV)/.installed $(REFVENV)/.installed
 test-slow: $(VENV)/.installed $(REFVENV)/.installed
 	SYNAPSE_REF_BIN=$(abspath $(REFVENV))/bin $(BIN)/python -m pytest -m slow
 
+# The real assistant CLIs (pinned in tests/assistants/pins.txt) from the npm
+# registry, cached outside the repository (~/.cache/synapse-channel/assistants).
+assistants:
+	$(PY) tests/assistants/install.py
+
+test-assistants: $(VENV)/.installed assistants
+	$(BIN)/python -m pytest -m assistants tests/assistants
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src plugins tests benchmarks
 	$(BIN)/mypy
@@ -40,7 +48,7 @@ bench: $(VENV)/.installed $(REFVENV)/.installed
 	SYNAPSE_REF_BIN=$(abspath $(REFVENV))/bin $(BIN)/python benchmarks/run_all.py
 
 # Commands the tests drive (command:Debian package). Missing ones skip locally and fail under CI=true.
-CI_TOOLS = zsh:zsh fish:fish tmux:tmux openssl:openssl systemd-analyze:systemd
+CI_TOOLS = zsh:zsh fish:fish tmux:tmux openssl:openssl systemd-analyze:systemd node:nodejs npm:npm
 
 ci-deps:
 	@missing=""; for t in $(CI_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .settings_file import Change, apply, installed_events, plan_install, plan_uninstall
 
-__all__ = ["Change", "HookAdapter", "project_root", "synapse_command"]
+__all__ = ["Change", "HookAdapter", "Readiness", "TrustCheck", "project_root", "synapse_command"]
 
 EVENTS = ("session-start", "prompt", "stop")
 
@@ -43,6 +44,40 @@ def synapse_command() -> str:
     """The absolute path of this installation's ``synapse`` (hooks must not depend on PATH)."""
     beside = Path(sys.executable).parent / "synapse"
     return str(beside) if beside.exists() else "synapse"
+
+
+@dataclass(frozen=True, slots=True)
+class TrustCheck:
+    """Whether the assistant will run hooks it finds installed, as far as its own files say.
+
+    ``trusted`` is None when the assistant has no trust gate (or none we can
+    read); ``step`` is the one thing the user must do when it is False.
+    """
+
+    trusted: bool | None = None
+    step: str | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """One adapter in one scope: installed, up to date, trusted, and so: will it run?"""
+
+    adapter: str
+    scope: str
+    file: str
+    events: tuple[str, ...]
+    installed: bool
+    current: bool
+    trusted: bool | None
+    will_run: bool
+    step: str | None
+    why: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["events"] = list(self.events)
+        return out
 
 
 class HookAdapter:
@@ -113,12 +148,60 @@ class HookAdapter:
         return changes
 
     def status(self) -> dict[str, Any]:
-        """Per scope: the file and which of our events it carries."""
+        """Per scope: the file, which of our events it carries, and whether the assistant will run them."""
         out: dict[str, Any] = {"adapter": self.name, "title": self.title}
         for scope in ("project", "user"):
-            path = self.config_path(scope)
-            out[scope] = {"file": str(path), "events": installed_events(path)}
+            out[scope] = self.readiness(scope).as_dict()
         return out
+
+    # ------------------------------------------------------------------ will the assistant run them?
+
+    def trust_check(self, scope: str) -> TrustCheck:
+        """The assistant's own gate on installed hooks (subclasses; default: none)."""
+        return TrustCheck()
+
+    def trust(self, scope: str) -> list[Change]:
+        """Complete the trust step through the assistant's own supported mechanism (``--trust``).
+
+        Returns the edits made; the default assistant has nothing to trust.
+        """
+        return []
+
+    def install_step(self, scope: str) -> str:
+        """The command that installs (or updates) this adapter in ``scope``."""
+        return f"synapse adapters install {self.name}" + (" --scope user" if scope == "user" else "")
+
+    def readiness(self, scope: str) -> Readiness:
+        """Installed with the current commands and timeouts, trusted, and so: will it run?"""
+        from .settings_file import SettingsError
+
+        path = self.config_path(scope)
+        events = installed_events(path)
+        installed = set(self.events.values()) <= set(events)
+        try:
+            current = installed and not plan_install(path, self.entries()).changed
+        except SettingsError:
+            current = False
+        check = self.trust_check(scope) if installed else TrustCheck()
+        step, why = None, check.why
+        if not installed:
+            step, why = self.install_step(scope), ("not installed" if not events else "some hooks are missing")
+        elif not current:
+            step, why = self.install_step(scope), "installed hooks are out of date (command or timeout changed)"
+        elif check.trusted is False:
+            step = check.step
+        return Readiness(
+            adapter=self.name,
+            scope=scope,
+            file=str(path),
+            events=tuple(events),
+            installed=installed,
+            current=current,
+            trusted=check.trusted if installed else None,
+            will_run=installed and check.trusted is not False,
+            step=step,
+            why=why,
+        )
 
     # ------------------------------------------------------------------ hook I/O
 

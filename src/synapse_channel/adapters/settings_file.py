@@ -85,17 +85,42 @@ def _hooks(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     return hooks
 
 
+def _refresh(groups: list[Any], wanted: dict[str, Any]) -> bool:
+    """Make the one hook of ours in ``groups`` equal ``wanted`` (in place, where it stands).
+
+    Returns False when ``groups`` holds none of ours. A second copy of ours
+    (a hand-made duplicate) is dropped so the assistant runs it once.
+    """
+    found = False
+    for group in groups:
+        entries = group.get("hooks") if isinstance(group, dict) else None
+        if not isinstance(entries, list):
+            continue
+        for i, hook in enumerate(list(entries)):
+            if is_ours(hook):
+                if found:
+                    entries.remove(hook)
+                else:
+                    entries[i] = {**hook, **wanted}
+                    found = True
+    return found
+
+
 def plan_install(path: Path, entries: dict[str, dict[str, Any]]) -> Change:
-    """Our hook group per event, added once; everything else kept as it is."""
+    """Our hook group per event, added once or brought up to date; everything else kept as it is.
+
+    A re-install after a setting changed (the stop hook's timeout grows with
+    ``stop_wait_seconds``; the command moves with the virtualenv) rewrites our
+    entry where it stands instead of reporting "unchanged".
+    """
     before, doc = _load(path)
     hooks = _hooks(doc, path)
     for event, group in entries.items():
         groups = hooks.setdefault(event, [])
         if not isinstance(groups, list):
             raise SettingsError(f"{path}: hooks.{event} is not a list; nothing was changed")
-        if any(is_ours(h) for g in groups if isinstance(g, dict) for h in g.get("hooks", [])):
-            continue
-        groups.append(group)
+        if not _refresh(groups, group["hooks"][0]):
+            groups.append(group)
     after = _dump(doc, before)
     if before is not None and json.loads(after) == json.loads(before or "{}"):
         after = before  # already installed: leave the bytes alone

@@ -59,7 +59,7 @@ def _scope_option(fn: Any) -> Any:
     )(fn)
 
 
-def _run(name: str, scope: str, dry_run: bool, installing: bool) -> None:
+def _run(name: str, scope: str, dry_run: bool, installing: bool, trust: bool = False) -> None:
     from ..adapters.settings_file import SettingsError
 
     adapter = find_adapter(name)
@@ -69,24 +69,47 @@ def _run(name: str, scope: str, dry_run: bool, installing: bool) -> None:
             if dry_run
             else (adapter.install(scope) if installing else adapter.uninstall(scope))
         )
+        for change in changes:
+            if dry_run:
+                click.echo(change.diff(), nl=False)
+            elif change.changed:
+                click.echo(f"{'updated' if change.after is not None else 'removed'} {change.path}")
+            else:
+                click.echo(f"unchanged {change.path}")
+        if not installing or dry_run:
+            return
+        ready = adapter.readiness(scope)
+        if trust and ready.trusted is False:
+            for change in adapter.trust(scope):
+                click.echo(f"trusted: {'updated' if change.changed else 'unchanged'} {change.path}")
+            ready = adapter.readiness(scope)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    for change in changes:
-        if dry_run:
-            click.echo(change.diff(), nl=False)
-        elif change.changed:
-            click.echo(f"{'updated' if change.after is not None else 'removed'} {change.path}")
-        else:
-            click.echo(f"unchanged {change.path}")
+    if ready.will_run:
+        trusted = "and trusted" if ready.trusted else "(it has no trust step)"
+        click.echo(f"{adapter.title}: hooks installed {trusted}; they will run")
+    else:
+        click.echo(f"{adapter.title}: hooks installed but will NOT run yet: {ready.why}")
+        click.echo(f"one step left: {ready.step}")
+        sys.exit(3)
 
 
 @adapters.command()
 @click.argument("name")
 @_scope_option
 @click.option("--dry-run", is_flag=True, help="Print the diff; change nothing.")
-def install(name: str, scope: str, dry_run: bool) -> None:
-    """Merge NAME's hooks into its config (idempotent; the original is kept beside it)."""
-    _run(name, scope, dry_run, True)
+@click.option(
+    "--trust",
+    is_flag=True,
+    help="Also complete the assistant's own trust step (e.g. Codex hook review, Gemini folder trust).",
+)
+def install(name: str, scope: str, dry_run: bool, trust: bool) -> None:
+    """Merge NAME's hooks into its config (idempotent; the original is kept beside it).
+
+    Ends by saying whether the assistant will run them; exit 3 and the one
+    remaining step when it will not (untrusted hooks or folder).
+    """
+    _run(name, scope, dry_run, True, trust)
 
 
 @adapters.command()
@@ -101,16 +124,28 @@ def uninstall(name: str, scope: str, dry_run: bool) -> None:
 @adapters.command()
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
-    """Where each adapter is installed, and with which events."""
+    """Per adapter and scope: installed, up to date, trusted, will run, and the step left."""
     rows = [adapter.status() for _, adapter in sorted(all_adapters().items())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
         for scope in ("project", "user"):
-            events = row[scope]["events"]
-            state = ", ".join(events) if events else "not installed"
-            click.echo(f"{row['adapter']:<12} {scope:<8} {state}  ({row[scope]['file']})")
+            click.echo(render_readiness(row[scope]))
+
+
+def render_readiness(ready: dict[str, Any]) -> str:
+    """One line (two with a step) for one adapter in one scope."""
+    head = f"{ready['adapter']:<12} {ready['scope']:<8}"
+    if not ready["events"]:
+        return f"{head} not installed  ({ready['file']})"
+    trusted = {True: "trusted", False: "NOT trusted", None: "no trust gate"}[ready["trusted"]]
+    run = "will run" if ready["will_run"] else "will NOT run"
+    state = "installed" if ready["current"] else ("out of date" if ready["installed"] else "partly installed")
+    line = f"{head} {state}, {trusted}, {run}  ({ready['file']})"
+    if ready["step"]:
+        line += f"\n{'':<22}{ready['why'] + ': ' if ready['why'] else ''}{ready['step']}"
+    return line
 
 
 @click.command()

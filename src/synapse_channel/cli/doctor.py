@@ -44,6 +44,7 @@ def doctor(
     report = local_report(config, uri, token, token_file)
     report["hub"] = hub_report(report, token, token_file, config, timeout) if not no_hub else {"contacted": False}
     _hub_warnings(report)
+    report["adapters"] = adapters_report(report["warnings"])
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -171,6 +172,31 @@ def _hub_warnings(report: Report) -> None:
         report["warnings"].append("the hub shows directed messages to every client (compat-fanout)")
 
 
+def adapters_report(warnings: list[str]) -> list[Report]:
+    """Every assistant adapter installed here (either scope): trusted, will it run, the step left.
+
+    Hooks that are installed but will not run are the silent failure users
+    cannot see from the assistant (Codex and Gemini skip untrusted hooks
+    without a word), so each one is a warning with its one remaining step.
+    """
+    from .adapters import all_adapters
+
+    out: list[Report] = []
+    for _, adapter in sorted(all_adapters().items()):
+        for scope in ("project", "user"):
+            try:
+                ready = adapter.readiness(scope).as_dict()
+            except Exception as exc:  # a third-party adapter must not break the report
+                warnings.append(f"adapter {adapter.name}: could not check ({type(exc).__name__}: {exc})")
+                continue
+            if not ready["events"]:
+                continue
+            out.append(ready)
+            if not ready["will_run"] or not ready["current"]:
+                warnings.append(f"{ready['adapter']} hooks ({scope}) {ready['why']}: {ready['step']}")
+    return out
+
+
 def render(report: Report) -> str:
     """The report for people: one fact per line, problems last."""
     u, t, p, h = report["uri"], report["token"], report["project"], report["hub"]
@@ -187,6 +213,10 @@ def render(report: Report) -> str:
     else:
         lines.append("project:     no synapse.toml here or above")
     lines.append(f"hub says:    {_hub_line(h)}")
+    for ready in report.get("adapters", []):
+        trusted = {True: "trusted", False: "NOT trusted", None: "no trust gate"}[ready["trusted"]]
+        run = "will run" if ready["will_run"] else "will NOT run"
+        lines.append(f"adapter:     {ready['adapter']} ({ready['scope']}): {trusted}, {run}")
     lines += [f"warning:     {w}" for w in report["warnings"]]
     lines += [f"PROBLEM:     {x}" for x in report["problems"]]
     if not report["problems"]:
