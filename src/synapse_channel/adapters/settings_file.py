@@ -92,6 +92,7 @@ def _refresh(groups: list[Any], wanted: dict[str, Any]) -> bool:
     (a hand-made duplicate) is dropped so the assistant runs it once.
     """
     found = False
+    emptied: list[int] = []
     for group in groups:
         entries = group.get("hooks") if isinstance(group, dict) else None
         if not isinstance(entries, list):
@@ -100,9 +101,12 @@ def _refresh(groups: list[Any], wanted: dict[str, Any]) -> bool:
             if is_ours(hook):
                 if found:
                     entries.remove(hook)
+                    if not entries:
+                        emptied.append(id(group))
                 else:
                     entries[i] = {**hook, **wanted}
                     found = True
+    groups[:] = [g for g in groups if id(g) not in emptied]
     return found
 
 
