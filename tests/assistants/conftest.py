@@ -7,15 +7,20 @@ and fails under ``CI=true`` (``make assistants`` installs them).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from ..conftest import needs
-from .install import Pin, pins
+from .install import Pin, cache_dir, pins
 
 HERE = Path(__file__).parent
+
+# Resolved now, at collection: the autouse fixture gives each test its own $HOME, and the
+# cache (default ~/.cache/...) must still be the one `make assistants` filled.
+os.environ.setdefault("SYNAPSE_ASSISTANTS_DIR", str(cache_dir()))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
