@@ -4,7 +4,12 @@ SessionStart and BeforeAgent add ``hookSpecificOutput.additionalContext``;
 AfterAgent answers ``{"decision": "deny", "reason": ...}``, which Gemini CLI
 turns into a new prompt (the equivalent of Claude Code's stop block). stdout
 must be JSON only, so "nothing to say" is ``{}``; timeouts are milliseconds.
-See docs/adapters.md.
+
+Gemini runs no hooks at all, project or user, in a folder it does not trust,
+and folder trust is on unless a settings file turns it off; so
+:meth:`Gemini.trust_check` reads Gemini's own files (see :mod:`.trust`) and
+:meth:`Gemini.trust` writes the rule Gemini's own "Trust folder" choice
+writes. Checked against Gemini CLI 0.61.0; see docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from synapse_channel.adapters import HookAdapter, project_root
+from synapse_channel.adapters import Change, HookAdapter, TrustCheck, project_root
 from synapse_channel.hookspecs import hookimpl
+
+from .trust import check, trust_folder, user_settings_path
 
 
 class Gemini(HookAdapter):
@@ -28,10 +35,27 @@ class Gemini(HookAdapter):
     docs_url = "https://geminicli.com/docs/hooks/reference"
 
     def config_path(self, scope: str) -> Path:
-        return (Path("~/.gemini").expanduser() if scope == "user" else project_root() / ".gemini") / "settings.json"
+        """``<project>/.gemini/settings.json``, or Gemini's user file (``$GEMINI_CLI_HOME`` honoured)."""
+        if scope == "user":
+            return user_settings_path()
+        return project_root() / ".gemini" / "settings.json"
 
     def block_output(self, text: str) -> str:
         return json.dumps({"decision": "deny", "reason": text})
+
+    # ------------------------------------------------------------------ folder trust
+
+    def trust_check(self, scope: str) -> TrustCheck:
+        """Is this project folder trusted, as Gemini decides it? (Both scopes: user hooks need it too.)"""
+        verdict = check(project_root())
+        step = None
+        if verdict.trusted is False:
+            step = verdict.step or (self.install_step(scope) + " --trust")
+        return TrustCheck(trusted=verdict.trusted, step=step, why=verdict.why)
+
+    def trust(self, scope: str) -> list[Change]:
+        """Add ``"<project>": "TRUST_FOLDER"`` to Gemini's trustedFolders.json, as its trust dialog does."""
+        return trust_folder(project_root())
 
 
 @hookimpl
