@@ -1,45 +1,67 @@
-"""Bundled adapter: Codex CLI (``.codex/hooks.json`` plus the hooks feature flag).
+"""Bundled adapter: Codex CLI (``.codex/hooks.json``; trust recorded in ``$CODEX_HOME/config.toml``).
 
 Codex reads the same envelope as Claude Code (``hookSpecificOutput`` with
 ``additionalContext``; Stop: ``decision: "block"`` + ``reason``) but rejects
-an empty stdout on some events, so "nothing to say" is ``{}``. Hooks need the
-feature flag in ``~/.codex/config.toml``; install adds it between marker
-comments and uninstall removes exactly those lines. See docs/adapters.md.
+an empty stdout on some events, so "nothing to say" is ``{}``.
+
+Codex (tested: 0.171.0) runs a hook only when it is trusted: the user
+config's ``[hooks.state."<hooks.json path>:<event>:<group>:<handler>"]``
+table must hold ``trusted_hash`` equal to the hash Codex computes over the
+hook's event, matcher, command and timeout (see :mod:`.trust`). A project's
+``.codex/`` layer, hooks included, loads only when the project root is
+trusted (``[projects."<root>"] trust_level = "trusted"``). Untrusted hooks are
+skipped silently, so readiness reports it and ``--trust`` writes exactly what
+Codex writes when the user approves. Hooks are on by default in current Codex;
+install writes no feature flag and removes the marked ``[features]`` lines
+older installs wrote (they could make Codex refuse to start).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from synapse_channel.adapters import Change, HookAdapter, project_root
+from synapse_channel.adapters import Change, HookAdapter, TrustCheck, project_root
+from synapse_channel.adapters.settings_file import SettingsError, apply
 from synapse_channel.hookspecs import hookimpl
 
+from . import trust as codex_trust
+
+#: The marker older installs put on the feature-flag lines they added to config.toml.
 MARK = "# synapse-channel: codex hooks"
 
 
 def codex_home() -> Path:
-    """``$CODEX_HOME`` or ``~/.codex``."""
-    return Path(os.environ.get("CODEX_HOME") or str(Path("~/.codex").expanduser()))
-
-
-def with_flag(text: str) -> str:
-    """``config.toml`` text with the hooks feature flag on (marked as ours), unless it is already set."""
-    if re.search(r"^\s*(codex_hooks|hooks)\s*=", text, re.M) and "[features]" in text:
-        return text  # the user already decided; never override
-    line = f"codex_hooks = true  {MARK}\n"
-    header = re.search(r"^\[features\][ \t]*(#.*)?\n", text, re.M)
-    if header:
-        return text[: header.end()] + line + text[header.end() :]
-    sep = "" if not text or text.endswith("\n") else "\n"
-    return f"{text}{sep}[features]  {MARK}\n{line}"
+    """``$CODEX_HOME`` or ``~/.codex``, absolute (trust keys are absolute paths)."""
+    return Path(os.path.abspath(os.environ.get("CODEX_HOME") or str(Path("~/.codex").expanduser())))
 
 
 def without_flag(text: str) -> str:
-    """``config.toml`` text with exactly our marked lines removed."""
-    return "".join(ln for ln in text.splitlines(keepends=True) if MARK not in ln)
+    """``config.toml`` text without the marked flag lines older installs wrote.
+
+    A marked ``[features]`` header that now heads other keys the user added
+    stays (unmarked), so those keys do not slide into the table above.
+    """
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if MARK not in line:
+            out.append(line)
+            continue
+        if line.lstrip().startswith("[") and _table_has_other_keys(lines, i):
+            out.append(line.split(MARK)[0].rstrip() + "\n")
+    return "".join(out)
+
+
+def _table_has_other_keys(lines: list[str], header: int) -> bool:
+    for line in lines[header + 1 :]:
+        stripped = line.strip()
+        if stripped.startswith("["):
+            return False
+        if stripped and not stripped.startswith("#") and MARK not in line:
+            return True
+    return False
 
 
 class Codex(HookAdapter):
@@ -54,13 +76,85 @@ class Codex(HookAdapter):
     def config_path(self, scope: str) -> Path:
         return (codex_home() if scope == "user" else project_root() / ".codex") / "hooks.json"
 
+    def user_config(self) -> Path:
+        """Codex's user ``config.toml``: where it records hook and project trust."""
+        return codex_home() / "config.toml"
+
     def extra_changes(self, scope: str, installing: bool) -> list[Change]:
-        path = codex_home() / "config.toml"
+        """Install: drop the legacy flag lines. Uninstall: also drop the trust records of our hooks."""
+        path = self.user_config()
         before = path.read_text() if path.exists() else None
-        after: str | None = with_flag(before or "") if installing else without_flag(before or "")
-        if not installing and (before is None or (after == "" and MARK in before)):
-            after = None  # nothing there, or a file only we wrote: remove it
-        return [Change(path, before, after)]
+        if before is None:
+            return [Change(path, None, None)]
+        text = without_flag(before) if MARK in before else before
+        if installing:
+            return [Change(path, before, text)]
+        keys = [key for key, _ in codex_trust.our_hooks(self.config_path(scope))]
+        project = project_root() if scope == "project" else None
+        text = codex_trust.forget(text, keys, backup=_backup_text(path), project=project)
+        created = path.with_name(path.name + ".synapse-created").exists()
+        return [Change(path, before, None if created and not text.strip() else text)]
+
+    # ------------------------------------------------------------------ Codex's trust gate
+
+    def trust_check(self, scope: str) -> TrustCheck:
+        """What Codex itself will decide: each of our hooks trusted by its current hash; the project trusted."""
+        step = self.trust_step(scope)
+        try:
+            config = codex_trust.read_config(self.user_config())
+        except SettingsError as exc:
+            return TrustCheck(False, f"fix {self.user_config()} (Codex cannot start with it)", str(exc))
+        off = codex_trust.hooks_switched_off(config)
+        if off:
+            return TrustCheck(False, f"remove {off} from {self.user_config()}", f"hooks are turned off ({off})")
+        problems = []
+        if scope == "project":
+            root = project_root()
+            level = codex_trust.project_trust_level(config, root)
+            if level is not None and level != "trusted":
+                # the user's own decision about this folder: say so, never override it
+                why = f"the project {root} is marked {level!r} in Codex, so it ignores {root / '.codex'}"
+                fix = f'set trust_level = "trusted" under [projects."{root}"] in {self.user_config()}'
+                return TrustCheck(False, fix, why)
+            if level is None:
+                problems.append(f"the project {root} is not trusted in Codex (it ignores its .codex/ folder)")
+        states = codex_trust.hook_states(config)
+        untrusted = [
+            key.rsplit(":", 3)[1]
+            for key, digest in codex_trust.our_hooks(self.config_path(scope))
+            if states.get(key, {}).get("trusted_hash") != digest or states.get(key, {}).get("enabled") is False
+        ]
+        if untrusted:
+            problems.append(f"Codex has not trusted these hooks as they are now ({', '.join(untrusted)})")
+        if problems:
+            why = "; ".join(problems) + "; Codex skips them silently"
+            return TrustCheck(False, step, why)
+        return TrustCheck(True)
+
+    def trust_step(self, scope: str) -> str:
+        """The one command that completes the trust step."""
+        return f"synapse adapters install {self.name} --trust" + (" --scope user" if scope == "user" else "")
+
+    def trust(self, scope: str) -> list[Change]:
+        """Record trust the way Codex does when the user approves (its hooks review and folder-trust prompt).
+
+        Writes ``[hooks.state."<key>"] trusted_hash`` for each of our hooks
+        (the hash Codex computes) and, for the project scope, the project's
+        ``trust_level = "trusted"`` unless the user marked it otherwise, into
+        ``$CODEX_HOME/config.toml`` with a format-preserving edit.
+        """
+        path = self.user_config()
+        before = path.read_text() if path.exists() else None
+        project = project_root() if scope == "project" else None
+        after = codex_trust.record(before or "", codex_trust.our_hooks(self.config_path(scope)), project)
+        change = Change(path, before, after)
+        apply(change, installing=True)
+        return [change]
+
+
+def _backup_text(path: Path) -> str | None:
+    backup = path.with_name(path.name + ".synapse-backup")
+    return backup.read_text() if backup.exists() else None
 
 
 @hookimpl
@@ -78,3 +172,6 @@ def register_settings(register: Any) -> None:
         0.0,
         "On Stop with nothing waiting, wait up to this long for a message before letting Codex stop.",
     )
+
+
+__all__ = ["MARK", "Codex", "codex_home", "without_flag"]
