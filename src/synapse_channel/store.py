@@ -117,6 +117,7 @@ class SqliteJournal(Journal):
         self.commits = 0
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._run())
+        self.lock: WriterLock | None = None
 
     def submit(self, events: list[Event]) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -242,6 +243,44 @@ class SqliteJournal(Journal):
                     await self.db.execute("DELETE FROM snapshots WHERE seq < ?", (state["seq"],))
                     await self.db.commit()
         await self.db.close()
+        if self.lock is not None:
+            self.lock.release()
+
+
+class DatabaseBusy(RuntimeError):
+    """Another hub already writes this database (it holds the writer lock)."""
+
+
+class WriterLock:
+    """An exclusive OS lock (``flock``) on ``<db>.lock``: one writing hub per database.
+
+    A pid file can be stale after a crash and a second hub would believe it;
+    the kernel drops an ``flock`` when its holder dies, so the lock is never
+    stale and a crashed hub's successor always starts. The holder's pid is
+    written into the file only to name it in the refusal.
+    """
+
+    def __init__(self, db: Path) -> None:
+        import fcntl
+
+        self.path = db.with_name(db.name + ".lock")
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise DatabaseBusy(
+                f"{db} is in use by another hub (pid {holder}); one hub writes a database: "
+                "stop it, or give this hub its own --db"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = -1
 
 
 async def open_journal(
@@ -250,14 +289,20 @@ async def open_journal(
     """Open (creating if needed) the journal at ``path``; None means in memory.
 
     The stored ``hub_id`` wins over ``hub_id`` unless none is stored yet, so
-    the hub keeps its identity across restarts.
+    the hub keeps its identity across restarts. Raises :class:`DatabaseBusy`
+    when another hub holds the database's writer lock.
     """
     if path is None or str(path) == ":memory:":
         return Journal(hub_id)
     import aiosqlite
 
     path = touch_private(Path(path))
-    db = await aiosqlite.connect(path)
+    lock = WriterLock(path)
+    try:
+        db = await aiosqlite.connect(path)
+    except BaseException:
+        lock.release()
+        raise
     try:
         for pragma in PRAGMAS:
             await db.execute(pragma)
@@ -270,9 +315,12 @@ async def open_journal(
         await db.commit()
     except BaseException:
         await db.close()
+        lock.release()
         raise
     _restrict_siblings(path)
-    return SqliteJournal(db, path, hub_id, snapshot_every, group_commit)
+    journal = SqliteJournal(db, path, hub_id, snapshot_every, group_commit)
+    journal.lock = lock
+    return journal
 
 
 def touch_private(path: Path) -> Path:

@@ -122,6 +122,13 @@ if TYPE_CHECKING:
     type=click.FloatRange(0),
     help="Seconds between two takeovers of one name.",
 )
+@click.option(
+    "--max-claims-per-agent",
+    default=256,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Live claims one agent may hold before QUOTA_EXCEEDED (0 = unlimited).",
+)
 def hub(
     host: str,
     port: int,
@@ -147,6 +154,7 @@ def hub(
     auth_timeout: float,
     commit_mode: str,
     takeover_cooldown: float,
+    max_claims_per_agent: int,
 ) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
     from ..hub.config import HubConfig, InsecureBindError
@@ -185,15 +193,21 @@ def hub(
         ping_timeout=ping_timeout,
         auth_timeout=auth_timeout,
         takeover_cooldown=takeover_cooldown,
+        max_claims_per_agent=max_claims_per_agent,
         group_commit=commit_mode == "group",
     )
     os.umask(0o077)
     import asyncio
 
+    from ..store import DatabaseBusy
+
     try:
         asyncio.run(_serve(config))
     except KeyboardInterrupt:
         pass
+    except DatabaseBusy as exc:
+        click.echo(f"synapse hub: {exc}", err=True)
+        sys.exit(1)
     except InsecureBindError as exc:
         click.echo(f"synapse hub: {exc}", err=True)
         sys.exit(2)

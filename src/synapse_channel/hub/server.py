@@ -94,7 +94,6 @@ class Hub:
 
     async def start(self) -> None:
         """Open the journal, replay it, and start listening."""
-        from ..feed import open_feed
         from ..store import open_journal
 
         cfg = self.config
@@ -111,12 +110,28 @@ class Hub:
             raise
         if warning:
             log.warning("%s", warning)
+        try:
+            await self._open_and_listen()
+        except BaseException:
+            await self._abort_start()
+            raise
+        self._emit("hub_started", hub=self)
+        if self._stop_requested:
+            await self.stop()
+
+    async def _open_and_listen(self) -> None:
+        """Replay the journal into a fresh core, start the background tasks, bind the socket."""
+        from ..feed import open_feed
+
+        cfg = self.config
+        assert self.journal is not None
         self.core = HubCore(
             self.journal.hub_id,
             compat_fanout=cfg.compat_fanout,
             takeover_cooldown=cfg.takeover_cooldown,
             allowed_roles=cfg.allowed_roles,
             priority_senders=cfg.priority_senders,
+            max_claims_per_agent=cfg.max_claims_per_agent,
         )
         self._update_security()
         await self.journal.replay(self.core)
@@ -138,9 +153,26 @@ class Hub:
             max_size=cfg.max_msg_kb * 1024,
             compression=None,
         )
-        self._emit("hub_started", hub=self)
-        if self._stop_requested:
-            await self.stop()
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed (e.g. the port is taken) so the process can exit at once.
+
+        Without this the journal's writer and the expiry task outlive the
+        failure and ``synapse hub`` hangs after printing its error.
+        """
+        for task in (self._expirer, self._seat_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._expirer = self._seat_watch = None
+        if self._seat_db is not None:
+            self._seat_db.close()
+        if self.feed is not None:
+            self.feed.close()
+        if self.journal is not None:
+            self.journal.snapshot_source = None  # nothing was served: leave the stored snapshot alone
+            await self.journal.close()
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         cfg = self.config
