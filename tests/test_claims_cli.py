@@ -221,3 +221,26 @@ async def test_reference_claim_verbs_against_our_hub(hub: Hub, repo: Path) -> No
     assert code == 1 and "version conflict" in out
     code, out, _ = await ref("board", *u)
     assert code == 0 and "[in_progress] T-100" in out
+
+
+async def test_max_claims_per_agent_is_a_hub_setting(hub_factory: HubFactory, repo: Path) -> None:
+    """The per-agent quota was fixed at 256; now the hub sets it, and 0 lifts it."""
+    capped = await hub_factory(max_claims_per_agent=2)
+    for task in ("T1", "T2"):
+        code, _, err = await run_cli("claim", task, "--paths", task, "--uri", capped.uri, "--name", "p/a")
+        assert code == 0, err
+    code, out, err = await run_cli("claim", "T3", "--paths", "T3", "--uri", capped.uri, "--name", "p/a")
+    assert code != 0 and "QUOTA_EXCEEDED" in out + err and "--max-claims-per-agent" in out + err
+    code, _, _ = await run_cli("claim", "T3", "--paths", "T3", "--uri", capped.uri, "--name", "p/b")
+    assert code == 0  # the quota is per agent
+    await capped.stop()
+    unlimited = await hub_factory(max_claims_per_agent=0, db=repo / "other.db")
+    for i in range(300):
+        unlimited.core.claims.per_owner["p/a"] = i  # as if i claims were held: only the count matters here
+    code, _, err = await run_cli("claim", "T9", "--paths", "T9", "--uri", unlimited.uri, "--name", "p/a")
+    assert code == 0, err
+
+
+async def test_hub_refuses_a_negative_claim_quota() -> None:
+    code, _, err = await run_cli("hub", "--port", "0", "--max-claims-per-agent", "-1")
+    assert code == 2 and "max-claims-per-agent" in err and "Traceback" not in err

@@ -45,7 +45,9 @@ def request_digest(raw: dict[str, Any]) -> str:
 class Claims:
     """Live claims, their scope index, the epoch counter and idempotent releases."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_per_owner: int = MAX_CLAIMS_PER_OWNER) -> None:
+        #: Live claims one owner may hold (0: unlimited); a hub setting, not state.
+        self.max_per_owner = max_per_owner
         self.reset()
 
     def reset(self) -> None:
@@ -227,7 +229,8 @@ def handle_claim(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outco
         message = f"Task '{task}' file scope conflicts with '{clash}' held by {holder}."
         _deny(core, conn, out, now, task, "SCOPE_CONFLICT", message)
         return
-    if held is None and claims.per_owner.get(owner, 0) >= MAX_CLAIMS_PER_OWNER:
+    cap = claims.max_per_owner
+    if held is None and cap and claims.per_owner.get(owner, 0) >= cap:
         _deny(
             core,
             conn,
@@ -235,7 +238,7 @@ def handle_claim(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outco
             now,
             task,
             "QUOTA_EXCEEDED",
-            f"{owner} already holds {MAX_CLAIMS_PER_OWNER} claims; release some first.",
+            f"{owner} already holds {cap} claims; release some first (the hub's --max-claims-per-agent).",
         )
         return
     claim = {

@@ -71,6 +71,7 @@ class HubCore:
         takeover_cooldown: float = 2.0,
         allowed_roles: frozenset[str] = frozenset(),
         priority_senders: frozenset[str] = frozenset(DEFAULT_PRIORITY_SENDERS),
+        max_claims_per_agent: int = claim_verbs.MAX_CLAIMS_PER_OWNER,
     ) -> None:
         self.hub_id = hub_id
         self.compat_fanout = compat_fanout
@@ -89,7 +90,7 @@ class HubCore:
             "chat": self._apply_chat,
             "mailbox_watermark": self._apply_watermark,
         }
-        self.claims = Claims()
+        self.claims = Claims(max_claims_per_agent)
         self.board = Board()
         claim_verbs.install(self)
         board_verbs.install(self)

@@ -31,6 +31,8 @@ class HubConfig:
     auth_timeout: float = 10.0
     close_timeout: float = 1.0
     takeover_cooldown: float = 2.0
+    #: Live claims one agent may hold (QUOTA_EXCEEDED beyond); 0 = unlimited.
+    max_claims_per_agent: int = 256
     #: Copy every directed chat to every socket, as 0.99 hubs did (off: only addressees get it).
     compat_fanout: bool = False
     #: Roles connections may declare (``roles`` in the registration frame); others are refused.
