@@ -179,22 +179,32 @@ def adapters_report(warnings: list[str]) -> list[Report]:
     cannot see from the assistant (Codex and Gemini skip untrusted hooks
     without a word), so each one is a warning with its one remaining step.
     """
+    import contextlib
+    import io
+
     from .adapters import all_adapters
 
     out: list[Report] = []
-    for _, adapter in sorted(all_adapters().items()):
-        for scope in ("project", "user"):
-            try:
-                ready = adapter.readiness(scope).as_dict()
-            except Exception as exc:  # a third-party adapter must not break the report
-                warnings.append(f"adapter {adapter.name}: could not check ({type(exc).__name__}: {exc})")
-                continue
-            if not ready["events"]:
-                continue
-            out.append(ready)
-            if not ready["will_run"] or not ready["current"]:
-                warnings.append(f"{ready['adapter']} hooks ({scope}) {ready['why']}: {ready['step']}")
+    # Loading the plugins reloads the config, which would warn again about the
+    # ignored project keys this report already names: keep stderr clean.
+    with contextlib.redirect_stderr(io.StringIO()):
+        found = sorted(all_adapters().items())
+        rows = [(scope, _readiness(a, scope, warnings)) for _, a in found for scope in ("project", "user")]
+    for scope, ready in rows:
+        if ready is None or not ready["events"]:
+            continue
+        out.append(ready)
+        if not ready["will_run"] or not ready["current"]:
+            warnings.append(f"{ready['adapter']} hooks ({scope}) {ready['why']}: {ready['step']}")
     return out
+
+
+def _readiness(adapter: Any, scope: str, warnings: list[str]) -> Report | None:
+    try:
+        return dict(adapter.readiness(scope).as_dict())
+    except Exception as exc:  # a third-party adapter must not break the report
+        warnings.append(f"adapter {getattr(adapter, 'name', adapter)}: could not check ({type(exc).__name__}: {exc})")
+        return None
 
 
 def render(report: Report) -> str:
