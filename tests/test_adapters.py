@@ -265,20 +265,61 @@ for line in sys.stdin:
 """
 
 
+async def _bridge(hub: Hub, sock: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`synapse tmux-bridge --once` on the test's own tmux server (``--socket``), armed."""
+    bridge = await asyncio.create_subprocess_exec(
+        SYNAPSE,
+        "tmux-bridge",
+        "--session",
+        "agent",
+        "--identity",
+        ID,
+        "--uri",
+        hub.uri,
+        "--socket",
+        sock,
+        "--once",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 15
+    while f"{ID}-pane-rx" not in hub.core.roster.names:
+        assert time.monotonic() < deadline, "bridge never armed"
+        assert bridge.returncode is None, await bridge.communicate()
+        await asyncio.sleep(0.05)
+    return bridge
+
+
+async def _log_line(proc: asyncio.subprocess.Process, *needles: str, timeout: float = 20) -> str:
+    """The first stderr line of ``proc`` that contains one of ``needles`` (fails at EOF or timeout)."""
+    assert proc.stderr is not None
+    async with asyncio.timeout(timeout):
+        while line := (await proc.stderr.readline()).decode():
+            if any(n in line for n in needles):
+                return line
+    raise AssertionError(f"the bridge ended without logging any of {needles}")
+
+
 async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path) -> None:
-    """Busy or a permission dialog: nothing typed; idle again: the fixed prompt, once, without message text."""
+    """Busy or a permission dialog: nothing typed; idle again: the fixed prompt, once, without message text.
+
+    Then the restart case: a wake left pending by a stopped bridge whose
+    message the agent has meanwhile read (acked on the hub) is dropped, not
+    typed; the next message is typed as usual. Every tmux call goes to the
+    test's own server through ``--socket`` (the default server does not exist).
+    """
     needs(shutil.which("tmux") is not None, "tmux")
     state, log, script = tmp_path / "state", tmp_path / "typed.log", tmp_path / "agent.py"
     state.write_text("busy")
     script.write_text(FAKE_AGENT)
     sock = str(tmp_path / "tmux.sock")
-    env = {**os.environ, "TMUX_TMPDIR": str(tmp_path)}
+    env = {**os.environ, "TMUX_TMPDIR": str(tmp_path / "no-default-server")}
     env.pop("TMUX", None)
+    tmux = ["tmux", "-S", sock]
     subprocess.run(
         [
-            "tmux",
-            "-S",
-            sock,
+            *tmux,
             "new-session",
             "-d",
             "-s",
@@ -294,28 +335,7 @@ async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path
     )
     bridge = None
     try:
-        wrapper = tmp_path / "tmux"
-        wrapper.write_text(f'#!/bin/sh\nexec {shutil.which("tmux")} -S {sock} "$@"\n')
-        wrapper.chmod(0o755)
-        benv = {**env, "PATH": f"{tmp_path}:{Path(SYNAPSE).parent}:{env['PATH']}"}
-        bridge = await asyncio.create_subprocess_exec(
-            SYNAPSE,
-            "tmux-bridge",
-            "--session",
-            "agent",
-            "--identity",
-            ID,
-            "--uri",
-            hub.uri,
-            "--once",
-            env=benv,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 15
-        while f"{ID}-pane-rx" not in hub.core.roster.names:
-            assert time.monotonic() < deadline, "bridge never armed"
-            await asyncio.sleep(0.05)
+        bridge = await _bridge(hub, sock, env)
         await queue(hub, "secret instructions")
         await asyncio.sleep(1.5)
         assert not log.exists()  # busy: nothing typed
@@ -329,16 +349,97 @@ async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path
         typed = log.read_text().splitlines()
         assert len(typed) == 1 and typed[0].startswith("idle|")
         assert "run syn-inbox" in typed[0] and ID in typed[0] and "secret" not in typed[0]
+
+        # A wake is pending (the agent is busy) when the bridge stops ...
+        state.write_text("busy")
+        bridge = await _bridge(hub, sock, env)
+        await queue(hub, "second")
+        await _log_line(bridge, "wake for")
+        pending = json.loads((Path(os.environ["SYN_HOME"]) / "tmux-bridge" / "api%2Fclaude-1.json").read_text())
+        assert pending["pending_wake"] and len(pending["seqs"]) == 1
+        bridge.kill()
+        await bridge.wait()
+        # ... the agent reads the message itself (a hook acks it on the hub) ...
+        reader = await open_raw(hub.uri, f"{ID}~hook-1")
+        await reader.send("heartbeat", payload="online", protocol_version=7, quiet=True)
+        await reader.expect("welcome")
+        await reader.send("ack", "all", "", seq=pending["seqs"][0], mailbox_for=ID)
+        await reader.sync()
+        await reader.close()
+        # ... so the restarted bridge drops that wake instead of typing it into the idle pane.
+        state.write_text("idle")
+        bridge = await _bridge(hub, sock, env)
+        line = await _log_line(bridge, "dropped", "woke")
+        assert "dropped" in line and str(pending["seqs"][0]) in line
+        assert len(log.read_text().splitlines()) == 1
+        await queue(hub, "third")
+        await _log_line(bridge, "woke")
+        assert await asyncio.wait_for(bridge.wait(), 10) == 0
+        await asyncio.sleep(0.3)
+        typed = log.read_text().splitlines()
+        assert len(typed) == 2 and typed[1].startswith("idle|") and "run syn-inbox" in typed[1]
     finally:
         if bridge is not None and bridge.returncode is None:
             bridge.kill()
-        subprocess.run(["tmux", "-S", sock, "kill-server"], env=env, check=False)
+        subprocess.run([*tmux, "kill-server"], env=env, check=False)
+
+
+# Real Gemini CLI 0.61.0 screens in a 120x40 tmux pane (capture-pane -p -J; blank lines dropped).
+GEMINI_FOOTER = """
+                                                                                                        ? for shortcuts
+────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────
+ Shift+Tab to accept edits
+
+ >   Type your message or @path/to/file
+
+ workspace (/directory)                                        sandbox                                           /model
+ /tmp/tb/g/proj2                                               no sandbox                                          Auto
+"""
+GEMINI_TIPS = """
+ Gemini CLI v0.61.0
+
+Tips for getting started:
+1. Create GEMINI.md files to customize your interactions
+2. /help for more information
+3. Ask coding questions, edit code or run commands
+4. Be specific for the best results
+"""
+GEMINI_HOOKS_WARNING = """
+⚠  WARNING: The following project-level hooks have been detected in this workspace:
+     - /usr/bin/synapse hook gemini session-start
+     - /usr/bin/synapse hook gemini prompt
+   These hooks will be executed. If you did not configure these hooks or do not trust this project,
+   please review the project settings (.gemini/settings.json) and remove them.
+"""
+GEMINI_TRUST_DIALOG = """
+ ╭────────────────────────────────────────────────────────────────────────────────────────────────────────────────────╮
+ │                                                                                                                    │
+ │ Do you trust the files in this folder?                                                                             │
+ │                                                                                                                    │
+ │ Trusting a folder allows Gemini CLI to load its local configurations, including custom commands, hooks, MCP        │
+ │ servers, agent skills, and settings. These configurations could execute code on your behalf or change the behavior │
+ │ of the CLI.                                                                                                        │
+ │                                                                                                                    │
+ │ ● 1. Trust folder (proj2)                                                                                          │
+ │   2. Trust parent folder (g)                                                                                       │
+ │   3. Don't trust                                                                                                   │
+ │                                                                                                                    │
+ ╰────────────────────────────────────────────────────────────────────────────────────────────────────────────────────╯
+"""
+GEMINI_BUSY = """
+ > hi
+ ⠙ Thinking... (esc to cancel, 0s)                                                                      ? for shortcuts
+"""
+GEMINI_HOOK_RUNNING = """
+ > hi
+ ⠧ Executing Hook: sleep 5; echo {} (esc to cancel, 1s)                                                 ? for shortcuts
+"""
 
 
 def test_pane_rules() -> None:
-    """Idle composers pass; spinners, dialogs and numbered menus never do."""
+    """Idle composers pass; spinners, dialogs and numbered menus never do; harmless banners do not block."""
     sys.path.insert(0, str(ROOT / "plugins"))
-    from synapse_tmux_bridge.patterns import PaneRules
+    from synapse_tmux_bridge.patterns import WINDOW_LINES, PaneRules
 
     codex = PaneRules.for_agent("codex")
     assert codex.safe_to_type("OpenAI Codex\n\n› ")
@@ -347,5 +448,34 @@ def test_pane_rules() -> None:
     claude = PaneRules.for_agent("claude")
     assert claude.safe_to_type("╭──╮\n│ > \n╰──╯\n  ? for shortcuts")
     assert not claude.safe_to_type("Do you want to proceed?\n❯ 1. Yes\n  2. No\n  ? for shortcuts")
-    gemini = PaneRules.for_agent("gemini", unsafe=r"NEVER")
-    assert gemini.safe_to_type(">   Type your message or @path/to/file")
+
+    gemini = PaneRules.for_agent("gemini")
+    # A fresh session: the numbered tips and the "do not trust this project" hooks warning are banners.
+    assert gemini.safe_to_type(GEMINI_TIPS + GEMINI_FOOTER)
+    assert gemini.safe_to_type(GEMINI_TIPS + GEMINI_HOOKS_WARNING + GEMINI_FOOTER)
+    # The trust dialog left on screen after "Trust folder" restarted the CLI is history, not a dialog.
+    restarted = "\n Gemini CLI is restarting to apply the trust changes...\n"
+    assert gemini.safe_to_type(GEMINI_TRUST_DIALOG + restarted + GEMINI_TIPS + GEMINI_FOOTER)
+    # Busy (the placeholder stays visible below the spinner), a hook running, the live trust dialog: never.
+    assert not gemini.safe_to_type(GEMINI_TIPS + GEMINI_BUSY + GEMINI_FOOTER)
+    assert not gemini.safe_to_type(GEMINI_TIPS + GEMINI_HOOKS_WARNING + GEMINI_HOOK_RUNNING + GEMINI_FOOTER)
+    assert not gemini.safe_to_type(GEMINI_TIPS + GEMINI_TRUST_DIALOG)
+    # A numbered list that is not the tips (a model's answer) still counts as a possible menu.
+    assert not gemini.safe_to_type(" 1. Delete the branch\n 2. Keep it\n" + GEMINI_FOOTER)
+    # Overrides replace a pattern; an empty ignore turns the banners back into blockers.
+    assert not PaneRules.for_agent("gemini", ignore="").safe_to_type(GEMINI_TIPS + GEMINI_FOOTER)
+    assert PaneRules.for_agent("gemini", unsafe=r"NEVER").safe_to_type(">   Type your message or @path/to/file")
+
+    # The check after typing reads the same window as the one before: a menu above it blocks neither.
+    prompt = "new synapse messages for api/claude-1: run syn-inbox, handle what is addressed to you"
+    above = " 1. Delete the branch\n 2. Keep it\n" + "\n".join(f"line {n}" for n in range(WINDOW_LINES))
+    before = above + GEMINI_FOOTER
+    assert gemini.safe_to_type(before)
+    after = before.replace("Type your message or @path/to/file", prompt)
+    assert gemini.typed_safely(after, prompt)
+    # A prompt the TUI wrapped over two lines still counts as shown.
+    wrapped = before.replace("Type your message or @path/to/file", prompt[:30] + "\n   " + prompt[30:])
+    assert gemini.typed_safely(wrapped, prompt)
+    # Not shown (typed into something else), or the pane went busy meanwhile: do not press Enter.
+    assert not gemini.typed_safely(before, prompt)
+    assert not gemini.typed_safely(after + GEMINI_BUSY, prompt)

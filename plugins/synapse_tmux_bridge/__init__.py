@@ -1,6 +1,6 @@
 """Bundled plugin: ``synapse tmux-bridge``, a safe wake for assistants in tmux panes.
 
-Idle and unsafe screen patterns per assistant are data (``patterns.py``),
+Idle, unsafe and ignored screen patterns per assistant are data (``patterns.py``),
 overridable in ``[adapters.tmux_bridge]``.
 """
 
@@ -21,17 +21,35 @@ from .patterns import PATTERNS
 @click.option("--agent", type=click.Choice(sorted(PATTERNS)), default="generic", show_default=True)
 @click.option("--uri", envvar="SYNAPSE_URI")
 @click.option("--prompt", help="What to type (no message text is ever typed); {identity} is filled in.")
-@click.option("--once", is_flag=True, help="Exit after the first delivered wake.")
-def tmux_bridge(target: str, identity: str, agent: str, uri: str | None, prompt: str | None, once: bool) -> None:
-    """Type a fixed wake prompt into an idle assistant pane when a message for IDENTITY arrives."""
+@click.option("--once", is_flag=True, help="Exit after the first typed wake.")
+@click.option("--socket", "-S", "socket", type=click.Path(dir_okay=False), help="tmux server socket path (as tmux -S).")
+@click.option("--socket-name", "-L", "socket_name", help="tmux server socket name (as tmux -L).")
+def tmux_bridge(
+    target: str,
+    identity: str,
+    agent: str,
+    uri: str | None,
+    prompt: str | None,
+    once: bool,
+    socket: str | None,
+    socket_name: str | None,
+) -> None:
+    """Type a fixed wake prompt into an idle assistant pane when a message for IDENTITY arrives.
+
+    Without --socket/-L, tmux's own default applies ($TMUX inside tmux, else
+    the default server).
+    """
     import asyncio
     import logging
     import sys
 
     from synapse_channel.cli.common import refuse_insecure, resolve_token, settings
 
-    from .bridge import DEFAULT_PROMPT, Bridge, TmuxError
+    from .bridge import DEFAULT_PROMPT, Bridge, Tmux, TmuxError
     from .patterns import PaneRules
+
+    if socket and socket_name:
+        raise click.UsageError("--socket and --socket-name (-L) name two different tmux servers; pass one")
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     cfg = settings()
@@ -40,11 +58,13 @@ def tmux_bridge(target: str, identity: str, agent: str, uri: str | None, prompt:
         value = cfg.deferred.get(f"adapters.tmux_bridge.{key}")
         return str(value.value) if value else None
 
-    rules = PaneRules.for_agent(agent, override(f"{agent}_idle"), override(f"{agent}_unsafe"))
+    rules = PaneRules.for_agent(
+        agent, override(f"{agent}_idle"), override(f"{agent}_unsafe"), override(f"{agent}_ignore")
+    )
     uri = uri or str(cfg.get("hub.uri"))
     token = resolve_token(None, None)
     refuse_insecure(uri, token)
-    bridge = Bridge(uri, target, identity, rules, token, prompt or DEFAULT_PROMPT)
+    bridge = Bridge(uri, target, identity, rules, token, prompt or DEFAULT_PROMPT, Tmux(socket, socket_name))
     try:
         sys.exit(asyncio.run(bridge.run(once=once)))
     except TmuxError as exc:
@@ -59,7 +79,8 @@ def register_commands(cli: Any) -> None:
 
 @hookimpl
 def register_settings(register: Any) -> None:
-    """Pattern overrides: ``[adapters.tmux_bridge] <agent>_idle`` / ``<agent>_unsafe`` (regexes)."""
+    """Pattern overrides: ``[adapters.tmux_bridge] <agent>_idle`` / ``_unsafe`` / ``_ignore`` (regexes)."""
     for agent in PATTERNS:
         register(f"adapters.tmux_bridge.{agent}_idle", str, None, f"Regex for {agent}'s idle composer.")
         register(f"adapters.tmux_bridge.{agent}_unsafe", str, None, f"Regex for {agent} screens never to type into.")
+        register(f"adapters.tmux_bridge.{agent}_ignore", str, None, f"Regex for {agent}'s harmless banners.")

@@ -4,8 +4,11 @@ It waits for directed messages to an identity (as ``ID-pane-rx``, on its own
 cursor, never acking the identity's mailbox) and, when one arrives, types a
 fixed prompt that carries no message text into the assistant's pane and
 presses Enter, but only when the pane is provably idle. Otherwise the wake
-stays pending (kept on disk) and is retried; Enter is never sent into a
-dialog: the screen is checked again between typing and Enter.
+stays pending (kept on disk with the messages' ``seq``) and is retried;
+Enter is never sent into a dialog: the screen is checked again, in the same
+window, between typing and Enter. A pending wake whose messages the agent
+has meanwhile read (a hook or ``synapse wait`` moved the identity's mailbox
+cursor past them) is dropped instead of typed: it would only cost a turn.
 """
 
 from __future__ import annotations
@@ -13,32 +16,77 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from synapse_channel.client.waiter import Waiter, WaitSpec
-from synapse_channel.paths import syn_home, write_private
+from synapse_channel.paths import mailbox_cursor_path, read_int, syn_home, write_private
 
 from .patterns import PaneRules
 
 log = logging.getLogger("synapse_tmux_bridge")
 
 DEFAULT_PROMPT = "new synapse messages for {identity}: run syn-inbox, handle what is addressed to you"
+STATUS_TIMEOUT = 5.0
+MAX_BACKOFF = 10.0
 
 
 class TmuxError(RuntimeError):
     """tmux refused (no server, no such session)."""
 
 
-def tmux(*args: str) -> str:
-    """Run one tmux command; raise :class:`TmuxError` on failure."""
-    done = subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10)
-    if done.returncode != 0:
-        raise TmuxError(done.stderr.strip() or f"tmux {args[0]} failed")
-    return done.stdout
+@dataclass(frozen=True, slots=True)
+class Tmux:
+    """The tmux server to talk to: ``socket`` (``tmux -S``), ``name`` (``tmux -L``) or the default.
+
+    Every tmux call goes through one instance, so a bridge never reads one
+    server's pane and types into another's.
+    """
+
+    socket: str | None = None
+    name: str | None = None
+
+    @property
+    def server_args(self) -> tuple[str, ...]:
+        if self.socket:
+            return ("-S", self.socket)
+        if self.name:
+            return ("-L", self.name)
+        return ()
+
+    def __call__(self, *args: str) -> str:
+        """Run one tmux command; raise :class:`TmuxError` on failure."""
+        try:
+            done = subprocess.run(["tmux", *self.server_args, *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TmuxError(str(exc)) from None
+        if done.returncode != 0:
+            raise TmuxError(done.stderr.strip() or f"tmux {args[0]} failed")
+        return done.stdout
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """A wake not yet typed: the messages (``seq``) it is for and the hub that numbered them."""
+
+    seqs: tuple[int, ...] = ()
+    hub_id: str | None = None
+
+
+@dataclass(slots=True)
+class _WakeWaiter(Waiter):
+    """A waiter that keeps the frames that woke it and prints no message text (only seqs, to the log)."""
+
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    def _surface(self, frames: list[dict[str, Any]]) -> None:
+        self.seen.update(f["seq"] for f in frames if isinstance(f.get("seq"), int))
+        self.frames = list(frames)
 
 
 @dataclass(slots=True)
@@ -51,6 +99,7 @@ class Bridge:
     rules: PaneRules
     token: str | None = None
     prompt: str = DEFAULT_PROMPT
+    tmux: Tmux = field(default_factory=Tmux)
     poll: float = 0.5
     submit_delay: float = 0.3
     checkpoint: float = 5.0
@@ -59,53 +108,133 @@ class Bridge:
     def state_path(self) -> Path:
         return syn_home() / "tmux-bridge" / f"{quote(self.identity, safe='')}.json"
 
-    def pending(self) -> bool:
-        try:
-            return bool(json.loads(self.state_path.read_text()).get("pending_wake"))
-        except (OSError, ValueError):
-            return False
+    # ------------------------------------------------------------------ pending wake (on disk)
 
-    def set_pending(self, pending: bool) -> None:
-        write_private(
-            self.state_path,
-            json.dumps(
-                {"identity": self.identity, "target": self.target, "pending_wake": pending, "updated_at": time.time()}
-            ),
+    def pending(self) -> Wake | None:
+        """The wake still to type, if any (kept across restarts)."""
+        try:
+            doc = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or not doc.get("pending_wake"):
+            return None
+        seqs = tuple(s for s in doc.get("seqs") or () if isinstance(s, int))
+        hub_id = doc.get("hub_id")
+        return Wake(seqs, hub_id if isinstance(hub_id, str) else None)
+
+    def set_pending(self, wake: Wake | None) -> None:
+        doc: dict[str, Any] = {"identity": self.identity, "target": self.target, "pending_wake": wake is not None}
+        if wake is not None:
+            doc.update(seqs=list(wake.seqs), hub_id=wake.hub_id)
+        doc["updated_at"] = time.time()
+        write_private(self.state_path, json.dumps(doc))
+
+    # ------------------------------------------------------------------ was it read meanwhile?
+
+    async def already_read(self, wake: Wake) -> bool | None:
+        """Has the identity read every message of ``wake``? None: cannot tell now (the hub did not answer).
+
+        The identity's own mailbox cursor is what its hooks and ``synapse
+        wait`` advance: first the local cursor file, then the hub's
+        watermark (``message_status`` says ``acked``), which also covers an
+        agent whose hooks run under another ``$SYN_HOME``.
+        """
+        if not wake.seqs:
+            return False  # a wake from an older bridge: nothing to check it against
+        if read_int(mailbox_cursor_path(self.identity)) >= max(wake.seqs):
+            return True
+        states = await self.hub_states(wake)
+        if states is None:
+            return None
+        return all(states.get(seq) == "acked" for seq in wake.seqs)
+
+    async def hub_states(self, wake: Wake) -> dict[int, str] | None:
+        """``message_status`` of each seq, asked on one quiet one-shot connection (None: no answer)."""
+        from synapse_channel.client.connection import HubClient, HubError
+        from synapse_channel.protocol import one_shot_name
+
+        client = HubClient(
+            self.uri,
+            one_shot_name("tmux-bridge", self.identity, os.getpid()),
+            token=self.token,
+            ready_timeout=STATUS_TIMEOUT,
+            registration={"quiet": True},
         )
+        asks = [client.frame("message_status_request", seq=seq, request_id=f"bridge-{seq}") for seq in wake.seqs]
+        states: dict[int, str] = {}
+        try:
+            await client.connect(*asks)
+            if wake.hub_id and client.hub_id not in (wake.hub_id, "unknown"):
+                return {}  # another hub numbers differently: nothing to say about these seqs
+            deadline = time.monotonic() + STATUS_TIMEOUT
+            while len(states) < len(wake.seqs):
+                reply = await client.wait_for(
+                    lambda f: f.get("type") == "message_status", max(0.0, deadline - time.monotonic())
+                )
+                if reply is None:
+                    return None
+                if isinstance(reply.get("seq"), int):
+                    states[reply["seq"]] = str(reply.get("state"))
+        except HubError as exc:
+            log.warning("could not ask the hub whether the wake was read: %s", exc)
+            return None
+        finally:
+            await client.close()
+        return states
+
+    # ------------------------------------------------------------------ the pane
 
     def screen(self) -> str:
-        return tmux("capture-pane", "-p", "-J", "-t", self.target)
+        return self.tmux("capture-pane", "-p", "-J", "-t", self.target)
+
+    def idle(self) -> bool:
+        return self.rules.safe_to_type(self.screen())
 
     def try_deliver(self) -> bool:
-        """Type the prompt and press Enter if, and only if, the pane is idle before and after typing."""
+        """Type the prompt and press Enter if, and only if, the pane is idle before and after typing.
+
+        Both checks read the same window of the screen (:meth:`PaneRules.window`).
+        """
         text = self.prompt.format(identity=self.identity)
-        if not self.rules.safe_to_type(self.screen()):
+        if not self.idle():
             return False
-        tmux("send-keys", "-t", self.target, "-l", text)
+        self.tmux("send-keys", "-t", self.target, "-l", text)
         time.sleep(self.submit_delay)
-        after = self.screen()
-        if text[:40] not in after.replace("\n", "") or self.rules.unsafe.search(after):
+        if not self.rules.typed_safely(self.screen(), text):
             log.warning("pane changed while typing; wake stays pending (Enter not sent)")
-            tmux("send-keys", "-t", self.target, "C-u")  # clear what we typed; never press Enter
+            self.tmux("send-keys", "-t", self.target, "C-u")  # clear what we typed; never press Enter
             return False
-        tmux("send-keys", "-t", self.target, "Enter")
+        self.tmux("send-keys", "-t", self.target, "Enter")
         log.info("woke %s in %s", self.identity, self.target)
         return True
 
-    async def deliver_pending(self) -> None:
-        while self.pending():
-            delivered = await asyncio.to_thread(self.try_deliver)
-            if delivered:
-                self.set_pending(False)
-                return
-            await asyncio.sleep(self.poll)
+    async def deliver_pending(self) -> bool:
+        """Type the pending wake once the pane is idle; True if typed, False if none or dropped as read."""
+        failures = 0
+        while (wake := self.pending()) is not None:
+            delay = self.poll
+            if await asyncio.to_thread(self.idle):
+                read = await self.already_read(wake)
+                if read:
+                    log.info("wake for seq %s dropped: %s already read them", list(wake.seqs), self.identity)
+                    self.set_pending(None)
+                    return False
+                if read is False and await asyncio.to_thread(self.try_deliver):
+                    self.set_pending(None)
+                    return True
+                # The hub did not answer, or we typed and cleared: back off (never flicker the composer).
+                failures += 1
+                delay = min(MAX_BACKOFF, self.poll * 2**failures)
+            await asyncio.sleep(delay)
+        return False
 
     async def run(self, once: bool = False) -> int:
-        """Wait, wake, repeat (``once``: stop after the first delivered wake)."""
-        tmux("has-session", "-t", self.target.split(":", 1)[0])
+        """Wait, wake, repeat (``once``: stop after the first typed wake)."""
+        self.tmux("has-session", "-t", self.target.split(":", 1)[0])
         cursor = syn_home() / "mailbox-cursor" / f"{quote(self.identity, safe='')}~pane"
         while True:
-            await self.deliver_pending()
+            if await self.deliver_pending() and once:
+                return 0
             spec = WaitSpec(
                 uri=self.uri,
                 for_name=self.identity,
@@ -117,14 +246,17 @@ class Bridge:
                 cursor_path=cursor,
                 ack=False,
             )
-            code = await Waiter(spec).run()
+            waiter = _WakeWaiter(spec)
+            code = await waiter.run()
             if code == 0:
-                self.set_pending(True)
-                await self.deliver_pending()
-                if once:
+                seqs = tuple(sorted(f["seq"] for f in waiter.frames if isinstance(f.get("seq"), int)))
+                hub_ids = {f.get("hub_id") for f in waiter.frames if isinstance(f.get("hub_id"), str)}
+                log.info("wake for %s: seq %s", self.identity, list(seqs))
+                self.set_pending(Wake(seqs, hub_ids.pop() if len(hub_ids) == 1 else None))
+                if await self.deliver_pending() and once:
                     return 0
             elif code == 4:
                 return 4  # another bridge owns this identity's pane receiver
             elif code not in (2, 3):
                 await asyncio.sleep(min(30.0, self.poll * 4))
-            tmux("has-session", "-t", self.target.split(":", 1)[0])
+            self.tmux("has-session", "-t", self.target.split(":", 1)[0])
