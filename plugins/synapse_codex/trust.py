@@ -182,7 +182,7 @@ def forget(text: str, keys: list[str], backup: str | None, project: Path | None 
     root = str(project) if project is not None else None
     ours_project = (
         root is not None
-        and backup is not None
+        and _parses(backup)
         and project_trust_level(wanted, Path(root)) == "trusted"
         and not _had_empty(backup, "projects", root)
     )
@@ -237,6 +237,14 @@ def _child(parent: Any, key: str) -> Any:
 def _means(text: str, wanted: dict[str, Any]) -> bool:
     try:
         return tomllib.loads(text) == wanted
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def _parses(text: str | None) -> bool:
+    """Is ``text`` a readable original (an unreadable one tells us nothing about what was there)?"""
+    try:
+        return text is not None and isinstance(tomllib.loads(text), dict)
     except tomllib.TOMLDecodeError:
         return False
 
