@@ -259,11 +259,32 @@ async def test_client_close_1011_is_a_normal_goodbye(raw: RawFactory) -> None:
 async def test_max_clients_closes_4013(hub_factory: HubFactory) -> None:
     """Connections beyond --max-clients are closed with 4013."""
     hub = await hub_factory(max_clients=2)
-    keep = [await open_ws(hub.uri) for _ in range(2)]
+    keep = [await open_raw(hub.uri, f"k{i}") for i in range(2)]
+    for client in keep:
+        await client.send("heartbeat")
+        await client.expect("welcome")
     extra = await open_raw(hub.uri, "x")
     assert await extra.closed() == (4013, "hub at capacity")
-    for ws in keep:
-        await ws.close()
+    for client in keep:
+        await client.close()
+
+
+async def test_silent_sockets_cannot_take_the_slots_of_agents(hub_factory: HubFactory) -> None:
+    """256 sockets that never sent a frame used to fill --max-clients for over 40 s.
+
+    Now a silent socket holds no slot, is closed with 4012 after --auth-timeout,
+    and a flood of them evicts the oldest silent one first, never an agent.
+    """
+    hub = await hub_factory(max_clients=4, auth_timeout=0.5)
+    silent = [await open_raw(hub.uri, f"s{i}") for i in range(40)]
+    agent = await open_raw(hub.uri, "agent")
+    await agent.send("who_request")
+    await agent.expect("who_snapshot")
+    closes = [await s.closed() for s in silent]
+    assert closes == [(4012, "registration timeout")] * 40
+    await agent.send("who_request")
+    assert (await agent.expect("who_snapshot"))["type"] == "who_snapshot"  # the agent was never evicted
+    await agent.close()
 
 
 async def test_auth_missing_wrong_and_right_token(hub_factory: HubFactory) -> None:

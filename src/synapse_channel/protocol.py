@@ -52,6 +52,7 @@ class Close(IntEnum):
 REASON_SUPERSEDED = "superseded"
 REASON_AUTH_DENIED = "auth denied"
 REASON_AUTH_TIMEOUT = "auth timeout"
+REASON_REGISTER_TIMEOUT = "registration timeout"
 REASON_NAME_CONFLICT = "name conflict"
 REASON_RESERVED = "reserved identity"
 REASON_COOLDOWN = "takeover cooldown"

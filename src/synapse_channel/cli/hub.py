@@ -103,10 +103,10 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--auth-timeout",
-    default=10.0,
+    default=5.0,
     show_default=True,
     type=click.FloatRange(0.01),
-    help="Seconds a new socket has to send its first frame.",
+    help="Seconds a new socket has to send its first frame (its registration), on every hub.",
 )
 @click.option(
     "--commit-mode",

@@ -28,7 +28,7 @@ class HubConfig:
     max_per_host: int = 0  # 0: no cap for loopback peers, REMOTE_PER_HOST for others
     ping_interval: float | None = 15.0
     ping_timeout: float | None = 15.0
-    auth_timeout: float = 10.0
+    auth_timeout: float = 5.0  # seconds a new socket has to send its first frame (every hub)
     close_timeout: float = 1.0
     takeover_cooldown: float = 2.0
     #: Live claims one agent may hold (QUOTA_EXCEEDED beyond); 0 = unlimited.

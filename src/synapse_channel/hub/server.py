@@ -18,6 +18,7 @@ import logging
 import secrets
 import ssl
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -29,6 +30,7 @@ from ..dispatch import Dispatcher
 from ..protocol import (
     REASON_AUTH_DENIED,
     REASON_AUTH_TIMEOUT,
+    REASON_REGISTER_TIMEOUT,
     REASON_CAPACITY,
     REASON_HOST_CAP,
     REASON_SEAT_REVOKED,
@@ -75,6 +77,8 @@ class Hub:
         self.feed: FeedWriter | None = None
         self._server: Server | None = None
         self._links: dict[int, Link] = {}
+        #: Sockets that have not sent their first frame yet, oldest first.
+        self._pending: OrderedDict[int, Link] = OrderedDict()
         self._ids = itertools.count(1)
         self._last_commit: asyncio.Future[None] | None = None
         self._dispatcher: Dispatcher | None = None
@@ -241,7 +245,7 @@ class Hub:
         return None if is_loopback_host(host) else REMOTE_PER_HOST
 
     async def _handle(self, ws: ServerConnection) -> None:
-        if len(self._links) >= self.config.max_clients:
+        if len(self._links) - len(self._pending) >= self.config.max_clients:
             await ws.close(Close.CAPACITY, REASON_CAPACITY)
             return
         host = str(ws.remote_address[0]) if ws.remote_address else ""
@@ -262,15 +266,26 @@ class Hub:
         link = Link(ws, self.config.send_queue_limit)
         self._links[conn_id] = link
         self._addrs[conn_id] = (ws.remote_address, ws.local_address)
+        self._hold_pending(conn_id, link)
         admitted = False
         try:
-            first, grant = await self._first_frame(ws, link, host)
+            if self.secured:
+                first, grant = await self._first_frame(ws, link, host)
+            else:
+                # An open hub greets at once (0.99 clients may wait for the welcome before registering).
+                admitted = True
+                await self._commit_and_deliver(self._core.open(conn_id, time.time(), grant=None, remote=host))
+                first, grant = await self._recv_first(ws, link), None
+            self._pending.pop(conn_id, None)
             if first is None:
                 return
-            admitted = True
-            await self._commit_and_deliver(self._core.open(conn_id, time.time(), grant=grant, remote=host))
-            if first:
-                await self._on_frame(conn_id, first)
+            if len(self._links) - len(self._pending) > self.config.max_clients:
+                link.close(Close.CAPACITY, REASON_CAPACITY)  # filled up while this one was registering
+                return
+            if not admitted:
+                admitted = True
+                await self._commit_and_deliver(self._core.open(conn_id, time.time(), grant=grant, remote=host))
+            await self._on_frame(conn_id, first)
             async for data in ws:
                 await self._on_frame(conn_id, data)
         except ConnectionClosed:
@@ -279,11 +294,37 @@ class Hub:
             if admitted:
                 await self._commit_and_deliver(self._core.close(conn_id, time.time()))
             self._links.pop(conn_id, None)
+            self._pending.pop(conn_id, None)
             self._addrs.pop(conn_id, None)
             if link.closing:  # let our own close frame (e.g. 4009) go out first
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(link.task), self.config.close_timeout)
             await link.stop()
+
+    def _hold_pending(self, conn_id: int, link: Link) -> None:
+        """Track a socket that has not sent its first frame; evict the oldest when too many wait.
+
+        Sockets that connect and stay silent must not take the slots of
+        agents (they do not count against ``max_clients``), and a flood of
+        them cannot pin the waiting room either: a real client sends its
+        registration within milliseconds, so the oldest silent one goes first.
+        """
+        while len(self._pending) >= max(self.config.max_clients, 16):
+            _, oldest = self._pending.popitem(last=False)
+            oldest.close(Close.AUTH_TIMEOUT, self._timeout_reason)
+        self._pending[conn_id] = link
+
+    async def _recv_first(self, ws: ServerConnection, link: Link) -> str | bytes | None:
+        """The socket's first frame, or None once it stayed silent past ``auth_timeout`` (closed with 4012)."""
+        try:
+            return await asyncio.wait_for(ws.recv(), self.config.auth_timeout)
+        except TimeoutError:
+            link.close(Close.AUTH_TIMEOUT, self._timeout_reason)
+            return None
+
+    @property
+    def _timeout_reason(self) -> str:
+        return REASON_AUTH_TIMEOUT if self.secured else REASON_REGISTER_TIMEOUT
 
     @property
     def secured(self) -> bool:
@@ -293,20 +334,15 @@ class Hub:
     async def _first_frame(
         self, ws: ServerConnection, link: Link, remote: str
     ) -> tuple[str | bytes | None, Grant | None]:
-        """On a secured hub, read the first frame and check its token or seat secret.
+        """On a secured hub, read the first frame (within ``auth_timeout``) and check its token or seat secret.
 
-        Returns ``("", None)`` on an open hub, ``(frame, grant)`` once the
-        credential checks out (``grant`` is None for the legacy shared token),
+        Returns ``(frame, grant)`` once the credential checks out (``grant`` is None for the legacy shared token),
         and ``(None, None)`` when the connection was refused (and is being
         closed; the refusal is journalled with the peer address, never the
         secret).
         """
-        if not self.secured:
-            return "", None
-        try:
-            data = await asyncio.wait_for(ws.recv(), self.config.auth_timeout)
-        except TimeoutError:
-            link.close(Close.AUTH_TIMEOUT, REASON_AUTH_TIMEOUT)
+        data = await self._recv_first(ws, link)
+        if data is None:
             return None, None
         offered: Any = None
         sender = "self"
