@@ -9,7 +9,7 @@ import pytest
 
 from synapse_channel.hub.server import Hub
 
-from .conftest import HubFactory, RawFactory, open_raw, open_ws
+from .conftest import HubFactory, RawFactory, open_raw
 
 
 async def test_open_hub_sends_welcome_before_any_frame(hub: Hub, raw: RawFactory) -> None:

@@ -30,9 +30,9 @@ from ..dispatch import Dispatcher
 from ..protocol import (
     REASON_AUTH_DENIED,
     REASON_AUTH_TIMEOUT,
-    REASON_REGISTER_TIMEOUT,
     REASON_CAPACITY,
     REASON_HOST_CAP,
+    REASON_REGISTER_TIMEOUT,
     REASON_SEAT_REVOKED,
     REASON_SEATS_REQUIRED,
     Close,
