@@ -20,6 +20,7 @@ from typing import Any
 BACKUP_SUFFIX = ".synapse-backup"
 CREATED_SUFFIX = ".synapse-created"
 OURS = re.compile(r"(^|[\s/])synapse hook [a-z0-9_-]+ [a-z0-9_-]+")
+KEY = re.compile(r"synapse hook ([a-z0-9_-]+) ([a-z0-9_-]+)")
 
 
 class SettingsError(Exception):
@@ -29,6 +30,16 @@ class SettingsError(Exception):
 def is_ours(hook: Any) -> bool:
     """True for a hook entry this tool installed."""
     return isinstance(hook, dict) and isinstance(hook.get("command"), str) and bool(OURS.search(hook["command"]))
+
+
+def hook_key(hook: Any) -> str | None:
+    """``synapse hook ASSISTANT EVENT`` for one of our entries (the path before it may move), else None.
+
+    An event may carry more than one hook of ours (Claude Code's Stop: the
+    stop hook and the background idle wait); the key tells them apart.
+    """
+    match = KEY.search(hook["command"]) if is_ours(hook) else None
+    return match.group(0) if match else None
 
 
 @dataclass(slots=True)
@@ -86,28 +97,53 @@ def _hooks(doc: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def _refresh(groups: list[Any], wanted: dict[str, Any]) -> bool:
-    """Make the one hook of ours in ``groups`` equal ``wanted`` (in place, where it stands).
+    """Make the hook of ours in ``groups`` with ``wanted``'s command equal ``wanted`` (in place, where it stands).
 
-    Returns False when ``groups`` holds none of ours. A second copy of ours
-    (a hand-made duplicate) is dropped so the assistant runs it once.
+    Returns False when ``groups`` holds no such hook. A second copy (a
+    hand-made duplicate) is dropped so the assistant runs it once.
     """
+    key = hook_key(wanted)
     found = False
     emptied: list[int] = []
     for group in groups:
         entries = group.get("hooks") if isinstance(group, dict) else None
         if not isinstance(entries, list):
             continue
-        for i, hook in enumerate(list(entries)):
-            if is_ours(hook):
+        for hook in list(entries):
+            if is_ours(hook) and hook_key(hook) == key:
                 if found:
                     entries.remove(hook)
                     if not entries:
                         emptied.append(id(group))
                 else:
-                    entries[i] = {**hook, **wanted}
+                    entries[entries.index(hook)] = {**hook, **wanted}
                     found = True
     groups[:] = [g for g in groups if id(g) not in emptied]
     return found
+
+
+def _prune(hooks: dict[str, Any], entries: dict[str, dict[str, Any]]) -> None:
+    """Drop hooks of ours, for the assistants ``entries`` is for, that it no longer asks for (a setting turned off)."""
+    wanted = {event: {hook_key(h) for h in group["hooks"]} for event, group in entries.items()}
+    assistants = {k.split()[2] for keys in wanted.values() for k in keys if k}
+    for event, groups in list(hooks.items()):
+        if not isinstance(groups, list):
+            continue
+        for group in list(groups):
+            found = group.get("hooks") if isinstance(group, dict) else None
+            if not isinstance(found, list):
+                continue
+            stale = [
+                h for h in found if (k := hook_key(h)) and k.split()[2] in assistants and k not in wanted.get(event, ())
+            ]
+            if stale:
+                emptied = len(stale) == len(found)
+                if emptied:
+                    groups.remove(group)
+                else:
+                    group["hooks"] = [h for h in found if h not in stale]
+                if emptied and not groups and event not in entries:
+                    del hooks[event]
 
 
 def plan_install(path: Path, entries: dict[str, dict[str, Any]]) -> Change:
@@ -123,8 +159,10 @@ def plan_install(path: Path, entries: dict[str, dict[str, Any]]) -> Change:
         groups = hooks.setdefault(event, [])
         if not isinstance(groups, list):
             raise SettingsError(f"{path}: hooks.{event} is not a list; nothing was changed")
-        if not _refresh(groups, group["hooks"][0]):
-            groups.append(group)
+        missing = [hook for hook in group["hooks"] if not _refresh(groups, hook)]
+        if missing:
+            groups.append({**group, "hooks": missing})
+    _prune(hooks, entries)
     after = _dump(doc, before)
     if before is not None and json.loads(after) == json.loads(before or "{}"):
         after = before  # already installed: leave the bytes alone
