@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from synapse_channel.adapters import Change, HookAdapter, TrustCheck, project_root
 from synapse_channel.hookspecs import hookimpl
 
-from .trust import check, trust_folder, user_settings_path
+from .trust import check, stripped_for_hooks, trust_folder, user_settings_path
 
 
 class Gemini(HookAdapter):
@@ -46,12 +46,26 @@ class Gemini(HookAdapter):
     # ------------------------------------------------------------------ folder trust
 
     def trust_check(self, scope: str) -> TrustCheck:
-        """Is this project folder trusted, as Gemini decides it? (Both scopes: user hooks need it too.)"""
-        verdict = check(project_root())
-        step = None
+        """Will Gemini run our hooks here, with our environment? (Both scopes: user hooks need it too.)
+
+        First the folder: is this project trusted, as Gemini decides it. Then
+        the hooks' environment: where Gemini redacts variables (GitHub
+        Actions, or redaction turned on) a hook without ``SYN_IDENTITY`` is
+        as good as off, so that is reported the same way.
+        """
+        root = project_root()
+        verdict = check(root)
         if verdict.trusted is False:
-            step = verdict.step or (self.install_step(scope) + " --trust")
-        return TrustCheck(trusted=verdict.trusted, step=step, why=verdict.why)
+            return TrustCheck(False, verdict.step or (self.install_step(scope) + " --trust"), verdict.why)
+        stripped, cause, hopeless = stripped_for_hooks(root)
+        if stripped:
+            why = f"Gemini strips {', '.join(stripped)} from hooks here ({cause}); they would do nothing"
+            if hopeless:
+                return TrustCheck(False, f"unset or change {', '.join(hopeless)} (its value looks like a secret)", why)
+            names = ", ".join(json.dumps(k) for k in stripped)
+            step = f"add {names} to security.environmentVariableRedaction.allowed in {user_settings_path()}"
+            return TrustCheck(False, step, why)
+        return TrustCheck(verdict.trusted, None, verdict.why)
 
     def trust(self, scope: str) -> list[Change]:
         """Add ``"<project>": "TRUST_FOLDER"`` to Gemini's trustedFolders.json, as its trust dialog does."""

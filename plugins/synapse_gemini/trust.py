@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -282,3 +283,76 @@ def trust_folder(folder: Path) -> list[Change]:
         else:
             after = before
     return [Change(path, before if existed else None, after)]
+
+
+# ---------------------------------------------------------------------------- the hook's environment
+
+#: Gemini's environment redaction (``services/environmentSanitization.ts``): names and values it never passes on.
+SECRET_NAMES = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "AUTH", "CREDENTIAL", "CREDS", "PRIVATE", "CERT")
+SECRET_VALUES = (
+    r"-----BEGIN (RSA|OPENSSH|EC|PGP) PRIVATE KEY-----",
+    r"-----BEGIN CERTIFICATE-----",
+    r"(https?|ftp|smtp)://[^:\s]{1,1024}:[^@\s]{1,1024}@",
+    r"(ghp|gho|ghu|ghs|ghr|github_pat)_[a-zA-Z0-9_]{36,}",
+    r"AIzaSy[a-zA-Z0-9_\\-]{33}",
+    r"AKIA[A-Z0-9]{16}",
+    r"eyJ[a-zA-Z0-9_-]{0,10240}\.[a-zA-Z0-9_-]{0,10240}\.[a-zA-Z0-9_-]{0,10240}",
+    r"(s|r)k_(live|test)_[0-9a-zA-Z]{24}",
+    r"xox[abpr]-[a-zA-Z0-9-]+",
+)
+OUR_PREFIXES = ("SYN_", "SYNAPSE_")
+
+
+def redaction_setting(project: Path) -> dict[str, Any]:
+    """``security.environmentVariableRedaction`` as Gemini merges it: per key, system > project > user > defaults."""
+    merged: dict[str, Any] = {}
+    for path in (
+        system_settings_path(),
+        project / ".gemini" / "settings.json",
+        user_settings_path(),
+        system_defaults_path(),
+    ):
+        try:
+            doc = read_jsonc(path)
+        except (OSError, ValueError):
+            continue
+        found = ((doc.get("security") or {}) if isinstance(doc, dict) else {}).get("environmentVariableRedaction")
+        if isinstance(found, dict):
+            merged = {**found, **merged}
+    return merged
+
+
+def _redacts(key: str, value: str, allowed: set[str], blocked: set[str], strict: bool) -> bool:
+    key = key.upper()
+    if key.startswith("GEMINI_CLI_"):
+        return False
+    if any(re.search(p, value.upper(), re.I) for p in SECRET_VALUES):
+        return True
+    if key in allowed:
+        return False
+    if key in blocked or strict:
+        return True
+    return any(name in key for name in SECRET_NAMES)
+
+
+def stripped_for_hooks(project: Path, env: dict[str, str] | None = None) -> tuple[list[str], str, list[str]]:
+    """Our variables set here that Gemini would not pass to a hook, why, and those no allow-list can pass.
+
+    Redaction is off by default; Gemini turns it on (strictly: everything not
+    allowed is dropped) when ``GITHUB_SHA`` is set or ``SURFACE=Github``, or
+    when ``security.environmentVariableRedaction.enabled`` is true. A hook
+    without ``SYN_IDENTITY`` does nothing (it fails open), so this is as silent
+    as an untrusted folder.
+    """
+    env = dict(os.environ) if env is None else env
+    strict = bool(env.get("GITHUB_SHA")) or env.get("SURFACE") == "Github"
+    setting = redaction_setting(project)
+    if not strict and setting.get("enabled") is not True:
+        return [], "", []
+    allowed = {str(k).upper() for k in setting.get("allowed") or [] if isinstance(k, str)}
+    blocked = {str(k).upper() for k in setting.get("blocked") or [] if isinstance(k, str)}
+    ours = sorted(k for k in env if k.upper().startswith(OUR_PREFIXES))
+    stripped = [k for k in ours if _redacts(k, env[k], allowed, blocked, strict)]
+    hopeless = [k for k in stripped if _redacts(k, env[k], allowed | {k.upper()}, blocked - {k.upper()}, strict)]
+    why = "GITHUB_SHA is set (Gemini's strict redaction)" if strict else "security.environmentVariableRedaction.enabled"
+    return stripped, why, hopeless

@@ -321,3 +321,39 @@ async def test_trust_check_agrees_with_gemini(case: str, pin: Pin, project: Path
     will_run = verdict.trusted is not False
     assert code == (0 if will_run else UNTRUSTED_EXIT), (case, verdict, err[-400:])
     assert (len(turns(server)) == 1) == will_run
+
+
+# ---------------------------------------------------------------------------- the hooks' environment
+
+
+async def test_redacted_hook_environment_is_reported_then_allowed(
+    pin: Pin, project: Path, home: Path, hub: Hub
+) -> None:
+    """Under GitHub Actions (GITHUB_SHA) Gemini strips SYN_* from hooks: status says so; the step fixes it."""
+    github = {"GITHUB_SHA": "0123abc", "SYN_IDENTITY": IDENTITY, "SYNAPSE_URI": hub.uri}
+    code, out, err = await run_cli("adapters", "install", "gemini", "--trust", env=github)
+    assert code == 3, (out, err)
+    names = sorted(k for k in {**os.environ, **github} if k.startswith(("SYN_", "SYNAPSE_")))
+    assert {"SYN_HOME", "SYN_IDENTITY", "SYNAPSE_URI"} <= set(names)
+    settings = home / ".gemini" / "settings.json"
+    quoted = ", ".join(json.dumps(k) for k in names)
+    assert f"one step left: add {quoted} to security.environmentVariableRedaction.allowed in {settings}\n" in out
+    assert "GITHUB_SHA is set" in out
+
+    text = f"redacted-{uuid.uuid4().hex[:8]}"
+    await queue(hub, text)
+    with serve() as server:
+        env = {**gemini_env(server, home, project, hub), "GITHUB_SHA": "0123abc"}
+        code, _, err = await run_gemini(pin, env, project, "-p", "anything?")
+        assert code == 0, err
+        assert len(turns(server)) == 1 and not server.seen(text)  # the hooks ran without an identity
+
+        doc = json.loads(settings.read_text())
+        doc["security"]["environmentVariableRedaction"] = {"allowed": names}  # the printed step
+        settings.write_text(json.dumps(doc, indent=2))
+        code, out, _ = await run_cli("adapters", "status", "--json", env=github)
+        row = gemini_row(out)["project"]
+        assert (row["trusted"], row["will_run"], row["step"]) == (True, True, None)
+        code, _, err = await run_gemini(pin, env, project, "-p", "anything?")
+        assert code == 0, err
+        assert text in last_user_text(turns(server)[1])
