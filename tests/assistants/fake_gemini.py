@@ -90,6 +90,15 @@ class Handler(FakeHandler):
         return self.server.reply
 
 
+def _merged(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """``ours`` under ``theirs``, table by table (a test's own setting wins, ours fill the rest)."""
+    out = dict(ours)
+    for key, value in theirs.items():
+        mine = out.get(key)
+        out[key] = _merged(mine, value) if isinstance(mine, dict) and isinstance(value, dict) else value
+    return out
+
+
 @contextmanager
 def serve(reply: str = "Done.") -> Iterator[FakeModelServer]:
     """A fake Gemini API for the ``with`` body."""
@@ -118,7 +127,7 @@ def setup(server: FakeModelServer, home: Path, project: Path) -> dict[str, str]:
     gemini_dir.mkdir(parents=True, exist_ok=True)
     path = gemini_dir / "settings.json"
     current = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps({**settings, **current}, indent=2) + "\n")
+    path.write_text(json.dumps(_merged(settings, current), indent=2) + "\n")
     return {
         "HOME": str(home),
         "GEMINI_API_KEY": "fake-gemini-key",
