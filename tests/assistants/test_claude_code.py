@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from synapse_channel.hub.server import Hub
+from synapse_channel.paths import mailbox_cursor_path, read_int
 
 from ..conftest import run_cli
 from .conftest import installed
@@ -173,3 +174,210 @@ async def test_status_reports_the_project_install_will_run(project: Path, hub: H
     assert after["installed"] and after["current"] and after["will_run"] and after["step"] is None
     assert after["trusted"] is None  # Claude Code has no hook-review gate of its own
     assert set(after["events"]) >= {"SessionStart", "UserPromptSubmit", "Stop"}
+
+
+# --------------------------------------------------------------------------- idle wake (asyncRewake)
+
+IDLE_CONFIG = "[adapters.claude_code]\nidle_wake = true\nidle_wake_seconds = 300\n"
+
+
+def user_turn(text: str) -> bytes:
+    """One user message in Claude Code's ``--input-format stream-json``."""
+    return (json.dumps({"type": "user", "message": {"role": "user", "content": text}}) + "\n").encode()
+
+
+async def read_until_result(proc: asyncio.subprocess.Process, timeout: float = 60) -> list[dict[str, Any]]:
+    """Read ``--output-format stream-json`` events until a turn's ``result``; fail if the stream ends first."""
+    assert proc.stdout is not None
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"claude's output ended before a result; saw {[e.get('type') for e in events]}")
+            event = json.loads(line)
+            events.append(event)
+            if event.get("type") == "result":
+                return events
+
+
+async def until(check: Any, what: str, timeout: float = 30) -> None:
+    """Wait for ``check()`` while the event loop (and the hub in it) keeps running; fail on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_idle_session_is_woken_by_a_message(claude: Pin, project: Path, model: FakeModelServer, hub: Hub) -> None:
+    """idle_wake: a session idle after its turn is woken by a message; the text reaches a new model request."""
+    (project / "synapse.toml").write_text(IDLE_CONFIG)
+    env = claude_env(model, project, hub)
+    await install(env)
+    doc = json.loads((project / ".claude" / "settings.json").read_text())
+    for event in ("SessionStart", "Stop"):
+        idle = [
+            h for g in doc["hooks"][event] for h in g["hooks"] if h["command"].endswith("hook claude-code idle-wait")
+        ]
+        assert idle == [{**idle[0], "asyncRewake": True, "timeout": 360}], doc["hooks"][event]
+    proc = await asyncio.create_subprocess_exec(
+        str(claude.path),
+        "-p",
+        "--input-format",
+        "stream-json",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        cwd=project,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(user_turn("look around PROMPT-C"))
+        await proc.stdin.drain()
+        await read_until_result(proc)
+        await until(lambda: f"{ID}-rx" in hub.core.roster.names, "the idle wait to arm")
+        armed = hub.core.roster.names[f"{ID}-rx"]
+        assert len(turns(model, "PROMPT-C")) == 1  # idle: nothing more was asked of the model
+        await send(hub, "gamma: wake up and review PR 7")
+        await read_until_result(proc)  # the woken turn
+        requests = turns(model, "PROMPT-C")
+        assert len(requests) == 2, [text_of(r)[-300:] for r in requests]
+        woken = _decoded(json.dumps(requests[1].json()["messages"][-1]))
+        assert "gamma: wake up and review PR 7" in woken and f"1 new message(s) for {ID}" in woken
+        assert "gamma" not in text_of(requests[0])
+        # handed over once: the next hook has nothing to say
+        code, out, _ = await run_cli("hook", "claude-code", "prompt", stdin=b"{}", env=env)
+        assert (code, out.strip()) == (0, "")
+        rearmed = "the Stop of the woken turn to arm a new idle wait"
+        await until(lambda: hub.core.roster.names.get(f"{ID}-rx") not in (None, armed), rearmed)
+        # End the session. (Closing stdin would also end it, but Claude Code then waits up to
+        # 30 s, its ASYNC_REWAKE_FLUSH_TIMEOUT_MS, for background rewake hooks to finish.)
+        proc.terminate()
+        await finish(proc)
+        await until(lambda: f"{ID}-rx" not in hub.core.roster.names, "the idle wait to end with its session")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def start_streaming(pin: Pin, project: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """A Claude Code session that stays open between turns (``--input-format stream-json``)."""
+    return await asyncio.create_subprocess_exec(
+        str(pin.path),
+        "-p",
+        "--input-format",
+        "stream-json",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        cwd=project,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_idle_wake_hands_a_busy_message_over_once(
+    claude: Pin, project: Path, model: FakeModelServer, hub: Hub
+) -> None:
+    """A mid-turn message taken by the idle wait (armed at SessionStart) wakes a new turn; Stop does not repeat it."""
+    (project / "synapse.toml").write_text(IDLE_CONFIG)
+    env = claude_env(model, project, hub)
+    await install(env)
+    model.hold()
+    proc = await start_streaming(claude, project, env)
+    assert proc.stdin is not None
+    cursor = mailbox_cursor_path(ID)
+    try:
+        proc.stdin.write(user_turn("busy work PROMPT-D"))
+        await proc.stdin.drain()
+        try:
+            await asyncio.to_thread(model.wait_until, lambda: bool(turns(model, "PROMPT-D")), 60, "the first request")
+            await until(lambda: f"{ID}-rx" in hub.core.roster.names, "the SessionStart idle wait to arm")
+            await send(hub, "delta: handle me exactly once")
+            await until(lambda: read_int(cursor) == 1, "the idle wait to take the message while the model is busy")
+        finally:
+            model.release()
+        await read_until_result(proc)  # the busy turn ends: its Stop hook finds nothing left
+        await read_until_result(proc)  # the turn the idle wait's rewake started
+        requests = turns(model, "PROMPT-D")
+        assert len(requests) == 2, [text_of(r)[-300:] for r in requests]
+        assert "delta" not in text_of(requests[0])
+        last = [_decoded(json.dumps(r.json()["messages"][-1])) for r in requests]
+        assert "delta: handle me exactly once" in last[1] and "<task-notification>" in last[1]
+        assert sum(text_of(r).count("delta: handle me exactly once") for r in requests) == 1
+    finally:
+        proc.terminate()
+        await finish(proc)
+
+
+async def test_plain_print_run_is_not_held_by_the_idle_wait(
+    claude: Pin, project: Path, model: FakeModelServer, hub: Hub
+) -> None:
+    """``claude -p`` runs asyncRewake hooks in the foreground: the idle wait must return at once, not wait."""
+    (project / "synapse.toml").write_text(IDLE_CONFIG)
+    env = claude_env(model, project, hub)
+    await install(env)
+    code, out, err = await finish(await start_claude(claude, project, env, "-p", "quick one PROMPT-E"))
+    assert (code, out.strip()) == (0, "Done."), err
+    requests = turns(model, "PROMPT-E")
+    assert len(requests) == 1, [text_of(r)[-300:] for r in requests]  # no "Stop hook feedback" continuation
+    assert f"{ID}-rx" not in hub.core.roster.names
+
+
+async def test_idle_wake_setting_installs_and_removes_the_background_hook(project: Path) -> None:
+    """Turning idle_wake on adds the asyncRewake hook to SessionStart and Stop; off again, re-install drops it."""
+    settings = project / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    original = (
+        '{\n  "hooks": {\n    "Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]\n  }\n}\n'
+    )
+    settings.write_text(original)
+
+    def idle_hooks() -> dict[str, int]:
+        doc = json.loads(settings.read_text())
+        return {
+            event: sum(h["command"].endswith("hook claude-code idle-wait") for g in groups for h in g["hooks"])
+            for event, groups in doc["hooks"].items()
+        }
+
+    def project_row(out: str) -> dict[str, Any]:
+        found: dict[str, Any] = next(r for r in json.loads(out) if r["adapter"] == "claude-code")["project"]
+        return found
+
+    assert (await run_cli("adapters", "install", "claude-code"))[0] == 0
+    assert idle_hooks() == {"Stop": 0, "SessionStart": 0, "UserPromptSubmit": 0}
+    (project / "synapse.toml").write_text(IDLE_CONFIG)
+    code, out, _ = await run_cli("adapters", "status", "--json")
+    assert code == 0 and not project_row(out)["current"]  # the setting asks for a hook that is not there yet
+    assert (await run_cli("adapters", "install", "claude-code"))[0] == 0
+    assert idle_hooks() == {"Stop": 1, "SessionStart": 1, "UserPromptSubmit": 0}
+    code, out, _ = await run_cli("adapters", "install", "claude-code")
+    assert code == 0 and "unchanged" in out and idle_hooks()["Stop"] == 1  # idempotent
+    _, out, _ = await run_cli("adapters", "status", "--json")
+    assert project_row(out)["current"] and project_row(out)["will_run"]
+    (project / "synapse.toml").write_text("[adapters.claude_code]\nidle_wake = false\n")
+    assert (await run_cli("adapters", "install", "claude-code"))[0] == 0
+    assert idle_hooks() == {"Stop": 0, "SessionStart": 0, "UserPromptSubmit": 0}
+    stop = json.loads(settings.read_text())["hooks"]["Stop"]
+    assert stop[0] == {"hooks": [{"type": "command", "command": "notify-send done"}]}  # the user's hook stays
+    assert (await run_cli("adapters", "uninstall", "claude-code"))[0] == 0
+    assert settings.read_text() == original
+
+
+async def test_idle_wait_fails_open(project: Path, hub: Hub) -> None:
+    """Outside a backgrounded Claude Code hook, or with no identity, idle-wait exits 0 at once and says why."""
+    (project / "synapse.toml").write_text(IDLE_CONFIG)
+    env = {"SYN_IDENTITY": ID, "SYNAPSE_URI": hub.uri, "CLAUDE_CODE_ENTRYPOINT": "sdk-cli"}
+    code, out, err = await run_cli("hook", "claude-code", "idle-wait", stdin=b"{}", env=env)
+    assert (code, out) == (0, "") and "not waiting" in err
+    code, out, err = await run_cli("hook", "codex", "idle-wait", stdin=b"{}", env=env)
+    assert (code, out) == (0, "") and "no background idle wait" in err

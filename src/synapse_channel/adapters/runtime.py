@@ -9,20 +9,37 @@
   stop_wait_seconds``). A loop guard honours the assistant's own
   stop-hook-active flag and a cap of consecutive continuations per session.
 
+* ``idle-wait`` (adapters that offer it: Claude Code's ``asyncRewake``): run
+  in the assistant's background while it is idle, block until a directed
+  message arrives (``synapse wait``'s policy: directed and priority mail wakes,
+  one-to-many jitter, the identity's mailbox cursor), then exit 2 with the
+  messages for the model; exit 0 quietly at its timeout, when a newer wait
+  takes over, or when the session is gone.
+
 Every path fails open: no identity, no hub, bad input or any error prints the
 adapter's empty output, a note on stderr, and exits 0. A hook must never block
 an agent.
+
+The mailbox cursor is read and advanced under a file lock by every hook, so a
+synchronous Stop hook and a background idle wait started by the same event
+never hand the same message over twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..client.waiter import Waiter
 from . import HookAdapter
 
 Frame = dict[str, Any]
@@ -30,6 +47,8 @@ Frame = dict[str, Any]
 MAX_CONTINUES = 3
 MAX_SHOWN = 20
 HUB_TIMEOUT = 3.0
+#: What an idle wait exits with to wake the model (Claude Code: asyncRewake's "blocking error").
+EXIT_WAKE = 2
 
 
 def note(message: str) -> None:
@@ -51,6 +70,145 @@ def run_hook(adapter: HookAdapter, event: str, stdin_text: str) -> str:
     except Exception as exc:  # fail open: never block the agent
         note(f"{type(exc).__name__}: {exc}; continuing without synapse")
         return adapter.empty_output
+
+
+def run_idle_wait(adapter: HookAdapter, stdin_text: str) -> tuple[int, str]:
+    """``idle-wait``: (exit code, text for the model); never raises.
+
+    Exit 2 with the messages when one arrives, else exit 0 with nothing (its
+    timeout, a newer wait took over, the session ended, or any error).
+    """
+    check = getattr(adapter, "idle_wait_check", None)
+    seconds = getattr(adapter, "idle_wait_seconds", None)
+    if check is None or seconds is None:
+        note(f"{adapter.name} has no background idle wait; nothing to do")
+        return 0, ""
+    try:
+        alive, why = check()
+        if alive is None:
+            note(f"{why}; not waiting")
+            return 0, ""
+        return asyncio.run(_idle_wait(float(seconds()), alive))
+    except Exception as exc:  # fail open: an idle wait that breaks just ends
+        note(f"idle wait: {type(exc).__name__}: {exc}")
+        return 0, ""
+
+
+async def _idle_wait(seconds: float, alive: Any) -> tuple[int, str]:
+    from ..cli.common import default_identity, resolve_token, runtime, settings
+    from ..client.connection import EXIT_OK, EXIT_TIMEOUT, EXIT_YIELD
+    from ..client.waiter import RETRY_MAX, RETRY_MIN, WaitSpec
+    from ..paths import mailbox_cursor_path
+
+    identity = default_identity()
+    if not identity:
+        note("no identity (set SYN_IDENTITY or [identity] in synapse.toml); not waiting")
+        return 0, ""
+    cfg = settings()
+    try:
+        pm = runtime()[1]  # the wake_delay / wake_* plugin hooks, as for `synapse wait`
+    except Exception:
+        pm = None
+    deadline = time.monotonic() + seconds
+    watch = asyncio.ensure_future(_until_gone(alive))
+    delay = RETRY_MIN
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            spec = WaitSpec(
+                uri=str(cfg.get("hub.uri")),
+                for_name=identity,
+                connect_name=f"{identity}-rx",
+                token=resolve_token(None, None),
+                timeout=left,
+                directed_only=True,
+                jitter=float(cfg.get("wake.jitter")),
+                mailbox=True,
+                cursor_path=mailbox_cursor_path(identity),
+                pm=pm,
+            )
+            waiter = IdleWaiter(spec)
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                run = asyncio.ensure_future(waiter.run())
+                done, _ = await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+                if run not in done:
+                    run.cancel()
+                    with contextlib.suppress(BaseException):
+                        await run
+            if waiter.taken:
+                return EXIT_WAKE, render_messages(identity, waiter.taken) + "\nHandle these, then stop."
+            if watch in done:
+                note("the session ended; idle wait over")
+                return 0, ""
+            code = run.result()
+            if code in (EXIT_TIMEOUT, EXIT_YIELD) or waiter.final:
+                return 0, ""  # nothing came, a newer wait took over, or retrying cannot help
+            if code == EXIT_OK:
+                continue  # it woke for messages another hook handed over meanwhile: wait on
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))  # hub away: ride it out
+            delay = min(RETRY_MAX, delay * 2)
+        return 0, ""
+    finally:
+        watch.cancel()
+
+
+async def _until_gone(alive: Any) -> None:
+    """Return once the assistant session that started this wait is gone."""
+    while True:  # a liveness poll: nothing to await on a process we did not start
+        if not alive():
+            return
+        await asyncio.sleep(1.0)
+
+
+@dataclass(slots=True)
+class IdleWaiter(Waiter):
+    """``synapse wait``'s waiter that keeps what woke it instead of printing it.
+
+    What it hands over is decided under the cursor lock against the cursor
+    on disk, so a message another hook took meanwhile is not handed over
+    again, and the cursor only moves forward.
+    """
+
+    taken: list[Frame] = field(default_factory=list)
+
+    def _surface(self, frames: list[Frame]) -> None:
+        from ..paths import read_int, write_private
+
+        path = self.spec.cursor_path
+        assert path is not None
+        with cursor_lock(path):
+            cursor = read_int(path)
+            fresh = [f for f in frames if isinstance(f.get("seq"), int) and f["seq"] > cursor]
+            if fresh:
+                write_private(path, f"{max(f['seq'] for f in fresh)}\n")
+        self.seen.update(f["seq"] for f in frames if isinstance(f.get("seq"), int))
+        self.taken = fresh
+
+    async def _ack(self, client: Any, frames: list[Frame]) -> None:
+        from ..client.connection import HubError
+
+        if not self.taken:
+            return
+        top = max(f["seq"] for f in self.taken)
+        self.cursor = max(self.cursor, top)
+        with contextlib.suppress(HubError):
+            await client.send(client.frame("ack", "all", "", seq=top, mailbox_for=self.spec.for_name))
+
+
+@contextlib.contextmanager
+def cursor_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock beside the mailbox cursor ``path`` (``flock``; a no-op where there is none)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 async def _handle(adapter: HookAdapter, event: str, payload: dict[str, Any]) -> str:
@@ -175,6 +333,13 @@ class Seat:
         With ``catchup`` also the claims this identity holds and the ready
         tasks, all in one round trip.
         """
+        from ..paths import read_int
+
+        with cursor_lock(self.cursor_path):
+            self.cursor = read_int(self.cursor_path)  # another hook may have moved it since
+            return await self._take(catchup)
+
+    async def _take(self, catchup: bool) -> tuple[list[Frame], list[Frame], list[Frame]]:
         client = self._client()
         wanted = {"history_snapshot"} | ({"state_snapshot", "board_snapshot"} if catchup else set())
         got: dict[str, Frame] = {}

@@ -150,16 +150,27 @@ def render_readiness(ready: dict[str, Any]) -> str:
 
 @click.command()
 @click.argument("assistant")
-@click.argument("event", type=click.Choice(["session-start", "prompt", "stop"]))
+@click.argument("event", type=click.Choice(["session-start", "prompt", "stop", "idle-wait"]))
 def hook(assistant: str, event: str) -> None:
-    """Run by the assistant itself: read its hook JSON on stdin, print its answer (always exit 0)."""
-    from ..adapters.runtime import note, run_hook
+    """Run by the assistant itself: read its hook JSON on stdin, print its answer (exit 0).
+
+    ``idle-wait`` runs in the assistant's background (Claude Code's
+    ``asyncRewake``): it exits 2 with the messages on stderr when one arrives,
+    which wakes the idle model, and 0 otherwise.
+    """
+    from ..adapters.runtime import note, run_hook, run_idle_wait
 
     try:
         adapter = find_adapter(assistant)
     except click.UsageError as exc:
         note(str(exc))
         return
-    out = run_hook(adapter, event, sys.stdin.read() if not sys.stdin.isatty() else "")
+    stdin_text = sys.stdin.read() if not sys.stdin.isatty() else ""
+    if event == "idle-wait":
+        code, text = run_idle_wait(adapter, stdin_text)
+        if text:
+            click.echo(text, err=True)
+        sys.exit(code)
+    out = run_hook(adapter, event, stdin_text)
     if out:
         click.echo(out)
