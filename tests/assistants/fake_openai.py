@@ -112,6 +112,11 @@ def setup(server: FakeModelServer, home: Path, project: Path) -> dict[str, str]:
         "request_max_retries = 0",
         "stream_max_retries = 0",
         "",
+        "[features]",
+        # the TUI would start a shared app-server daemon (a copy of Codex in CODEX_HOME and an update
+        # poller) that outlives the test; tests that want one start it themselves
+        "daemon_auto_start = false",
+        "",
         "[analytics]",
         "enabled = false",
         "",
