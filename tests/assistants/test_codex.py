@@ -348,12 +348,19 @@ async def test_changed_stop_wait_updates_the_timeout_and_the_trust(
 # ---------------------------------------------------------------------- install never breaks Codex
 
 LEGACY = "[features]  # synapse-channel: codex hooks\ncodex_hooks = true  # synapse-channel: codex hooks\n"
+
+
+def dotted_features(base: str) -> str:
+    """``base`` with its ``[features]`` table rewritten as dotted keys at the top (as many users write them)."""
+    head, rest = base.split("[features]\n", 1)
+    _comment, tail = rest.split("daemon_auto_start = false\n", 1)
+    return "features.daemon_auto_start = false\nfeatures.web_search = true\n" + head + tail
+
+
 ELSEWHERE = "/elsewhere/.codex/hooks.json:stop:0:0"
 TRICKY = {
     # dotted keys at the top, then plain keys: tomlkit alone would slide a new table in between
-    "dotted-keys": lambda base: (
-        f'features.web_search = true\nhooks.state."{ELSEWHERE}".trusted_hash = "sha256:00"\n' + base
-    ),
+    "dotted-keys": lambda base: f'hooks.state."{ELSEWHERE}".trusted_hash = "sha256:00"\n' + dotted_features(base),
     "inline-tables": lambda base: (
         f'hooks = {{ state = {{ "{ELSEWHERE}" = {{ trusted_hash = "sha256:00" }} }} }}\n'
         "tui = { notifications = false }  # inline\n" + base
@@ -365,7 +372,7 @@ TRICKY = {
         'type = "command"\ncommand = "true"  # keep\n# the end\n'
     ),
     # what older installs wrote beside a dotted features key: Codex refused to start ("duplicate key")
-    "legacy-flag": lambda base: "features.web_search = true\n" + base + LEGACY,
+    "legacy-flag": lambda base: dotted_features(base) + LEGACY,
 }
 
 
