@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 from synapse_channel.hub.server import Hub
 from synapse_channel.paths import mailbox_cursor_path, read_int
 
-from ..conftest import run_cli
+from ..conftest import needs, run_cli
 from .conftest import installed
 from .fake_anthropic import serve, setup
 from .fakebase import FakeModelServer, Recorded, _decoded
@@ -109,6 +110,18 @@ def turns(model: FakeModelServer, marker: str) -> list[Recorded]:
 
 def text_of(rec: Recorded) -> str:
     return _decoded(rec.body)
+
+
+def text_blocks(rec: Recorded) -> list[str]:
+    """The text of every content block of every message in a model request (not the system prompt)."""
+    out = []
+    for message in (rec.json() or {}).get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.extend(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return out
 
 
 async def test_queued_message_reaches_the_first_model_request(
@@ -381,3 +394,62 @@ async def test_idle_wait_fails_open(project: Path, hub: Hub) -> None:
     assert (code, out) == (0, "") and "not waiting" in err
     code, out, err = await run_cli("hook", "codex", "idle-wait", stdin=b"{}", env=env)
     assert (code, out) == (0, "") and "no background idle wait" in err
+
+
+async def tmux(sock: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run one tmux command against our own server (``-S sock``); return its stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        "tmux", "-S", str(sock), *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_idle_interactive_session_is_woken_by_a_message(
+    claude: Pin, project: Path, model: FakeModelServer, hub: Hub, tmp_path: Path
+) -> None:
+    """The interactive TUI, never prompted, sits idle at its composer; a message wakes it into a turn."""
+    needs(shutil.which("tmux") is not None, "tmux")
+    (project / "synapse.toml").write_text(IDLE_CONFIG)
+    env = claude_env(model, project, hub)
+    env.pop("TMUX", None)
+    await install(env)
+    sock = tmp_path / "tmux.sock"
+    await tmux(
+        sock, "new-session", "-d", "-s", "cc", "-x", "120", "-y", "40", "-c", str(project), str(claude.path), env=env
+    )
+    try:
+
+        async def screen() -> str:
+            return await tmux(sock, "capture-pane", "-p", "-t", "cc")
+
+        await until_async(lambda: _shows(screen, "for shortcuts"), "the TUI's idle composer", 60)
+        await until(lambda: f"{ID}-rx" in hub.core.roster.names, "the SessionStart idle wait to arm")
+        assert not turns(model, ""), "the idle TUI asked the model something"
+        await send(hub, "epsilon: the build on main is red")
+        await asyncio.to_thread(
+            model.wait_until, lambda: model.seen("epsilon: the build on main is red"), 60, "the woken request"
+        )
+        requests = [r for r in turns(model, "") if "epsilon" in text_of(r)]
+        assert requests
+        woken = [b for b in text_blocks(requests[0]) if "epsilon: the build on main is red" in b]
+        assert len(woken) == 1 and "<task-notification>" in woken[0], woken
+        await until_async(lambda: _shows(screen, "Done."), "the woken turn's answer on screen", 30)
+    finally:
+        await tmux(sock, "kill-server")
+    await until(lambda: f"{ID}-rx" not in hub.core.roster.names, "the idle wait to end with its session")
+
+
+async def until_async(check: Any, what: str, timeout: float = 30) -> None:
+    """:func:`until` for an async ``check``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def _shows(screen: Any, text: str) -> bool:
+    return text in await screen()
