@@ -409,3 +409,102 @@ async def test_tricky_config_toml_keeps_codex_starting_and_uninstall_restores_it
         assert config.read_text() == original
     code, _, err = await run_codex(codex, project, env, "exec", "hi")
     assert code == 0, err
+
+
+# ---------------------------------------------------------------------- codex queue: what it can wake
+
+
+async def test_codex_queue_wakes_an_idle_thread_its_app_server_holds(
+    codex: Pin, project: Path, model: FakeModelServer, hub: Hub, tmp_path: Path
+) -> None:
+    """``codex queue`` to the app server holding an idle thread starts a new turn with the message.
+
+    The interactive TUI holds its threads in such a server (its auto-started
+    daemon; here one on a socket of our own), so this is how an idle Codex
+    can be woken: the message reaches the model as the next user turn.
+    """
+    from websockets.asyncio.client import unix_connect
+
+    env = codex_env(model, project, hub)
+    sock = tmp_path / "app.sock"
+    server = await asyncio.create_subprocess_exec(
+        str(codex.path),
+        "app-server",
+        "--listen",
+        f"unix://{sock}",
+        cwd=project,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.to_thread(model.wait_until, sock.exists, 30, "the app server's socket")
+        async with unix_connect(str(sock), uri="ws://localhost/") as ws:
+            inbox: list[dict[str, Any]] = []
+
+            async def rpc(n: int, method: str, params: dict[str, Any]) -> Any:
+                await ws.send(json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}))
+                return (await until(lambda m: m.get("id") == n))["result"]
+
+            async def until(match: Any) -> dict[str, Any]:
+                async with asyncio.timeout(RUN_TIMEOUT):
+                    while True:
+                        found = next((m for m in inbox if match(m)), None)
+                        if found is not None:
+                            inbox.remove(found)
+                            return found
+                        inbox.append(json.loads(await ws.recv()))
+
+            await rpc(1, "initialize", {"clientInfo": {"name": "synapse-tests", "version": "1"}})
+            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "initialized"}))
+            thread = (await rpc(2, "thread/start", {"cwd": str(project)}))["thread"]["id"]
+            turn = {"threadId": thread, "input": [{"type": "text", "text": "first turn PROMPT-Q"}]}
+            await rpc(3, "turn/start", turn)
+            await until(lambda m: m.get("method") == "turn/completed")
+            assert len(turns(model, "PROMPT-Q")) == 1  # the thread is idle now
+
+            code, out, err = await run_codex(
+                codex,
+                project,
+                env,
+                "queue",
+                "--thread",
+                thread,
+                "--message",
+                "delta: wake up",
+                "--remote",
+                f"unix://{sock}",
+            )
+            assert code == 0 and f"for thread {thread}" in out, out + err
+            await until(lambda m: m.get("method") == "turn/completed")  # a turn nobody typed
+            woken = turns(model, "delta: wake up")
+            assert len(woken) == 1 and "PROMPT-Q" in text_of(woken[0])  # the same thread, the message as its turn
+            last = woken[0].json()["input"][-1]
+            assert last["role"] == "user" and _decoded(json.dumps(last)).strip().endswith("delta: wake up")
+    finally:
+        server.terminate()
+        await server.wait()
+
+
+async def test_codex_queue_without_a_server_waits_for_the_next_resume(
+    codex: Pin, project: Path, model: FakeModelServer, hub: Hub
+) -> None:
+    """With no server holding the thread (``codex exec`` ran and exited), queue only stores the message.
+
+    Nothing reaches the model until the thread is resumed; ``codex exec
+    resume`` then runs the queued message as a turn of its own first.
+    """
+    env = codex_env(model, project, hub)
+    code, _, err = await run_codex(codex, project, env, "exec", "first PROMPT-R")
+    assert code == 0, err
+    thread = next(ln.split(": ", 1)[1] for ln in err.splitlines() if ln.startswith("session id: "))
+    queue = ("queue", "--thread", thread, "--message", "epsilon", "--resume")
+    code, out, err = await run_codex(codex, project, env, *queue)
+    assert code == 0 and f"for thread {thread}" in out, out + err
+    assert "could not resume" in err  # no daemon, no --remote: stored only
+    assert len(model.requests) == 1
+    code, _, err = await run_codex(codex, project, env, "exec", "resume", thread, "second PROMPT-S")
+    assert code == 0, err
+    bodies = [text_of(r) for r in model.requests[1:]]
+    assert len(bodies) == 2 and "epsilon" in bodies[0] and "PROMPT-S" not in bodies[0] and "PROMPT-S" in bodies[1]
