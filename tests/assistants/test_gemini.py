@@ -17,9 +17,15 @@ moves Gemini's home.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
+import pty
+import struct
 import subprocess
+import termios
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -45,9 +51,15 @@ STEP = "synapse adapters install gemini --trust"
 SCRUB = ("GEMINI_CLI_TRUST_WORKSPACE", "GEMINI_RESTRICTED_MODE", "GEMINI_CLI_HOME", "GITHUB_SHA", "SURFACE")
 
 
+_checked: list[Pin] = []
+
+
 @pytest.fixture
 def pin() -> Pin:
-    return installed("gemini")
+    """The pinned Gemini CLI, its version checked once per run (inside a test: $HOME is a temp dir)."""
+    if not _checked:
+        _checked.append(installed("gemini"))
+    return _checked[0]
 
 
 @pytest.fixture
@@ -357,3 +369,65 @@ async def test_redacted_hook_environment_is_reported_then_allowed(
         code, _, err = await run_gemini(pin, env, project, "-p", "anything?")
         assert code == 0, err
         assert text in last_user_text(turns(server)[1])
+
+
+# ---------------------------------------------------------------------------- the same entry Gemini writes
+
+
+class Terminal:
+    """The real interactive Gemini on a pseudo-terminal (its trust dialog needs one); output kept for matching."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = pty.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        self.output = b""
+        self.reader = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.output += data
+
+    async def start(self, pin: Pin, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            str(pin.path), cwd=str(cwd), env={**env, "TERM": "xterm-256color"},
+            stdin=self.slave, stdout=self.slave, stderr=self.slave, start_new_session=True,
+        )  # fmt: skip
+        self.reader.start()
+        return proc
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def close(self) -> None:
+        for fd in (self.slave, self.master):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+async def test_trust_writes_what_geminis_own_dialog_writes(pin: Pin, project: Path, home: Path) -> None:
+    """Choosing "Trust folder" in the real Gemini's dialog and ``install --trust`` leave the same bytes."""
+    rules = home / ".gemini" / "trustedFolders.json"
+    with serve() as server:
+        term = Terminal()
+        proc = await term.start(pin, gemini_env(server, home, project), project)
+        try:
+            await until(lambda: b"Do you trust the files in this folder?" in term.output, "Gemini's trust dialog")
+            assert b"1. Trust folder (proj)" in term.output
+            term.type(b"\r")  # the default choice: 1. Trust folder
+            await until(lambda: rules.exists() and str(project) in rules.read_text(), "Gemini's trust rule")
+        finally:
+            proc.kill()
+            await proc.wait()
+            term.close()
+    theirs, mode = rules.read_bytes(), rules.stat().st_mode & 0o777
+    assert json.loads(theirs) == {str(project): "TRUST_FOLDER"}
+    rules.unlink()
+    code, out, err = await run_cli("adapters", "install", "gemini", "--trust")
+    assert code == 0, (out, err)
+    assert (rules.read_bytes(), rules.stat().st_mode & 0o777) == (theirs, mode)
