@@ -432,3 +432,44 @@ async def test_presence_frames_drop_the_roster_for_large_fleets(hub: Hub, raw: R
         assert "online_agents" not in big and big["online_count"] == 3
     finally:
         hubcore.PRESENCE_ROSTER_LIMIT = old
+
+
+async def test_a_wait_rearm_is_silent_for_everyone_else(hub_factory: HubFactory) -> None:
+    """Each `wait` re-arm used to cost every other socket a `left` and a `joined` frame.
+
+    A name that comes back within --presence-grace is not announced at all; one
+    that stays away is announced `left` once, when the grace has passed.
+    """
+    hub = await hub_factory(presence_grace=0.5)
+    observer = await open_raw(hub.uri, "observer")
+    await observer.send("heartbeat")
+    await observer.expect("presence_update", agent="observer", event="joined")
+    for _ in range(10):  # ten re-arms in a row, as a waiter loop does
+        waiter = await open_raw(hub.uri, "api/w")
+        await waiter.send("heartbeat")
+        await waiter.expect("welcome")
+        await waiter.close()
+    await observer.send("who_request")  # a marker: everything before it has been sent to us
+    seen = []
+    while True:
+        frame = await observer.recv()
+        if frame["type"] == "who_snapshot":
+            break
+        if frame["type"] == "presence_update":
+            seen.append((frame["agent"], frame["event"]))
+    assert seen == [("api/w", "joined")]  # the first arm only; no left/joined pair per re-arm
+    left = await observer.expect("presence_update", agent="api/w")
+    assert left["event"] == "left" and "api/w" not in left["online_agents"]
+    await observer.close()
+
+
+async def test_presence_grace_zero_announces_at_once(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(presence_grace=0)
+    observer = await open_raw(hub.uri, "observer")
+    await observer.send("heartbeat")
+    waiter = await open_raw(hub.uri, "api/w")
+    await waiter.send("heartbeat")
+    await observer.expect("presence_update", agent="api/w", event="joined")
+    await waiter.close()
+    await observer.expect("presence_update", agent="api/w", event="left", timeout=2)
+    await observer.close()

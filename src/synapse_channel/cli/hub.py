@@ -129,6 +129,13 @@ if TYPE_CHECKING:
     type=click.IntRange(0),
     help="Live claims one agent may hold before QUOTA_EXCEEDED (0 = unlimited).",
 )
+@click.option(
+    "--presence-grace",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a departed name may come back (a wait re-arm) before others hear 'left'; 0 = at once.",
+)
 def hub(
     host: str,
     port: int,
@@ -155,6 +162,7 @@ def hub(
     commit_mode: str,
     takeover_cooldown: float,
     max_claims_per_agent: int,
+    presence_grace: float,
 ) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
     from ..hub.config import HubConfig, InsecureBindError
@@ -194,6 +202,7 @@ def hub(
         auth_timeout=auth_timeout,
         takeover_cooldown=takeover_cooldown,
         max_claims_per_agent=max_claims_per_agent,
+        presence_grace=presence_grace,
         group_commit=commit_mode == "group",
     )
     os.umask(0o077)

@@ -59,6 +59,9 @@ PRESENCE_ROSTER_LIMIT = 200
 
 Handler = Callable[["HubCore", Conn, Command, float, Outcome], None]
 
+#: Seconds a departed name has to come back before others hear it ``left``.
+PRESENCE_GRACE = 1.0
+
 
 class HubCore:
     """Roster, chat and mailbox state for one hub."""
@@ -72,6 +75,7 @@ class HubCore:
         allowed_roles: frozenset[str] = frozenset(),
         priority_senders: frozenset[str] = frozenset(DEFAULT_PRIORITY_SENDERS),
         max_claims_per_agent: int = claim_verbs.MAX_CLAIMS_PER_OWNER,
+        presence_grace: float = PRESENCE_GRACE,
     ) -> None:
         self.hub_id = hub_id
         self.compat_fanout = compat_fanout
@@ -81,6 +85,10 @@ class HubCore:
         #: What the hub enforces, told to every client in ``welcome`` (set by the hub).
         self.security: dict[str, Any] = {"auth": "open", "directed": self.directed_mode}
         self.roster = Roster()
+        #: A name that leaves is announced ``left`` only after this many seconds
+        #: without coming back, so a ``wait`` re-arm is silent for everyone else.
+        self.presence_grace = presence_grace
+        self.leaving: dict[str, float] = {}
         self.mailbox = Mailbox()
         self.seq = 0
         self.msg_id = 0
@@ -153,10 +161,33 @@ class HubCore:
         self.board.load(state.get("board", {"tasks": [], "progress": []}))
 
     def expire(self, now: float) -> Outcome:
-        """Journal and announce every lease that has run out by ``now``."""
+        """Journal and announce every lease that has run out by ``now``; announce settled departures."""
         out = Outcome()
         claim_verbs.expire(self, now, out)
+        self._settle(now, out)
         return out
+
+    def settle_all(self, now: float) -> Outcome:
+        """Announce every departure still in its grace (the hub is stopping)."""
+        out = Outcome()
+        self._settle(now, out, everyone=True)
+        return out
+
+    def _settle(self, now: float, out: Outcome, everyone: bool = False) -> None:
+        if self.leaving:
+            for name, left_at in list(self.leaving.items()):
+                if everyone or now - left_at >= self.presence_grace:
+                    del self.leaving[name]
+                    if name not in self.roster.names:
+                        self._presence(out, "left", name, now)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`expire` next has work: a lease running out or a departure settling."""
+        lease = self.claims.next_deadline()
+        if not self.leaving:
+            return lease
+        settle = min(self.leaving.values()) + self.presence_grace
+        return settle if lease is None else min(lease, settle)
 
     # ------------------------------------------------------------------ connections
 
@@ -236,7 +267,10 @@ class HubCore:
             self.roster.last_left[owner_of(conn.name)] = now
             out.notify("client_left", name=conn.name)
             if not conn.quiet:
-                self._presence(out, "left", conn.name, now)
+                if self.presence_grace > 0:
+                    self.leaving[conn.name] = now  # announced by expire() unless the name comes back
+                else:
+                    self._presence(out, "left", conn.name, now)
         return out
 
     def _presence(self, out: Outcome, event: str, agent: str, now: float) -> None:
@@ -320,8 +354,8 @@ class HubCore:
             self.roster.bind(conn, name, reg.roles)
         conn.wake_capability = reg.wake_capability
         out.notify("client_joined", name=name, wake_capability=reg.wake_capability)
-        if holder is None and not reg.quiet:
-            self._presence(out, "joined", name, now)
+        if holder is None and not reg.quiet and self.leaving.pop(name, None) is None:
+            self._presence(out, "joined", name, now)  # not a re-arm within the grace: a real join
         if reg.mailbox:
             self._replay_mailbox(conn, reg, now, out)
         return True

@@ -33,6 +33,8 @@ class HubConfig:
     takeover_cooldown: float = 2.0
     #: Live claims one agent may hold (QUOTA_EXCEEDED beyond); 0 = unlimited.
     max_claims_per_agent: int = 256
+    #: Seconds a departed name may come back (a ``wait`` re-arm) before others hear ``left``; 0: at once.
+    presence_grace: float = 1.0
     #: Copy every directed chat to every socket, as 0.99 hubs did (off: only addressees get it).
     compat_fanout: bool = False
     #: Roles connections may declare (``roles`` in the registration frame); others are refused.

@@ -136,6 +136,7 @@ class Hub:
             allowed_roles=cfg.allowed_roles,
             priority_senders=cfg.priority_senders,
             max_claims_per_agent=cfg.max_claims_per_agent,
+            presence_grace=cfg.presence_grace,
         )
         self._update_security()
         await self.journal.replay(self.core)
@@ -215,6 +216,9 @@ class Hub:
             await link.stop()
         if self._expirer is not None:
             self._expirer.cancel()
+        if self.core is not None and self.core.leaving:
+            with contextlib.suppress(Exception):  # the feed and plugins hear the last departures
+                await self._commit_and_deliver(self.core.settle_all(time.time()))
         if self._seat_watch is not None:
             self._seat_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -531,9 +535,9 @@ class Hub:
             self._dispatcher.emit(hook, **kwargs)
 
     async def _run_expiry(self) -> None:
-        """Expire leases when they run out (re-checked at least every half second)."""
+        """Expire leases and announce settled departures when due (re-checked at least every half second)."""
         while True:
-            deadline = self._core.claims.next_deadline()
+            deadline = self._core.next_deadline()
             now = time.time()
             if deadline is not None and deadline <= now:
                 await self._commit_and_deliver(self._core.expire(now))
