@@ -453,3 +453,29 @@ async def until_async(check: Any, what: str, timeout: float = 30) -> None:
 
 async def _shows(screen: Any, text: str) -> bool:
     return text in await screen()
+
+
+async def test_message_between_turns_reaches_the_next_prompt(
+    claude: Pin, project: Path, model: FakeModelServer, hub: Hub
+) -> None:
+    """UserPromptSubmit: a message that arrives between two turns rides along with the next prompt, once."""
+    env = claude_env(model, project, hub)
+    await install(env)
+    proc = await start_streaming(claude, project, env)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(user_turn("first turn PROMPT-F"))
+        await proc.stdin.drain()
+        await read_until_result(proc)
+        await send(hub, "zeta: the API freeze starts at noon")
+        proc.stdin.write(user_turn("second turn PROMPT-G"))
+        await proc.stdin.drain()
+        await read_until_result(proc)
+        requests = turns(model, "PROMPT-F")
+        assert len(requests) == 2, [text_of(r)[-300:] for r in requests]
+        assert "zeta" not in text_of(requests[0])
+        with_prompt = [b for b in text_blocks(requests[1]) if "zeta: the API freeze starts at noon" in b]
+        assert len(with_prompt) == 1 and "UserPromptSubmit hook" in with_prompt[0], text_blocks(requests[1])[-3:]
+    finally:
+        proc.terminate()
+        await finish(proc)

@@ -192,6 +192,10 @@ class IdleWaiter(Waiter):
         self.cursor = max(self.cursor, top)
         with contextlib.suppress(HubError):
             await client.send(client.frame("ack", "all", "", seq=top, mailbox_for=self.spec.for_name))
+        if self.spec.pm is not None:
+            from ..dispatch import notify
+
+            await notify(self.spec.pm, "wake_delivered", identity=self.spec.for_name, frames=self.taken)
 
 
 @contextlib.contextmanager
