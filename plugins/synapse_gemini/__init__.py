@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from synapse_channel.adapters import Change, HookAdapter, TrustCheck, project_root
 from synapse_channel.hookspecs import hookimpl
 
-from .trust import check, stripped_for_hooks, trust_folder, user_settings_path
+from .trust import check, hooks_switched_off, stripped_for_hooks, trust_folder, user_settings_path
 
 
 class Gemini(HookAdapter):
@@ -49,7 +49,7 @@ class Gemini(HookAdapter):
         """Will Gemini run our hooks here, with our environment? (Both scopes: user hooks need it too.)
 
         First the folder: is this project trusted, as Gemini decides it. Then
-        the hooks' environment: where Gemini redacts variables (GitHub
+        Gemini's hook switches (``hooksConfig``). Then the hooks' environment: where Gemini redacts variables (GitHub
         Actions, or redaction turned on) a hook without ``SYN_IDENTITY`` is
         as good as off, so that is reported the same way.
         """
@@ -57,6 +57,10 @@ class Gemini(HookAdapter):
         verdict = check(root)
         if verdict.trusted is False:
             return TrustCheck(False, verdict.step or (self.install_step(scope) + " --trust"), verdict.why)
+        commands = [group["hooks"][0]["command"] for group in self.entries().values()]
+        off = hooks_switched_off(root, commands)
+        if off:
+            return TrustCheck(False, off[1], off[0])
         stripped, cause, hopeless = stripped_for_hooks(root)
         if stripped:
             why = f"Gemini strips {', '.join(stripped)} from hooks here ({cause}); they would do nothing"

@@ -306,12 +306,7 @@ OUR_PREFIXES = ("SYN_", "SYNAPSE_")
 def redaction_setting(project: Path) -> dict[str, Any]:
     """``security.environmentVariableRedaction`` as Gemini merges it: per key, system > project > user > defaults."""
     merged: dict[str, Any] = {}
-    for path in (
-        system_settings_path(),
-        project / ".gemini" / "settings.json",
-        user_settings_path(),
-        system_defaults_path(),
-    ):
+    for path in _settings_files(project):
         try:
             doc = read_jsonc(path)
         except (OSError, ValueError):
@@ -356,3 +351,39 @@ def stripped_for_hooks(project: Path, env: dict[str, str] | None = None) -> tupl
     hopeless = [k for k in stripped if _redacts(k, env[k], allowed | {k.upper()}, blocked - {k.upper()}, strict)]
     why = "GITHUB_SHA is set (Gemini's strict redaction)" if strict else "security.environmentVariableRedaction.enabled"
     return stripped, why, hopeless
+
+
+# ---------------------------------------------------------------------------- hooks switched off in settings
+
+
+def _settings_files(project: Path) -> list[Path]:
+    """Gemini's settings files, highest precedence first (the project's counts only in a trusted folder)."""
+    return [system_settings_path(), project / ".gemini" / "settings.json", user_settings_path(), system_defaults_path()]
+
+
+def hooks_switched_off(project: Path, commands: list[str]) -> tuple[str, str] | None:
+    """(why, step) when Gemini's settings turn all hooks, or one of ours, off; else None.
+
+    ``hooksConfig.enabled`` (default true) is the switch for every hook;
+    ``hooksConfig.disabled`` (merged across files) lists hook names, and a
+    command hook's name is its command.
+    """
+    decided = False
+    for path in _settings_files(project):
+        try:
+            doc = read_jsonc(path)
+        except (OSError, ValueError):
+            continue
+        config = doc.get("hooksConfig") if isinstance(doc, dict) else None
+        if not isinstance(config, dict):
+            continue
+        if not decided and isinstance(config.get("enabled"), bool):
+            decided = True
+            if config["enabled"] is False:
+                why = f"hooksConfig.enabled is false in {path}: Gemini runs no hooks"
+                return why, f"set hooksConfig.enabled to true in {path}"
+        listed = [c for c in commands if c in (config.get("disabled") or [])]
+        if listed:
+            why = f"hooksConfig.disabled in {path} lists {listed[0]!r}"
+            return why, f"remove it from hooksConfig.disabled in {path}"
+    return None

@@ -431,3 +431,40 @@ async def test_trust_writes_what_geminis_own_dialog_writes(pin: Pin, project: Pa
     code, out, err = await run_cli("adapters", "install", "gemini", "--trust")
     assert code == 0, (out, err)
     assert (rules.read_bytes(), rules.stat().st_mode & 0o777) == (theirs, mode)
+
+
+# ---------------------------------------------------------------------------- Gemini's own hook switches
+
+
+async def test_hooks_switched_off_in_gemini_settings_is_reported(pin: Pin, project: Path, home: Path, hub: Hub) -> None:
+    """``hooksConfig.enabled: false`` really stops our hooks; status says so, and which file to change."""
+    code, out, err = await run_cli("adapters", "install", "gemini", "--trust")
+    assert code == 0, (out, err)
+    settings = home / ".gemini" / "settings.json"
+    settings.write_text(json.dumps({"hooksConfig": {"enabled": False}}))
+    code, out, _ = await run_cli("adapters", "status", "--json")
+    row = gemini_row(out)["project"]
+    assert (row["will_run"], row["step"]) == (False, f"set hooksConfig.enabled to true in {settings}")
+
+    text = f"switched-{uuid.uuid4().hex[:8]}"
+    await queue(hub, text)
+    with serve() as server:
+        env = gemini_env(server, home, project, hub)  # keeps the test's hooksConfig
+        code, _, err = await run_gemini(pin, env, project, "-p", "anything?")
+        assert code == 0 and len(turns(server)) == 1 and not server.seen(text), err
+
+        doc = json.loads(settings.read_text())
+        ours = json.loads((project / ".gemini" / "settings.json").read_text())["hooks"]
+        doc["hooksConfig"] = {"enabled": True, "disabled": [ours["SessionStart"][0]["hooks"][0]["command"]]}
+        settings.write_text(json.dumps(doc))
+        code, out, _ = await run_cli("adapters", "status", "--json")
+        row = gemini_row(out)["project"]
+        assert row["will_run"] is False and row["step"] == f"remove it from hooksConfig.disabled in {settings}"
+
+        del doc["hooksConfig"]
+        settings.write_text(json.dumps(doc))
+        code, out, _ = await run_cli("adapters", "status", "--json")
+        assert gemini_row(out)["project"]["will_run"] is True
+        code, _, err = await run_gemini(pin, env, project, "-p", "anything?")
+        assert code == 0, err
+        assert text in last_user_text(turns(server)[1])
