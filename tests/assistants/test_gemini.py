@@ -310,6 +310,7 @@ def _rules_cases(project: Path) -> dict[str, dict[str, str] | None]:
         "unrelated",
         "trust disabled",
         "symlinked project",
+        "comments",
     ],
 )
 async def test_trust_check_agrees_with_gemini(case: str, pin: Pin, project: Path, home: Path) -> None:
@@ -322,6 +323,10 @@ async def test_trust_check_agrees_with_gemini(case: str, pin: Pin, project: Path
         trust_folder(home, project)
         folder = project.parent / "link"
         folder.symlink_to(project)
+    elif case == "comments":  # Gemini reads its files as JSON with comments
+        (home / ".gemini").mkdir(parents=True, exist_ok=True)
+        text = f'{{\n  // mine\n  "{project}": /* yes */ "TRUST_FOLDER"\n}}'
+        (home / ".gemini" / "trustedFolders.json").write_text(text)
     else:
         rules = _rules_cases(project)[case]
         if rules is not None:
@@ -333,6 +338,23 @@ async def test_trust_check_agrees_with_gemini(case: str, pin: Pin, project: Path
     will_run = verdict.trusted is not False
     assert code == (0 if will_run else UNTRUSTED_EXIT), (case, verdict, err[-400:])
     assert (len(turns(server)) == 1) == will_run
+
+
+async def test_invalid_trust_file_is_reported_and_never_rewritten(pin: Pin, project: Path, home: Path) -> None:
+    """A trust level Gemini does not know makes it refuse to start; we say so and --trust leaves the file alone."""
+    rules = home / ".gemini" / "trustedFolders.json"
+    rules.parent.mkdir(parents=True, exist_ok=True)
+    original = json.dumps({str(project): "TRUST_ME"})
+    rules.write_text(original)
+    code, out, err = await run_cli("adapters", "install", "gemini", "--trust")
+    assert code != 0 and "invalid trust level 'TRUST_ME'" in out + err, (out, err)
+    assert rules.read_text() == original
+    code, out, _ = await run_cli("adapters", "status", "--json")
+    row = gemini_row(out)["project"]
+    assert (row["trusted"], row["will_run"], row["step"]) == (False, False, f"fix {rules}")
+    with serve() as server:
+        code, _, err = await run_gemini(pin, gemini_env(server, home, project), project, "-p", "hi")
+    assert code not in (0, UNTRUSTED_EXIT) and "TRUST_ME" in err and not server.requests
 
 
 # ---------------------------------------------------------------------------- the hooks' environment
