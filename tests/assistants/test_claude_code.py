@@ -27,7 +27,7 @@ import pytest
 from synapse_channel.hub.server import Hub
 from synapse_channel.paths import mailbox_cursor_path, read_int
 
-from ..conftest import needs, run_cli
+from ..conftest import SYNAPSE, needs, run_cli
 from .conftest import installed
 from .fake_anthropic import serve, setup
 from .fakebase import FakeModelServer, Recorded, _decoded
@@ -479,3 +479,59 @@ async def test_message_between_turns_reaches_the_next_prompt(
     finally:
         proc.terminate()
         await finish(proc)
+
+
+# --------------------------------------------------------------------------- the idle wait on its own
+
+
+async def idle_wait(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``synapse hook claude-code idle-wait`` as Claude Code starts it in an interactive session."""
+    return await asyncio.create_subprocess_exec(
+        SYNAPSE,
+        "hook",
+        "claude-code",
+        "idle-wait",
+        env={**os.environ, **env, "CLAUDE_CODE_ENTRYPOINT": "cli"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_idle_wait_wakes_with_exit_2_yields_and_times_out_quietly(project: Path, hub: Hub) -> None:
+    """Exit 2 with the message on stderr; a newer wait takes over (the older exits 0); exit 0 at the timeout."""
+    (project / "synapse.toml").write_text("[adapters.claude_code]\nidle_wake = true\nidle_wake_seconds = 60\n")
+    env = {"SYN_IDENTITY": ID, "SYNAPSE_URI": hub.uri}
+    older = await idle_wait(env)
+    await until(lambda: f"{ID}-rx" in hub.core.roster.names, "the first idle wait to arm")
+    first = hub.core.roster.names[f"{ID}-rx"]
+    newer = await idle_wait(env)
+    code, out, err = await finish(older, 30)
+    assert (code, out) == (0, ""), err  # superseded: it yields without a word to the model
+    await until(lambda: hub.core.roster.names.get(f"{ID}-rx") not in (None, first), "the newer idle wait to arm")
+    await send(hub, "eta: ship it")
+    code, out, err = await finish(newer, 30)
+    assert code == 2 and out == "", err
+    assert f"synapse: 1 new message(s) for {ID}:" in err and "boss -> api/claude-1: eta: ship it" in err
+    assert f"[seq {read_int(mailbox_cursor_path(ID))}] boss" in err  # the cursor moved past it
+    (project / "synapse.toml").write_text("[adapters.claude_code]\nidle_wake = true\nidle_wake_seconds = 1\n")
+    code, out, err = await finish(await idle_wait(env), 30)
+    assert (code, out) == (0, "") and "eta" not in err  # nothing new: it gives up quietly
+
+
+async def test_stop_hook_and_idle_wait_of_one_stop_hand_a_message_over_once(project: Path, hub: Hub) -> None:
+    """The Stop hook and the idle wait Claude Code starts with it race for the same message: it is handed over once."""
+    (project / "synapse.toml").write_text("[adapters.claude_code]\nidle_wake = true\nidle_wake_seconds = 2\n")
+    env = {"SYN_IDENTITY": ID, "SYNAPSE_URI": hub.uri}
+    stop_input = json.dumps({"session_id": "s1", "hook_event_name": "Stop", "stop_hook_active": False}).encode()
+    cursor = 0
+    for i in range(3):
+        text = f"theta-{i}: one copy only"
+        await send(hub, text)
+        waiter = await idle_wait(env)
+        stop = await run_cli("hook", "claude-code", "stop", stdin=stop_input, env=env)
+        woke = await finish(waiter, 30)
+        handed = stop[1].count(text) + woke[2].count(text)
+        assert handed == 1, (stop, woke)
+        assert read_int(mailbox_cursor_path(ID)) > cursor  # it moved past this message, never back
+        cursor = read_int(mailbox_cursor_path(ID))
