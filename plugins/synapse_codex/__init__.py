@@ -19,15 +19,18 @@ older installs wrote (they could make Codex refuse to start).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from synapse_channel.adapters import Change, HookAdapter, TrustCheck, project_root
+from synapse_channel.adapters import Change, HookAdapter, Readiness, TrustCheck, project_root
 from synapse_channel.adapters.settings_file import SettingsError, apply
 from synapse_channel.hookspecs import hookimpl
 
 from . import trust as codex_trust
+from .wake import is_our_notify, notify_command
 
+DEFAULT_WAKE_SECONDS = 600.0
 #: The marker older installs put on the feature-flag lines they added to config.toml.
 MARK = "# synapse-channel: codex hooks"
 
@@ -84,16 +87,64 @@ class Codex(HookAdapter):
         """Install: drop the legacy flag lines. Uninstall: also drop the trust records of our hooks."""
         path = self.user_config()
         before = path.read_text() if path.exists() else None
+        text = without_flag(before) if before is not None and MARK in before else before or ""
+        notify = codex_trust.read_config_text(text).get("notify")
+        if notify is not None and not is_our_notify(notify) and installing and self.queue_wake():
+            raise SettingsError(
+                f"{path} already has notify = {notify!r}; [adapters.codex] queue_wake needs that setting"
+                " (Codex runs one notify program); nothing was changed"
+            )
+        if installing:
+            wanted = notify_command() if self.queue_wake() else (None if is_our_notify(notify) else notify)
+            if wanted != notify:
+                text = codex_trust.set_top_level(text, "notify", wanted)
+            return [Change(path, before, text if before is not None or text else None)]
         if before is None:
             return [Change(path, None, None)]
-        text = without_flag(before) if MARK in before else before
-        if installing:
-            return [Change(path, before, text)]
+        if is_our_notify(notify):
+            text = codex_trust.set_top_level(text, "notify", None)
         keys = [key for key, _ in codex_trust.our_hooks(self.config_path(scope))]
         project = project_root() if scope == "project" else None
         text = codex_trust.forget(text, keys, backup=_backup_text(path), project=project)
         created = path.with_name(path.name + ".synapse-created").exists()
         return [Change(path, before, None if created and not text.strip() else text)]
+
+    # ------------------------------------------------------------------ opt-in idle wake (codex queue)
+
+    def _setting(self, key: str) -> Any:
+        from synapse_channel.cli.common import settings
+
+        found = settings().deferred.get(f"adapters.codex.{key}")
+        return found.value if found else None
+
+    def queue_wake(self) -> bool:
+        """``[adapters.codex] queue_wake``: after each turn, wait for mail and ``codex queue`` it (default off)."""
+        return self._setting("queue_wake") is True
+
+    def queue_wake_seconds(self) -> float:
+        """``[adapters.codex] queue_wake_seconds``: how long one wait after a turn lasts."""
+        value = self._setting("queue_wake_seconds")
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+        return float(value) if ok else DEFAULT_WAKE_SECONDS
+
+    def queue_wake_remote(self) -> str | None:
+        """``[adapters.codex] queue_wake_remote``: the app server holding the threads, when not the local daemon."""
+        value = self._setting("queue_wake_remote")
+        return value if isinstance(value, str) and value else None
+
+    def readiness(self, scope: str) -> Readiness:
+        """The hooks' readiness; with ``queue_wake`` on, also whether Codex's ``notify`` runs our wait."""
+        ready = super().readiness(scope)
+        if not ready.installed or not self.queue_wake():
+            return ready
+        try:
+            notify = codex_trust.read_config(self.user_config()).get("notify")
+        except SettingsError:
+            return ready  # the trust check already says what is wrong with the file
+        if is_our_notify(notify):
+            return ready
+        why = f"queue_wake is on but {self.user_config()} does not run the synapse wait as its notify program"
+        return replace(ready, current=False, step=self.install_step(scope), why=why)
 
     # ------------------------------------------------------------------ Codex's trust gate
 
@@ -171,6 +222,26 @@ def register_settings(register: Any) -> None:
         float,
         0.0,
         "On Stop with nothing waiting, wait up to this long for a message before letting Codex stop.",
+    )
+    register(
+        "adapters.codex.queue_wake",
+        bool,
+        False,
+        "After each turn, wait for a message and `codex queue` it into the idle thread (Codex's notify program; "
+        "the TUI's threads live in its app-server daemon, which runs it; re-run `synapse adapters install codex`).",
+    )
+    register(
+        "adapters.codex.queue_wake_seconds",
+        float,
+        DEFAULT_WAKE_SECONDS,
+        "How long one wait after a turn lasts; after it the idle thread is reachable again from its next turn.",
+    )
+    register(
+        "adapters.codex.queue_wake_remote",
+        str,
+        "",
+        "The app server holding the Codex threads (`codex queue --remote`), e.g. unix:///path/to.sock; "
+        "empty: Codex's local daemon.",
     )
 
 

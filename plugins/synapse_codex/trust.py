@@ -278,3 +278,41 @@ def _append_tables(text: str, wanted: dict[str, Any]) -> str:
 
 def _body(entry: dict[str, Any]) -> str:
     return "".join(f"{k} = {json.dumps(v)}\n" for k, v in entry.items())
+
+
+def set_top_level(text: str, key: str, value: Any) -> str:
+    """``text`` with the root-table ``key`` set to ``value`` (removed when None), everything else as it was."""
+    try:
+        wanted = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config.toml is not valid TOML ({exc}); fix it first, nothing was changed") from None
+    if value is None:
+        wanted.pop(key, None)
+    else:
+        wanted[key] = value
+    if wanted == tomllib.loads(text):
+        return text
+
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    if value is None:
+        del doc[key]
+    else:
+        doc[key] = value
+    after = tomlkit.dumps(doc)
+    if _means(after, wanted):
+        return after
+    if value is not None and key not in tomllib.loads(text):
+        after = f"{key} = {json.dumps(value)}\n{text}"  # a line at the very top is always in the root table
+        if _means(after, wanted):
+            return after
+    raise SettingsError(f"could not set {key} in config.toml without changing what else it means; nothing was changed")
+
+
+def read_config_text(text: str) -> dict[str, Any]:
+    """``text`` parsed (empty when it does not parse: the edit that follows reports that)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return {}

@@ -508,3 +508,76 @@ async def test_codex_queue_without_a_server_waits_for_the_next_resume(
     assert code == 0, err
     bodies = [text_of(r) for r in model.requests[1:]]
     assert len(bodies) == 2 and "epsilon" in bodies[0] and "PROMPT-S" not in bodies[0] and "PROMPT-S" in bodies[1]
+
+
+async def test_queue_wake_hands_a_message_to_the_idle_thread_as_a_new_turn(
+    codex: Pin, project: Path, model: FakeModelServer, hub: Hub, tmp_path: Path
+) -> None:
+    """``queue_wake``: after a turn, Codex's notify program waits; a message sent then becomes the next turn.
+
+    The thread lives in an app server on our socket (``queue_wake_remote``),
+    as the TUI's live in its daemon; nobody types anything after the first turn.
+    """
+    from websockets.asyncio.client import unix_connect
+
+    env = codex_env(model, project, hub)
+    sock = tmp_path / "app.sock"
+    (project / "synapse.toml").write_text(
+        f'[adapters.codex]\nqueue_wake = true\nqueue_wake_seconds = 60\nqueue_wake_remote = "unix://{sock}"\n'
+    )
+    config = config_toml(env)
+    original = config.read_text()
+    code, out = await install(env, "--trust")
+    assert code == 0 and "they will run" in out, out
+    assert tomllib.loads(config.read_text())["notify"][-2:] == ["-m", "synapse_codex.wake"]
+    assert (await status(env))["current"]
+    server = await asyncio.create_subprocess_exec(
+        str(codex.path),
+        "app-server",
+        "--listen",
+        f"unix://{sock}",
+        cwd=project,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    waits = Path(os.environ["SYN_HOME"]) / "hook-state"
+    try:
+        await asyncio.to_thread(model.wait_until, sock.exists, 30, "the app server's socket")
+        async with unix_connect(str(sock), uri="ws://localhost/") as ws:
+            inbox: list[dict[str, Any]] = []
+
+            async def until(match: Any) -> dict[str, Any]:
+                async with asyncio.timeout(RUN_TIMEOUT):
+                    while True:
+                        found = next((m for m in inbox if match(m)), None)
+                        if found is not None:
+                            inbox.remove(found)
+                            return found
+                        inbox.append(json.loads(await ws.recv()))
+
+            async def rpc(n: int, method: str, params: dict[str, Any]) -> Any:
+                await ws.send(json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}))
+                return (await until(lambda m: m.get("id") == n))["result"]
+
+            await rpc(1, "initialize", {"clientInfo": {"name": "synapse-tests", "version": "1"}})
+            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "initialized"}))
+            thread = (await rpc(2, "thread/start", {"cwd": str(project)}))["thread"]["id"]
+            await rpc(3, "turn/start", {"threadId": thread, "input": [{"type": "text", "text": "work PROMPT-W"}]})
+            await until(lambda m: m.get("method") == "turn/completed")
+            assert len(turns(model, "PROMPT-W")) == 1  # idle now; the notify program is waiting
+            await asyncio.to_thread(model.wait_until, lambda: any(waits.glob("codex-wake-*")), 30, "the wake's wait")
+            await send(hub, "zeta: rebase and rerun the tests")
+            await until(lambda m: m.get("method") == "turn/completed")  # a turn nobody typed
+        woken = turns(model, "zeta: rebase and rerun the tests")
+        assert len(woken) == 1 and "PROMPT-W" in text_of(woken[0])  # the same thread
+        last = _decoded(json.dumps(woken[0].json()["input"][-1]))
+        assert f"1 new message(s) for {ID}" in last and last.strip().endswith("Handle these, then stop.")
+    finally:
+        server.terminate()  # the wait the last turn started ends with it
+        await server.wait()
+    await asyncio.to_thread(model.wait_until, lambda: not any(waits.glob("codex-wake-*")), 30, "the wait to end")
+    code, out, err = await run_cli("adapters", "uninstall", "codex", env=env)
+    assert code == 0, out + err
+    assert config.read_text() == original  # notify and trust gone, byte for byte
