@@ -263,9 +263,13 @@ def trust_folder(folder: Path) -> list[Change]:
         return []
     path = trusted_folders_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    existed = path.exists()
-    if not existed:
+    existed = True
+    try:  # created as Gemini creates it: "{}", owner-only
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        existed = False
         with os.fdopen(fd, "w") as fh:
             fh.write("{}")
     with _locked(path):
