@@ -57,7 +57,7 @@ class Gemini(HookAdapter):
         verdict = check(root)
         if verdict.trusted is False:
             return TrustCheck(False, verdict.step or (self.install_step(scope) + " --trust"), verdict.why)
-        commands = [group["hooks"][0]["command"] for group in self.entries().values()]
+        commands = [hook["command"] for group in self.entries().values() for hook in group["hooks"]]
         off = hooks_switched_off(root, commands)
         if off:
             return TrustCheck(False, off[1], off[0])
