@@ -36,8 +36,8 @@ MARK = "# synapse-channel: codex hooks"
 
 
 def codex_home() -> Path:
-    """``$CODEX_HOME`` or ``~/.codex``, absolute (trust keys are absolute paths)."""
-    return Path(os.path.abspath(os.environ.get("CODEX_HOME") or str(Path("~/.codex").expanduser())))
+    """``$CODEX_HOME`` or ``~/.codex``, with symlinks resolved as Codex resolves it (trust keys are its paths)."""
+    return Path(os.environ.get("CODEX_HOME") or str(Path("~/.codex").expanduser())).resolve()
 
 
 def without_flag(text: str) -> str:
@@ -104,7 +104,7 @@ class Codex(HookAdapter):
         if is_our_notify(notify):
             text = codex_trust.set_top_level(text, "notify", None)
         keys = [key for key, _ in codex_trust.our_hooks(self.config_path(scope))]
-        project = project_root() if scope == "project" else None
+        project = project_root().resolve() if scope == "project" else None
         text = codex_trust.forget(text, keys, backup=_backup_text(path), project=project)
         created = path.with_name(path.name + ".synapse-created").exists()
         return [Change(path, before, None if created and not text.strip() else text)]
@@ -160,7 +160,7 @@ class Codex(HookAdapter):
             return TrustCheck(False, f"remove {off} from {self.user_config()}", f"hooks are turned off ({off})")
         problems = []
         if scope == "project":
-            root = project_root()
+            root = project_root().resolve()
             level = codex_trust.project_trust_level(config, root)
             if level is not None and level != "trusted":
                 # the user's own decision about this folder: say so, never override it
@@ -196,7 +196,7 @@ class Codex(HookAdapter):
         """
         path = self.user_config()
         before = path.read_text() if path.exists() else None
-        project = project_root() if scope == "project" else None
+        project = project_root().resolve() if scope == "project" else None
         after = codex_trust.record(before or "", codex_trust.our_hooks(self.config_path(scope)), project)
         change = Change(path, before, after)
         apply(change, installing=True)

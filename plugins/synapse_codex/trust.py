@@ -75,6 +75,7 @@ def our_hooks(hooks_file: Path) -> list[tuple[str, str]]:
     except (OSError, ValueError):
         return []
     hooks = doc.get("hooks") if isinstance(doc, dict) else None
+    hooks_file = hooks_file.resolve()  # Codex keys the file by its canonical path
     out = []
     for event, groups in (hooks or {}).items():
         if event not in LABELS or not isinstance(groups, list):
