@@ -158,10 +158,10 @@ async def install(env: dict[str, str], *args: str) -> tuple[int, str]:
     return code, out
 
 
-async def status(env: dict[str, str]) -> dict[str, Any]:
+async def status(env: dict[str, str], scope: str = "project") -> dict[str, Any]:
     code, out, err = await run_cli("adapters", "status", "--json", env=env)
     assert code == 0, err
-    row: dict[str, Any] = next(r for r in json.loads(out) if r["adapter"] == "codex")["project"]
+    row: dict[str, Any] = next(r for r in json.loads(out) if r["adapter"] == "codex")[scope]
     return row
 
 
@@ -265,6 +265,32 @@ async def test_message_sent_while_busy_continues_the_session_then_it_ends(
     last = json.dumps(second["input"][-1])
     assert "beta: also update the changelog" in _decoded(last)
     assert "Handle these, then stop." in _decoded(last)
+
+
+async def test_user_scope_through_a_symlinked_codex_home(
+    codex: Pin, project: Path, model: FakeModelServer, hub: Hub, tmp_path: Path
+) -> None:
+    """--scope user writes $CODEX_HOME/hooks.json; trust is keyed by the canonical path Codex uses."""
+    env = codex_env(model, project, hub)
+    link = tmp_path / "codex-home-link"
+    link.symlink_to(env["CODEX_HOME"], target_is_directory=True)
+    env = {**env, "CODEX_HOME": str(link)}
+    code, out = await install(env, "--scope", "user")
+    assert code == 3 and f"one step left: {STEP} --scope user" in out, out
+    assert not (project / ".codex").exists()
+    code, out = await install(env, "--scope", "user", "--trust")
+    assert code == 0 and "they will run" in out, out
+    real = Path(env["HOME"]) / ".codex"
+    states = tomllib.loads((real / "config.toml").read_text())["hooks"]["state"]
+    assert sorted(states) == sorted(
+        f"{real.resolve()}/hooks.json:{e}:0:0" for e in ("session_start", "stop", "user_prompt_submit")
+    )
+    row = await status(env, "user")
+    assert row["trusted"] is True and row["will_run"] and row["file"] == str(real.resolve() / "hooks.json")
+    await send(hub, "eta: user-wide hooks work")
+    code, _, err = await run_codex(codex, project, env, "exec", "say hi PROMPT-H")
+    assert code == 0, err
+    assert "eta: user-wide hooks work" in text_of(turns(model, "PROMPT-H")[0])
 
 
 # ---------------------------------------------------------------------- trust as Codex records it
