@@ -265,6 +265,9 @@ async def test_message_sent_while_busy_continues_the_session_then_it_ends(
     last = json.dumps(second["input"][-1])
     assert "beta: also update the changelog" in _decoded(last)
     assert "Handle these, then stop." in _decoded(last)
+    assert second["input"][-1]["role"] == "user" and '<hook_prompt hook_run_id="stop:' in _decoded(
+        last
+    )  # Stop's reason
 
 
 async def test_user_scope_through_a_symlinked_codex_home(
