@@ -170,11 +170,12 @@ class Codex(HookAdapter):
             if level is None:
                 problems.append(f"the project {root} is not trusted in Codex (it ignores its .codex/ folder)")
         states = codex_trust.hook_states(config)
-        untrusted = [
-            key.rsplit(":", 3)[1]
-            for key, digest in codex_trust.our_hooks(self.config_path(scope))
-            if states.get(key, {}).get("trusted_hash") != digest or states.get(key, {}).get("enabled") is False
-        ]
+        ours = codex_trust.our_hooks(self.config_path(scope))
+        disabled = [key for key, _ in ours if states.get(key, {}).get("enabled") is False]
+        if disabled:  # the user switched them off in Codex: say so, never switch them back on
+            fix = f'remove enabled = false from [hooks.state."{disabled[0]}"] in {self.user_config()}'
+            return TrustCheck(False, fix, f"{len(disabled)} of our hooks are disabled in Codex")
+        untrusted = [key.rsplit(":", 3)[1] for key, digest in ours if states.get(key, {}).get("trusted_hash") != digest]
         if untrusted:
             problems.append(f"Codex has not trusted these hooks as they are now ({', '.join(untrusted)})")
         if problems:
