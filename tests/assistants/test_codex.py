@@ -402,6 +402,13 @@ TRICKY = {
     ),
     # what older installs wrote beside a dotted features key: Codex refused to start ("duplicate key")
     "legacy-flag": lambda base: dotted_features(base) + LEGACY,
+    # an older install's [features] table that the user later put keys of their own into: the header stays
+    "legacy-flag-under-user-keys": lambda base: base.replace("[features]\n", LEGACY),
+}
+#: What each legacy case must mean once the marked lines are gone (other cases: what they meant before).
+REPAIRED = {
+    "legacy-flag": lambda base: dotted_features(base),
+    "legacy-flag-under-user-keys": lambda base: base,
 }
 
 
@@ -412,7 +419,9 @@ async def test_tricky_config_toml_keeps_codex_starting_and_uninstall_restores_it
     """Install --trust and uninstall on awkward config.toml files: Codex parses each result; the file comes back."""
     env = codex_env(model, project, hub)
     config = config_toml(env)
-    original = TRICKY[case](config.read_text())
+    base = config.read_text()
+    original = TRICKY[case](base)
+    meaning = tomllib.loads(REPAIRED.get(case, TRICKY[case])(base))
     config.write_text(original)
     if case == "legacy-flag":
         code, _, err = await run_codex(codex, project, env, "exec", "hi")
@@ -421,9 +430,7 @@ async def test_tricky_config_toml_keeps_codex_starting_and_uninstall_restores_it
     assert code == 0 and "they will run" in out, out
     assert "synapse-channel: codex hooks" not in config.read_text()
     trusted = tomllib.loads(config.read_text())
-    assert {k: v for k, v in tomllib.loads(original.replace(LEGACY, "")).items() if k != "hooks"} == {
-        k: v for k, v in trusted.items() if k != "hooks"
-    }  # everything else means what it meant
+    assert {k: v for k, v in meaning.items() if k != "hooks"} == {k: v for k, v in trusted.items() if k != "hooks"}
     listed = await codex_hooks(codex, project, env)  # Codex loads the file and trusts exactly ours
     assert sorted(h["trustStatus"] for h in listed if "synapse hook codex" in (h["command"] or "")) == ["trusted"] * 3
     await send(hub, f"gamma: {case}")
@@ -432,8 +439,8 @@ async def test_tricky_config_toml_keeps_codex_starting_and_uninstall_restores_it
     assert f"gamma: {case}" in text_of(turns(model, "PROMPT-X")[0])  # the hooks ran
     code, out, err = await run_cli("adapters", "uninstall", "codex", env=env)
     assert code == 0, out + err
-    if case == "legacy-flag":  # the broken original cannot come back; the repaired one parses the same
-        assert tomllib.loads(config.read_text()) == tomllib.loads(original.replace(LEGACY, ""))
+    if case in REPAIRED:  # the legacy lines do not come back; the rest means what it meant
+        assert tomllib.loads(config.read_text()) == meaning
     else:
         assert config.read_text() == original
     code, _, err = await run_codex(codex, project, env, "exec", "hi")
