@@ -103,6 +103,8 @@ def setup(server: FakeModelServer, home: Path, project: Path) -> dict[str, str]:
         'approval_policy = "never"',
         'sandbox_mode = "read-only"',
         "check_for_update_on_startup = false",
+        # typed keys arriving fast (tmux send-keys) are taken as a paste, and Enter then as a newline
+        "disable_paste_burst = true",
         "",
         "[model_providers.fake]",
         'name = "fake"',
