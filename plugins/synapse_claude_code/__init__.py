@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -88,35 +89,70 @@ class ClaudeCode(HookAdapter):
         """
         entry = os.environ.get("CLAUDE_CODE_ENTRYPOINT", "")
         found = claude_process()
-        if found is None:
-            if entry == "cli":  # interactive; no /proc to find the process by: watch our parent instead
-                parent = os.getppid()
-                return (lambda: os.getppid() == parent), ""
-            return None, "cannot tell whether Claude Code runs this hook in the background; not waiting"
+        if found is None:  # never wait for a session we cannot watch: an orphaned wait would eat mail
+            return None, "cannot find the Claude Code process this hook belongs to"
         pid, argv = found
         if entry != "cli" and printing(argv) and not streaming_input(argv):
             return None, "claude -p without --input-format stream-json runs background hooks in the foreground"
         return (lambda: alive(pid)), ""
 
 
+def process(pid: int) -> tuple[int, list[str], str, str] | None:
+    """(parent pid, argv, state letter, executable) of ``pid`` from ``/proc``, else ``ps``; None if unknown."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # state, ppid, ...
+        exe = ""
+        with contextlib.suppress(OSError):
+            exe = os.readlink(f"/proc/{pid}/exe")
+        return int(fields[1]), [a.decode(errors="replace") for a in raw.split(b"\0") if a], fields[0], exe
+    except (OSError, IndexError, ValueError):
+        pass
+    try:  # no /proc (macOS, BSD): ps splits the command line on spaces, enough to read flags
+        out = subprocess.run(
+            ["ps", "-o", "ppid=", "-o", "stat=", "-o", "command=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.split()
+        return (int(out[0]), out[2:], out[1][:1], "") if len(out) >= 3 else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def is_claude(argv: list[str], exe: str) -> bool:
+    """Claude Code's native binary (``claude``), or the older ``node .../claude-code/cli.js``."""
+    first = os.path.basename(argv[0]) if argv else ""
+    if first.startswith("claude") or os.path.basename(exe).startswith("claude"):
+        return True
+    return first.startswith("node") and len(argv) > 1 and "claude-code" in argv[1]
+
+
 def claude_process(max_depth: int = 6) -> tuple[int, list[str]] | None:
-    """The nearest ancestor that is Claude Code (by its program name), with its argv; None if not found."""
+    """The nearest live ancestor that is Claude Code, with its argv; None if there is none."""
     pid = os.getppid()
     for _ in range(max_depth):
-        if pid <= 1:
+        info = process(pid) if pid > 1 else None
+        if info is None or info[2] == "Z":
             return None
-        try:
-            argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        names = [os.path.basename(argv[0])] if argv else []
-        with contextlib.suppress(OSError):
-            names.append(os.path.basename(os.readlink(f"/proc/{pid}/exe")))
-        if any(n.startswith("claude") for n in names):
+        parent, argv, _, exe = info
+        if is_claude(argv, exe):
             return pid, argv
-        pid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4, after the parenthesised command name
+        pid = parent
     return None
+
+
+def alive(pid: int) -> bool:
+    """``pid`` still runs (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    info = process(pid)
+    return info is None or info[2] != "Z"
 
 
 def printing(argv: list[str]) -> bool:
@@ -130,16 +166,6 @@ def streaming_input(argv: list[str]) -> bool:
     return "--input-format=stream-json" in args or any(
         a == "--input-format" and i + 1 < len(args) and args[i + 1] == "stream-json" for i, a in enumerate(args)
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @hookimpl

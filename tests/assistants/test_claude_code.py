@@ -27,7 +27,7 @@ import pytest
 from synapse_channel.hub.server import Hub
 from synapse_channel.paths import mailbox_cursor_path, read_int
 
-from ..conftest import SYNAPSE, needs, run_cli
+from ..conftest import SYNAPSE, RawFactory, needs, run_cli
 from .conftest import installed
 from .fake_anthropic import serve, setup
 from .fakebase import FakeModelServer, Recorded, _decoded
@@ -274,6 +274,7 @@ async def test_idle_session_is_woken_by_a_message(claude: Pin, project: Path, mo
         proc.terminate()
         await finish(proc)
         await until(lambda: f"{ID}-rx" not in hub.core.roster.names, "the idle wait to end with its session")
+        await until(lambda: not idle_waits_in(project), "every idle wait process to end with its session")
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -439,6 +440,7 @@ async def test_idle_interactive_session_is_woken_by_a_message(
     finally:
         await tmux(sock, "kill-server")
     await until(lambda: f"{ID}-rx" not in hub.core.roster.names, "the idle wait to end with its session")
+    await until(lambda: not idle_waits_in(project), "every idle wait process to end with its session")
 
 
 async def until_async(check: Any, what: str, timeout: float = 30) -> None:
@@ -485,12 +487,20 @@ async def test_message_between_turns_reaches_the_next_prompt(
 
 
 async def idle_wait(env: dict[str, str]) -> asyncio.subprocess.Process:
-    """``synapse hook claude-code idle-wait`` as Claude Code starts it in an interactive session."""
+    """``synapse hook claude-code idle-wait`` as an interactive Claude Code starts it: under a process named claude.
+
+    The stand-in parent is ``sh`` started under the name ``claude`` (the idle
+    wait only waits for a Claude Code process it can find and watch); it
+    stays the hook's parent, as Claude Code's own ``sh -c`` does.
+    """
+    fake = Path(os.environ["HOME"]) / "bin" / "claude"
+    if not fake.exists():
+        fake.parent.mkdir(parents=True, exist_ok=True)
+        fake.symlink_to(shutil.which("sh") or "/bin/sh")
     return await asyncio.create_subprocess_exec(
-        SYNAPSE,
-        "hook",
-        "claude-code",
-        "idle-wait",
+        str(fake),
+        "-c",
+        f'{SYNAPSE} hook claude-code idle-wait; exit "$?"',
         env={**os.environ, **env, "CLAUDE_CODE_ENTRYPOINT": "cli"},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -535,3 +545,48 @@ async def test_stop_hook_and_idle_wait_of_one_stop_hand_a_message_over_once(proj
         assert handed == 1, (stop, woke)
         assert read_int(mailbox_cursor_path(ID)) > cursor  # it moved past this message, never back
         cursor = read_int(mailbox_cursor_path(ID))
+
+
+async def test_an_idle_wait_that_outlives_its_session_takes_nothing(project: Path, hub: Hub, raw: RawFactory) -> None:
+    """Its Claude Code gone, the idle wait ends and leaves a new message in the mailbox for the next session."""
+    (project / "synapse.toml").write_text(IDLE_CONFIG)
+    env = {"SYN_IDENTITY": ID, "SYNAPSE_URI": hub.uri}
+    boss = await raw("boss")  # sends at once, inside the wait's one-second liveness poll
+    waiter = await idle_wait(env)
+    await until(lambda: f"{ID}-rx" in hub.core.roster.names, "the idle wait to arm")
+    hook_pid = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _child_of(p, waiter.pid))
+    waiter.kill()  # the session's process dies; its hook lives on, orphaned
+    await until(lambda: _gone(waiter.pid), "the stand-in session to die")  # (wait() would wait for the hook too)
+    await boss.chat_seq(ID, "iota: for whoever starts next")
+    await until(lambda: not Path(f"/proc/{hook_pid}").exists(), "the orphaned idle wait to end")
+    assert read_int(mailbox_cursor_path(ID)) == 0  # not taken
+    code, out, _ = await run_cli("hook", "claude-code", "prompt", stdin=b"{}", env=env)
+    assert code == 0 and "iota: for whoever starts next" in out
+    await waiter.wait()
+
+
+def idle_waits_in(project: Path) -> list[int]:
+    """Pids of ``synapse hook claude-code idle-wait`` processes running in ``project`` (none may outlive a test)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if b"idle-wait" in (entry / "cmdline").read_bytes() and (entry / "cwd").resolve() == project.resolve():
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _child_of(proc_dir: Path, parent: int) -> bool:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+    except (OSError, IndexError, ValueError):
+        return False

@@ -126,7 +126,7 @@ async def _idle_wait(seconds: float, alive: Any) -> tuple[int, str]:
                 cursor_path=mailbox_cursor_path(identity),
                 pm=pm,
             )
-            waiter = IdleWaiter(spec)
+            waiter = IdleWaiter(spec, alive=alive)
             with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
                 run = asyncio.ensure_future(waiter.run())
                 done, _ = await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -143,6 +143,8 @@ async def _idle_wait(seconds: float, alive: Any) -> tuple[int, str]:
             if code in (EXIT_TIMEOUT, EXIT_YIELD) or waiter.final:
                 return 0, ""  # nothing came, a newer wait took over, or retrying cannot help
             if code == EXIT_OK:
+                if not alive():
+                    return 0, ""  # it woke after its session ended: the message stays in the mailbox
                 continue  # it woke for messages another hook handed over meanwhile: wait on
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))  # hub away: ride it out
             delay = min(RETRY_MAX, delay * 2)
@@ -165,9 +167,12 @@ class IdleWaiter(Waiter):
 
     What it hands over is decided under the cursor lock against the cursor
     on disk, so a message another hook took meanwhile is not handed over
-    again, and the cursor only moves forward.
+    again, and the cursor only moves forward; and only while the session
+    that started it is alive, so a wait that outlives its session never
+    swallows a message.
     """
 
+    alive: Any = None  # the session probe: nothing is taken for a session that is gone
     taken: list[Frame] = field(default_factory=list)
 
     def _surface(self, frames: list[Frame]) -> None:
@@ -178,6 +183,8 @@ class IdleWaiter(Waiter):
         with cursor_lock(path):
             cursor = read_int(path)
             fresh = [f for f in frames if isinstance(f.get("seq"), int) and f["seq"] > cursor]
+            if self.alive is not None and not self.alive():
+                fresh = []  # nobody would read it: leave it in the mailbox for the next session
             if fresh:
                 write_private(path, f"{max(f['seq'] for f in fresh)}\n")
         self.seen.update(f["seq"] for f in frames if isinstance(f.get("seq"), int))
