@@ -5,15 +5,16 @@ waiting for it, with ``{"type": "agent-turn-complete", "thread-id": ...}`` as
 its last argument. With ``[adapters.codex] queue_wake = true`` install sets
 ``notify`` to this module. It then waits (up to ``queue_wake_seconds``) for
 a directed message to the seat, takes it from the mailbox like the hooks do
-(under the cursor lock, acked), and runs ``codex queue --thread <id>
---message <text>``: the app server holding the thread (the TUI's
-auto-started daemon, or ``queue_wake_remote``) starts a new turn with it.
+(under the cursor lock), runs ``codex queue --thread <id>
+--message <text>`` and acks it: the app server holding the thread (the
+TUI's auto-started daemon, or ``queue_wake_remote``) starts a new turn with it.
 
 A newer turn's wait supersedes an older one (one wait per thread), the wait
-ends with the Codex process that started it, a ``codex exec`` thread is
-never woken (its process is gone), and every failure ends quietly with a
-note on stderr: a wake is best effort, the message stays in the hub's
-history either way.
+ends with the Codex process that started it, a ``codex exec`` thread and
+the TUI's ephemeral side threads (no saved session) are never woken, and
+every failure ends quietly with a line in ``$SYN_HOME/hook-state/
+codex-wake.log`` (Codex drops notify output); mail is acked only once
+``codex queue`` took it, so a refused message is left for the next hook.
 """
 
 from __future__ import annotations
@@ -41,13 +42,38 @@ def is_our_notify(value: Any) -> bool:
 
 
 def codex_binary() -> str | None:
-    """The Codex CLI that called us (its npm package root is in our environment), else ``codex`` on PATH."""
+    """The Codex that ran us (our parent: the TUI's daemon runs its own copy), else its package, else PATH."""
+    try:
+        parent = os.readlink(f"/proc/{os.getppid()}/exe")
+        if Path(parent).name.startswith("codex"):
+            return parent
+    except OSError:
+        pass
     root = os.environ.get("CODEX_MANAGED_PACKAGE_ROOT")
     if root:
-        for candidate in (Path(root).parent / ".bin" / "codex", Path(root) / "bin" / "codex.js"):
+        for candidate in (
+            Path(root) / "bin" / "codex",
+            Path(root) / "bin" / "codex.js",
+            Path(root).parent / ".bin" / "codex",
+        ):
             if candidate.exists():
                 return str(candidate)
     return shutil.which("codex")
+
+
+def log(line: str) -> None:
+    """One line in ``$SYN_HOME/hook-state/codex-wake.log`` (Codex drops a notify program's output), bounded."""
+    from synapse_channel.paths import syn_home
+
+    path = syn_home() / "hook-state" / "codex-wake.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists() and path.stat().st_size > 256 * 1024:
+            path.write_text("".join(path.read_text().splitlines(keepends=True)[-200:]))
+        with path.open("a") as out:
+            out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}: {line}\n")
+    except OSError:
+        pass
 
 
 def enqueue(thread: str, text: str, remote: str | None) -> tuple[bool, str]:
@@ -68,6 +94,47 @@ def enqueue(thread: str, text: str, remote: str | None) -> tuple[bool, str]:
     except (OSError, subprocess.SubprocessError) as exc:
         return False, str(exc)
     return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+def peeking_seat(uri: str, identity: str, token: str | None) -> Any:
+    """The hooks' :class:`Seat`, except that reading the mailbox does not ack it: ``commit`` does, once queued.
+
+    Codex may refuse a queued message; acked, the hub would already have let
+    it go, so nothing is acked (nor the cursor moved) until ``codex queue``
+    took it. A hook that runs in between may hand the same message over too:
+    shown twice rather than lost.
+    """
+    from synapse_channel.adapters.runtime import Seat, cursor_lock
+
+    class PeekingSeat(Seat):
+        def __init__(self, uri: str, identity: str, token: str | None) -> None:
+            super().__init__(uri, identity, token)
+            self.held: list[dict[str, Any]] = []
+
+        async def _ack(self, client: Any, messages: list[dict[str, Any]]) -> None:
+            self.held = messages
+
+        async def commit(self) -> None:
+            from synapse_channel.paths import read_int
+
+            with cursor_lock(self.cursor_path):
+                fresh = [m for m in self.held if m["seq"] > read_int(self.cursor_path)]
+                if fresh:
+                    client = self._client()
+                    try:
+                        await client.connect()
+                        await Seat._ack(self, client, fresh)
+                    finally:
+                        await client.close()
+
+    return PeekingSeat(uri, identity, token)
+
+
+def saved_session(thread: str) -> bool:
+    """Does Codex keep this thread (a rollout file)? Its ephemeral side threads cannot take queued messages."""
+    from . import codex_home
+
+    return any((codex_home() / "sessions").glob(f"*/*/*/rollout-*-{thread}.jsonl"))
 
 
 class Turn:
@@ -95,13 +162,13 @@ class Turn:
 
 async def wait_and_queue(thread: str, seconds: float, remote: str | None) -> str:
     """Wait for directed mail for this seat; queue it into ``thread``. Returns what happened (for the note)."""
-    from synapse_channel.adapters.runtime import Seat, render_messages
+    from synapse_channel.adapters.runtime import render_messages
     from synapse_channel.cli.common import default_identity, resolve_token, settings
 
     identity = default_identity()
     if not identity:
         return "no identity (set SYN_IDENTITY or [identity] in synapse.toml); not waiting"
-    seat = Seat(str(settings().get("hub.uri")), identity, resolve_token(None, None))
+    seat = peeking_seat(str(settings().get("hub.uri")), identity, resolve_token(None, None))
     codex = os.getppid()  # the Codex process that ran us: the thread is only wakeable while it lives
     if codex == 1:
         return "Codex is gone"  # it exited before we started: we were handed to init
@@ -120,7 +187,10 @@ async def wait_and_queue(thread: str, seconds: float, remote: str | None) -> str
             if messages:
                 ok, detail = enqueue(thread, render_messages(identity, messages) + "\nHandle these, then stop.", remote)
                 seqs = ", ".join(str(m.get("seq")) for m in messages)
-                return f"queued seq {seqs} into thread {thread}" if ok else f"codex queue failed ({detail})"
+                if not ok:
+                    return f"codex queue failed, seq {seqs} left for the next hook ({detail})"
+                await seat.commit()
+                return f"queued seq {seqs} into thread {thread}"
             await asyncio.sleep(POLL_SECONDS)
         return "nothing arrived"
     finally:
@@ -137,13 +207,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if event.get("client") == "codex_exec":
             return 0  # a one-shot run: nothing holds the thread to wake
+        if not saved_session(thread):
+            return 0  # an ephemeral side thread (the TUI runs some): not a session anyone is in
         from . import Codex
 
         adapter = Codex()
+        log(f"thread {thread} ({event.get('client')}): waiting")
         outcome = asyncio.run(wait_and_queue(thread, adapter.queue_wake_seconds(), adapter.queue_wake_remote()))
-        sys.stderr.write(f"synapse codex wake: {outcome}\n")
+        log(f"thread {thread}: {outcome}")
     except Exception as exc:  # best effort, never in Codex's way
-        sys.stderr.write(f"synapse codex wake: {type(exc).__name__}: {exc}\n")
+        log(f"{type(exc).__name__}: {exc}")
     return 0
 
 

@@ -17,11 +17,12 @@ server run in a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import tomllib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -450,21 +451,48 @@ async def test_tricky_config_toml_keeps_codex_starting_and_uninstall_restores_it
 # ---------------------------------------------------------------------- codex queue: what it can wake
 
 
-async def test_codex_queue_wakes_an_idle_thread_its_app_server_holds(
-    codex: Pin, project: Path, model: FakeModelServer, hub: Hub, tmp_path: Path
-) -> None:
-    """``codex queue`` to the app server holding an idle thread starts a new turn with the message.
+class AppServer:
+    """A JSON-RPC client of ``codex app-server --listen unix://SOCK`` (the way the TUI talks to its daemon)."""
 
-    The interactive TUI holds its threads in such a server (its auto-started
-    daemon; here one on a socket of our own), so this is how an idle Codex
-    can be woken: the message reaches the model as the next user turn.
-    """
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.inbox: list[dict[str, Any]] = []
+        self.n = 0
+
+    async def until(self, match: Any) -> dict[str, Any]:
+        """The first message (reply or notification) matching ``match``; fails the test after RUN_TIMEOUT."""
+        async with asyncio.timeout(RUN_TIMEOUT):
+            while True:
+                found = next((m for m in self.inbox if match(m)), None)
+                if found is not None:
+                    self.inbox.remove(found)
+                    return found
+                self.inbox.append(json.loads(await self.ws.recv()))
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        self.n += 1
+        n = self.n
+        await self.ws.send(json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}))
+        reply = await self.until(lambda m: m.get("id") == n)
+        assert "error" not in reply, reply
+        return reply["result"]
+
+    async def turn(self, thread: str, text: str) -> None:
+        """Start a turn and wait for it (and any other running turn) to complete."""
+        await self.call("turn/start", {"threadId": thread, "input": [{"type": "text", "text": text}]})
+        await self.turn_completed()
+
+    async def turn_completed(self) -> None:
+        await self.until(lambda m: m.get("method") == "turn/completed")
+
+
+@contextlib.asynccontextmanager
+async def socket_server(pin: Pin, project: Path, env: dict[str, str], sock: Path) -> AsyncIterator[AppServer]:
+    """Codex's app server on ``sock``, initialized; stopped (and with it any notify wait it started) after."""
     from websockets.asyncio.client import unix_connect
 
-    env = codex_env(model, project, hub)
-    sock = tmp_path / "app.sock"
     server = await asyncio.create_subprocess_exec(
-        str(codex.path),
+        str(pin.path),
         "app-server",
         "--listen",
         f"unix://{sock}",
@@ -475,52 +503,42 @@ async def test_codex_queue_wakes_an_idle_thread_its_app_server_holds(
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        await asyncio.to_thread(model.wait_until, sock.exists, 30, "the app server's socket")
+        async with asyncio.timeout(RUN_TIMEOUT):
+            while not sock.exists():
+                await asyncio.sleep(0.05)  # the server creates it once it listens
         async with unix_connect(str(sock), uri="ws://localhost/") as ws:
-            inbox: list[dict[str, Any]] = []
-
-            async def rpc(n: int, method: str, params: dict[str, Any]) -> Any:
-                await ws.send(json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}))
-                return (await until(lambda m: m.get("id") == n))["result"]
-
-            async def until(match: Any) -> dict[str, Any]:
-                async with asyncio.timeout(RUN_TIMEOUT):
-                    while True:
-                        found = next((m for m in inbox if match(m)), None)
-                        if found is not None:
-                            inbox.remove(found)
-                            return found
-                        inbox.append(json.loads(await ws.recv()))
-
-            await rpc(1, "initialize", {"clientInfo": {"name": "synapse-tests", "version": "1"}})
+            client = AppServer(ws)
+            await client.call("initialize", {"clientInfo": {"name": "synapse-tests", "version": "1"}})
             await ws.send(json.dumps({"jsonrpc": "2.0", "method": "initialized"}))
-            thread = (await rpc(2, "thread/start", {"cwd": str(project)}))["thread"]["id"]
-            turn = {"threadId": thread, "input": [{"type": "text", "text": "first turn PROMPT-Q"}]}
-            await rpc(3, "turn/start", turn)
-            await until(lambda m: m.get("method") == "turn/completed")
-            assert len(turns(model, "PROMPT-Q")) == 1  # the thread is idle now
-
-            code, out, err = await run_codex(
-                codex,
-                project,
-                env,
-                "queue",
-                "--thread",
-                thread,
-                "--message",
-                "delta: wake up",
-                "--remote",
-                f"unix://{sock}",
-            )
-            assert code == 0 and f"for thread {thread}" in out, out + err
-            await until(lambda m: m.get("method") == "turn/completed")  # a turn nobody typed
-            woken = turns(model, "delta: wake up")
-            assert len(woken) == 1 and "PROMPT-Q" in text_of(woken[0])  # the same thread, the message as its turn
-            last = woken[0].json()["input"][-1]
-            assert last["role"] == "user" and _decoded(json.dumps(last)).strip().endswith("delta: wake up")
+            yield client
     finally:
         server.terminate()
         await server.wait()
+
+
+async def test_codex_queue_wakes_an_idle_thread_its_app_server_holds(
+    codex: Pin, project: Path, model: FakeModelServer, hub: Hub, tmp_path: Path
+) -> None:
+    """``codex queue`` to the app server holding an idle thread starts a new turn with the message.
+
+    The interactive TUI holds its threads in such a server (its auto-started
+    daemon; here one on a socket of our own), so this is how an idle Codex
+    can be woken: the message reaches the model as the next user turn.
+    """
+    env = codex_env(model, project, hub)
+    sock = tmp_path / "app.sock"
+    async with socket_server(codex, project, env, sock) as server:
+        thread = (await server.call("thread/start", {"cwd": str(project)}))["thread"]["id"]
+        await server.turn(thread, "first turn PROMPT-Q")
+        assert len(turns(model, "PROMPT-Q")) == 1  # the thread is idle now
+        queue = ("queue", "--thread", thread, "--message", "delta: wake up", "--remote", f"unix://{sock}")
+        code, out, err = await run_codex(codex, project, env, *queue)
+        assert code == 0 and f"for thread {thread}" in out, out + err
+        await server.turn_completed()  # a turn nobody typed
+    woken = turns(model, "delta: wake up")
+    assert len(woken) == 1 and "PROMPT-Q" in text_of(woken[0])  # the same thread, the message as its turn
+    last = woken[0].json()["input"][-1]
+    assert last["role"] == "user" and _decoded(json.dumps(last)).strip().endswith("delta: wake up")
 
 
 async def test_codex_queue_without_a_server_waits_for_the_next_resume(
@@ -546,6 +564,24 @@ async def test_codex_queue_without_a_server_waits_for_the_next_resume(
     assert len(bodies) == 2 and "epsilon" in bodies[0] and "PROMPT-S" not in bodies[0] and "PROMPT-S" in bodies[1]
 
 
+def wake_settings(project: Path, remote: str) -> None:
+    (project / "synapse.toml").write_text(
+        f'[adapters.codex]\nqueue_wake = true\nqueue_wake_seconds = 60\nqueue_wake_remote = "{remote}"\n'
+    )
+
+
+def wake_log() -> str:
+    path = Path(os.environ["SYN_HOME"]) / "hook-state" / "codex-wake.log"
+    return path.read_text() if path.exists() else ""
+
+
+async def until_logged(text: str) -> None:
+    """Wait for the notify program's log line (it runs detached from Codex); fails the test after RUN_TIMEOUT."""
+    async with asyncio.timeout(RUN_TIMEOUT):
+        while text not in wake_log():
+            await asyncio.sleep(0.05)
+
+
 async def test_queue_wake_hands_a_message_to_the_idle_thread_as_a_new_turn(
     codex: Pin, project: Path, model: FakeModelServer, hub: Hub, tmp_path: Path
 ) -> None:
@@ -554,66 +590,53 @@ async def test_queue_wake_hands_a_message_to_the_idle_thread_as_a_new_turn(
     The thread lives in an app server on our socket (``queue_wake_remote``),
     as the TUI's live in its daemon; nobody types anything after the first turn.
     """
-    from websockets.asyncio.client import unix_connect
-
     env = codex_env(model, project, hub)
     sock = tmp_path / "app.sock"
-    (project / "synapse.toml").write_text(
-        f'[adapters.codex]\nqueue_wake = true\nqueue_wake_seconds = 60\nqueue_wake_remote = "unix://{sock}"\n'
-    )
+    wake_settings(project, f"unix://{sock}")
     config = config_toml(env)
     original = config.read_text()
     code, out = await install(env, "--trust")
     assert code == 0 and "they will run" in out, out
     assert tomllib.loads(config.read_text())["notify"][-2:] == ["-m", "synapse_codex.wake"]
     assert (await status(env))["current"]
-    server = await asyncio.create_subprocess_exec(
-        str(codex.path),
-        "app-server",
-        "--listen",
-        f"unix://{sock}",
-        cwd=project,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    async with socket_server(codex, project, env, sock) as server:
+        thread = (await server.call("thread/start", {"cwd": str(project)}))["thread"]["id"]
+        await server.turn(thread, "work PROMPT-W")
+        assert len(turns(model, "PROMPT-W")) == 1  # idle now; the notify program is waiting
+        await until_logged(f"thread {thread} (synapse-tests): waiting")
+        await send(hub, "zeta: rebase and rerun the tests")
+        await server.turn_completed()  # a turn nobody typed
+    woken = turns(model, "zeta: rebase and rerun the tests")
+    assert len(woken) == 1 and "PROMPT-W" in text_of(woken[0])  # the same thread
+    last = _decoded(json.dumps(woken[0].json()["input"][-1]))
+    assert f"1 new message(s) for {ID}" in last and last.strip().endswith("Handle these, then stop.")
+    assert f"queued seq 1 into thread {thread}" in wake_log()
+    code, out, _ = await run_cli("hook", "codex", "prompt", stdin=b"{}", env=env)
+    assert (code, out.strip()) == (0, "{}")  # handed over once: acked after codex queue took it
     waits = Path(os.environ["SYN_HOME"]) / "hook-state"
-    try:
-        await asyncio.to_thread(model.wait_until, sock.exists, 30, "the app server's socket")
-        async with unix_connect(str(sock), uri="ws://localhost/") as ws:
-            inbox: list[dict[str, Any]] = []
-
-            async def until(match: Any) -> dict[str, Any]:
-                async with asyncio.timeout(RUN_TIMEOUT):
-                    while True:
-                        found = next((m for m in inbox if match(m)), None)
-                        if found is not None:
-                            inbox.remove(found)
-                            return found
-                        inbox.append(json.loads(await ws.recv()))
-
-            async def rpc(n: int, method: str, params: dict[str, Any]) -> Any:
-                await ws.send(json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}))
-                return (await until(lambda m: m.get("id") == n))["result"]
-
-            await rpc(1, "initialize", {"clientInfo": {"name": "synapse-tests", "version": "1"}})
-            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "initialized"}))
-            thread = (await rpc(2, "thread/start", {"cwd": str(project)}))["thread"]["id"]
-            await rpc(3, "turn/start", {"threadId": thread, "input": [{"type": "text", "text": "work PROMPT-W"}]})
-            await until(lambda m: m.get("method") == "turn/completed")
-            assert len(turns(model, "PROMPT-W")) == 1  # idle now; the notify program is waiting
-            await asyncio.to_thread(model.wait_until, lambda: any(waits.glob("codex-wake-*")), 30, "the wake's wait")
-            await send(hub, "zeta: rebase and rerun the tests")
-            await until(lambda m: m.get("method") == "turn/completed")  # a turn nobody typed
-        woken = turns(model, "zeta: rebase and rerun the tests")
-        assert len(woken) == 1 and "PROMPT-W" in text_of(woken[0])  # the same thread
-        last = _decoded(json.dumps(woken[0].json()["input"][-1]))
-        assert f"1 new message(s) for {ID}" in last and last.strip().endswith("Handle these, then stop.")
-    finally:
-        server.terminate()  # the wait the last turn started ends with it
-        await server.wait()
-    await asyncio.to_thread(model.wait_until, lambda: not any(waits.glob("codex-wake-*")), 30, "the wait to end")
+    await asyncio.to_thread(model.wait_until, lambda: not any(waits.glob("codex-wake-*")), 30, "the waits to end")
     code, out, err = await run_cli("adapters", "uninstall", "codex", env=env)
     assert code == 0, out + err
     assert config.read_text() == original  # notify and trust gone, byte for byte
+
+
+async def test_queue_wake_skips_ephemeral_threads_and_gives_back_what_it_cannot_queue(
+    codex: Pin, project: Path, model: FakeModelServer, hub: Hub, tmp_path: Path
+) -> None:
+    """No wait for a thread Codex does not keep; a message codex queue refuses goes back to the mailbox."""
+    env = codex_env(model, project, hub)
+    sock = tmp_path / "app.sock"
+    wake_settings(project, f"unix://{tmp_path / 'nobody-listens.sock'}")  # every codex queue fails
+    assert (await install(env, "--trust"))[0] == 0
+    async with socket_server(codex, project, env, sock) as server:
+        side = (await server.call("thread/start", {"cwd": str(project), "ephemeral": True}))["thread"]["id"]
+        await server.turn(side, "side PROMPT-E")
+        thread = (await server.call("thread/start", {"cwd": str(project)}))["thread"]["id"]
+        await server.turn(thread, "main PROMPT-M")
+        await until_logged(f"thread {thread} (synapse-tests): waiting")
+        await send(hub, "iota: do not lose me")
+        await until_logged(f"thread {thread}: codex queue failed, seq 1 left for the next hook")
+    assert f"thread {side}" not in wake_log()  # the ephemeral thread got no wait at all
+    assert not turns(model, "iota: do not lose me")
+    code, out, _ = await run_cli("hook", "codex", "prompt", stdin=b"{}", env=env)  # the next turn's hook has it
+    assert code == 0 and "iota: do not lose me" in json.loads(out)["hookSpecificOutput"]["additionalContext"]
