@@ -426,6 +426,23 @@ GEMINI_TRUST_DIALOG = """
  │                                                                                                                    │
  ╰────────────────────────────────────────────────────────────────────────────────────────────────────────────────────╯
 """
+# After "Trust folder" the CLI relaunched: the answered dialog's top has scrolled off the screen.
+GEMINI_RELAUNCHED = """
+ │ Trusting a folder allows Gemini CLI to load its local configurations, including custom commands, hooks, MCP        │
+ │ servers, agent skills, and settings. These configurations could execute code on your behalf or change the behavior │
+ │ of the CLI.                                                                                                        │
+ │                                                                                                                    │
+ │ ● 1. Trust folder (proj)                                                                                           │
+ │   2. Trust parent folder (gem4)                                                                                    │
+ │   3. Don't trust                                                                                                   │
+ │                                                                                                                    │
+ ╰────────────────────────────────────────────────────────────────────────────────────────────────────────────────────╯
+ Gemini CLI is restarting to apply the trust changes...
+ ▝▜▄     Gemini CLI v0.61.0
+   ▝▜▄
+  ▗▟▀    Authenticated with gemini-api-key /auth
+ ▝▀
+"""
 GEMINI_BUSY = """
  > hi
  ⠙ Thinking... (esc to cancel, 0s)                                                                      ? for shortcuts
@@ -456,6 +473,8 @@ def test_pane_rules() -> None:
     # The trust dialog left on screen after "Trust folder" restarted the CLI is history, not a dialog.
     restarted = "\n Gemini CLI is restarting to apply the trust changes...\n"
     assert gemini.safe_to_type(GEMINI_TRUST_DIALOG + restarted + GEMINI_TIPS + GEMINI_FOOTER)
+    assert gemini.safe_to_type(GEMINI_RELAUNCHED + GEMINI_TIPS + GEMINI_FOOTER)
+    assert not gemini.safe_to_type(GEMINI_RELAUNCHED + GEMINI_TIPS + GEMINI_TRUST_DIALOG)  # a new dialog below
     # Busy (the placeholder stays visible below the spinner), a hook running, the live trust dialog: never.
     assert not gemini.safe_to_type(GEMINI_TIPS + GEMINI_BUSY + GEMINI_FOOTER)
     assert not gemini.safe_to_type(GEMINI_TIPS + GEMINI_HOOKS_WARNING + GEMINI_HOOK_RUNNING + GEMINI_FOOTER)

@@ -187,8 +187,10 @@ class Bridge:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-J", "-t", self.target)
 
-    def idle(self) -> bool:
-        return self.rules.safe_to_type(self.screen())
+    def idle_window(self) -> str | None:
+        """The checked window of the screen when the pane looks idle, else None."""
+        screen = self.screen()
+        return self.rules.window(screen) if self.rules.safe_to_type(screen) else None
 
     def try_deliver(self) -> bool:
         """Type the prompt and press Enter if, and only if, the pane is idle before and after typing.
@@ -196,7 +198,7 @@ class Bridge:
         Both checks read the same window of the screen (:meth:`PaneRules.window`).
         """
         text = self.prompt.format(identity=self.identity)
-        if not self.idle():
+        if self.idle_window() is None:
             return False
         self.tmux("send-keys", "-t", self.target, "-l", text)
         time.sleep(self.submit_delay)
@@ -211,9 +213,18 @@ class Bridge:
     async def deliver_pending(self) -> bool:
         """Type the pending wake once the pane is idle; True if typed, False if none or dropped as read."""
         failures = 0
+        said_busy = False
+        settled: str | None = None
         while (wake := self.pending()) is not None:
             delay = self.poll
-            if await asyncio.to_thread(self.idle):
+            window = await asyncio.to_thread(self.idle_window)
+            if window is None and not said_busy:
+                log.info("pane %s is not idle (busy, a dialog or a menu); the wake waits", self.target)
+                said_busy = True
+            # Idle twice in a row with the same window: a TUI that flashes its composer while
+            # starting (Gemini does, just before its trust dialog) is not yet idle.
+            stable, settled = window is not None and window == settled, window
+            if stable:
                 read = await self.already_read(wake)
                 if read:
                     log.info("wake for seq %s dropped: %s already read them", list(wake.seqs), self.identity)

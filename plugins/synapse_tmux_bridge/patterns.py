@@ -34,10 +34,14 @@ UNSAFE_COMMON = (
 # composer's placeholder stays visible below, so idle alone proves nothing.
 GEMINI_UNSAFE = UNSAFE_COMMON + r"|esc to cancel|Executing Hook|Waiting for user confirmation|Do you trust"
 # Harmless banners of a fresh Gemini session (verbatim, 0.61.0): the start-up
-# tips, the project-hooks warning ("... or do not trust this project,") and
-# the trust dialog left on screen when the CLI restarts after "Trust folder".
+# tips, the project-hooks warning ("... or do not trust this project,"),
+# and everything the CLI printed before it relaunched itself after "Trust folder"
+# (the answered trust dialog stays on screen above the new process's output).
 GEMINI_IGNORE = "|".join(
     (
+        # First (tried at the very start): everything above the last relaunch notice
+        # is the output of the process that exited.
+        r"\A(?:.*\n)*[ \t]*Gemini CLI is restarting to apply the trust changes\.\.\.[ \t]*$",
         r"^[ \t]*Tips for getting started:[ \t]*$",
         r"^[ \t]*[1-4]\. (?:Create GEMINI\.md files to customize your interactions|/help for more information"
         r"|Ask coding questions, edit code or run commands|Be specific for the best results)[ \t]*$",
@@ -46,9 +50,6 @@ GEMINI_IGNORE = "|".join(
         r"^[ \t]*These hooks will be executed\. If you did not configure these hooks"
         r" or do not trust this project,[ \t]*$",
         r"^[ \t]*please review the project settings \(\.gemini/settings\.json\) and remove them\.[ \t]*$",
-        r"^[ \t]*╭─+╮[ \t]*\n(?:[ \t]*│.*\n)*?[ \t]*│[ \t]*Do you trust the files in this folder\?.*\n"
-        r"(?:[ \t]*│.*\n)*[ \t]*╰─+╯[ \t]*\n(?:[ \t]*\n)*"
-        r"[ \t]*Gemini CLI is restarting to apply the trust changes\.\.\.",
     )
 )
 
