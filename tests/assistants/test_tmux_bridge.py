@@ -191,7 +191,9 @@ class BridgeRun:
         )
         run = cls(proc)
         run.reader = asyncio.create_task(run._read())
-        await until(lambda: f"{who.identity}-pane-rx" in hub.core.roster.names, "the bridge to arm", 20, run.log)
+        core = hub.core
+        assert core is not None
+        await until(lambda: f"{who.identity}-pane-rx" in core.roster.names, "the bridge to arm", 20, run.log)
         return run
 
     async def _read(self) -> None:
@@ -494,3 +496,73 @@ async def test_fresh_gemini_trust_dialog_blocks_then_its_leftover_does_not(
                 await bridge.stop()
             assert len(bridge.said("woke")) == 1, bridge.log()
             assert max_copies(model, who.prompt) == 1
+
+
+# ---------------------------------------------------------------------------- Gemini running a hook
+
+
+async def test_gemini_running_a_hook_is_busy_and_a_wake_the_hook_delivered_is_dropped(
+    project: Path, hub: Hub, tmp_path: Path
+) -> None:
+    """While the AfterAgent hook waits for mail ("Executing Hook ... (esc to cancel)", placeholder still
+    visible) nothing is typed; the hook hands the message over itself, so the pending wake is dropped."""
+    who = ASSISTANTS["gemini"]
+    (project / "synapse.toml").write_text("[adapters.gemini]\nstop_wait_seconds = 8\n")
+    with who.fake.serve() as model:
+        env = tui_env(who, model, project, hub)
+        await install_hooks(who, env)
+        with tui(who, tmp_path, env, project) as pane:
+            await until(pane.settled, "gemini at its composer", START_TIMEOUT, pane.screen)
+            bridge = await BridgeRun.start(hub, pane, who)
+            try:
+                pane.type_line("refactor the parser")
+                await until(lambda: model.seen("refactor the parser"), "the user's turn", detail=pane.screen)
+
+                def stop_hook_waiting() -> bool:
+                    screen = pane.screen()
+                    return "Executing Hook" in screen and "hook gemini stop" in screen
+
+                await until(stop_hook_waiting, "the AfterAgent hook to wait for mail", detail=pane.screen)
+                assert "Type your message" in pane.screen()  # the idle placeholder alone would have let us type
+                await send(hub, who, "secret: rotate the staging keys")
+                await bridge.line("wake for")
+                handed = "the AfterAgent hook's continuation"
+                await until(lambda: model.seen("rotate the staging keys"), handed, detail=pane.screen)
+                line = await bridge.line("dropped", "woke")
+                assert "dropped" in line, bridge.log()
+            finally:
+                await bridge.stop()
+            assert not bridge.said("woke") and not bridge.said("pane changed while typing"), bridge.log()
+            assert not model.seen(who.prompt)
+            assert who.prompt[:40] not in pane.history()
+
+
+async def test_gemini_running_a_slow_hook_is_busy(project: Path, hub: Hub, tmp_path: Path) -> None:
+    """A project's own slow BeforeAgent hook ("Executing Hook: ... (esc to cancel)", the placeholder still
+    visible below): nothing typed until the hook and the turn are done, then the wake is typed once."""
+    who = ASSISTANTS["gemini"]
+    done = project / "hook-done"
+    slow = "sleep 6; touch hook-done; echo '{}'"  # short: Gemini elides a status line wider than the pane
+    (project / ".gemini").mkdir()
+    (project / ".gemini" / "settings.json").write_text(
+        json.dumps({"hooks": {"BeforeAgent": [{"hooks": [{"type": "command", "command": slow, "timeout": 30000}]}]}})
+    )
+    with who.fake.serve() as model, tui(who, tmp_path, tui_env(who, model, project, hub), project) as pane:
+        await until(pane.settled, "gemini at its composer", START_TIMEOUT, pane.screen)
+        bridge = await BridgeRun.start(hub, pane, who, "--once")
+        try:
+            pane.type_line("refactor the parser")
+            await until(lambda: "Executing Hook: sleep 6" in pane.screen(), "the slow hook", detail=pane.screen)
+            assert "Type your message" in pane.screen()  # the idle placeholder alone would have let us type
+            await send(hub, who, "secret: rotate the staging keys")
+            await bridge.line("is not idle")
+            await until(done.exists, "the slow hook to finish", 30)
+            assert not bridge.said("woke") and not bridge.said("pane changed while typing"), bridge.log()
+            assert who.prompt[:40] not in pane.history()
+            assert await bridge.exit_code() == 0, bridge.log()
+            await until(lambda: model.seen(who.prompt), "the wake prompt in a model request", detail=pane.screen)
+        finally:
+            await bridge.stop()
+        assert len(bridge.said("woke")) == 1, bridge.log()
+        assert max_copies(model, who.prompt) == 1
+        assert first_request_with(model, who.prompt) > first_request_with(model, "refactor the parser")
