@@ -193,7 +193,9 @@ class BridgeRun:
         run.reader = asyncio.create_task(run._read())
         core = hub.core
         assert core is not None
-        await until(lambda: f"{who.identity}-pane-rx" in core.roster.names, "the bridge to arm", 20, run.log)
+        armed = f"{who.identity}-pane-rx"
+        # (A bridge that exits at once, e.g. after typing a stale wake with --once, is left to the caller's checks.)
+        await until(lambda: armed in core.roster.names or proc.returncode is not None, "the bridge to arm", 20, run.log)
         return run
 
     async def _read(self) -> None:
