@@ -265,8 +265,8 @@ for line in sys.stdin:
 """
 
 
-async def _bridge(hub: Hub, sock: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    """`synapse tmux-bridge --once` on the test's own tmux server (``--socket``), armed."""
+async def _bridge(hub: Hub, sock: str, env: dict[str, str], *server: str) -> asyncio.subprocess.Process:
+    """`synapse tmux-bridge --once` on the test's own tmux server (``--socket``, or ``server``), armed."""
     bridge = await asyncio.create_subprocess_exec(
         SYNAPSE,
         "tmux-bridge",
@@ -276,8 +276,7 @@ async def _bridge(hub: Hub, sock: str, env: dict[str, str]) -> asyncio.subproces
         ID,
         "--uri",
         hub.uri,
-        "--socket",
-        sock,
+        *(server or ("--socket", sock)),
         "--once",
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -314,9 +313,10 @@ async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path
     state.write_text("busy")
     script.write_text(FAKE_AGENT)
     sock = str(tmp_path / "tmux.sock")
-    env = {**os.environ, "TMUX_TMPDIR": str(tmp_path / "no-default-server")}
+    env = {**os.environ, "TMUX_TMPDIR": str(tmp_path / "tmux-tmpdir")}  # -L servers here; no default server
+    (tmp_path / "tmux-tmpdir").mkdir()
     env.pop("TMUX", None)
-    tmux = ["tmux", "-S", sock]
+    tmux, named = ["tmux", "-S", sock], ["tmux", "-L", "synapse-test"]
     subprocess.run(
         [
             *tmux,
@@ -358,7 +358,7 @@ async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path
         pending = json.loads((Path(os.environ["SYN_HOME"]) / "tmux-bridge" / "api%2Fclaude-1.json").read_text())
         assert pending["pending_wake"] and len(pending["seqs"]) == 1
         bridge.kill()
-        await bridge.wait()
+        await bridge.communicate()  # drains and closes its pipes
         # ... the agent reads the message itself (a hook acks it on the hub) ...
         reader = await open_raw(hub.uri, f"{ID}~hook-1")
         await reader.send("heartbeat", payload="online", protocol_version=7, quiet=True)
@@ -378,10 +378,25 @@ async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path
         await asyncio.sleep(0.3)
         typed = log.read_text().splitlines()
         assert len(typed) == 2 and typed[1].startswith("idle|") and "run syn-inbox" in typed[1]
+
+        # -L NAME reaches the server `tmux -L NAME` runs; without a server option, tmux's default (absent here).
+        subprocess.run([*named, "new-session", "-d", "-s", "agent", "sleep 60"], check=True, env=env)
+        bridge = await _bridge(hub, sock, env, "-L", "synapse-test")
+        bridge.kill()
+        await bridge.communicate()  # drains and closes its pipes
+        for server, code in (((), 1), (("--socket", sock, "-L", "synapse-test"), 2)):
+            refused = await asyncio.create_subprocess_exec(
+                SYNAPSE, "tmux-bridge", "--session", "agent", "--identity", ID, "--uri", hub.uri, *server,
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await asyncio.wait_for(refused.communicate(), 20)
+            assert refused.returncode == code, err.decode()
+            assert ("tmux:" if code == 1 else "two different tmux servers") in err.decode()
     finally:
         if bridge is not None and bridge.returncode is None:
             bridge.kill()
         subprocess.run([*tmux, "kill-server"], env=env, check=False)
+        subprocess.run([*named, "kill-server"], env=env, check=False, capture_output=True)
 
 
 # Real Gemini CLI 0.61.0 screens in a 120x40 tmux pane (capture-pane -p -J; blank lines dropped).
