@@ -477,9 +477,19 @@ def test_pane_rules() -> None:
     assert codex.safe_to_type("OpenAI Codex\n\n› ")
     assert not codex.safe_to_type("› Working (3s • esc to interrupt)")
     assert not codex.safe_to_type("Allow Codex to run `make`?\n› 1. Yes\n  2. No")
+    # Real Codex 0.171.0: idle after a turn, and working (the composer stays on screen below).
+    codex_idle = (
+        "› hello there\n\n• Done.\n\n  Worked for 4s • 19:34\n\n› Ask Codex to do anything\n\n  gpt-fake default"
+    )
+    assert codex.safe_to_type(codex_idle)
+    assert not codex.safe_to_type("› hello there\n\n• Working (3s • esc to interrupt)\n\n› Ask Codex to do anything\n")
     claude = PaneRules.for_agent("claude")
     assert claude.safe_to_type("╭──╮\n│ > \n╰──╯\n  ? for shortcuts")
     assert not claude.safe_to_type("Do you want to proceed?\n❯ 1. Yes\n  2. No\n  ? for shortcuts")
+    # Real Claude Code 2.1.197: idle, and working (an empty composer under the spinner).
+    rule = "─" * 40
+    assert claude.safe_to_type(f"❯ hello there\n\n● Done.\n\n✻ Churned for 3s\n\n{rule}\n❯\n{rule}\n  ? for shortcuts")
+    assert not claude.safe_to_type(f"❯ hello there\n\n✢ Symbioting…\n\n{rule}\n❯\n{rule}\n  esc to interrupt")
 
     gemini = PaneRules.for_agent("gemini")
     # A fresh session: the numbered tips and the "do not trust this project" hooks warning are banners.
