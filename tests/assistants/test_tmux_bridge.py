@@ -568,3 +568,40 @@ async def test_gemini_running_a_slow_hook_is_busy(project: Path, hub: Hub, tmp_p
         assert len(bridge.said("woke")) == 1, bridge.log()
         assert max_copies(model, who.prompt) == 1
         assert first_request_with(model, who.prompt) > first_request_with(model, "refactor the parser")
+
+
+# ---------------------------------------------------------------------------- one window before and after typing
+
+
+async def test_a_numbered_list_above_the_window_does_not_make_the_bridge_loop(
+    project: Path, hub: Hub, tmp_path: Path
+) -> None:
+    """A model's numbered list still on screen but above the checked window: typed once, no type-and-clear loop.
+
+    The check after typing reads the same window as the check before it; when
+    it read the whole screen, it found the list the first check had not
+    looked at, cleared, and typed again, forever.
+    """
+    who = ASSISTANTS["gemini"]
+    notes = "\n".join(f"Note {n}: nothing else to add." for n in range(1, 23))
+    reply = f"Two options:\n\n1. Delete the branch\n2. Keep it\n\n{notes}"
+    with (
+        who.fake.serve(reply=reply) as model,
+        tui(who, tmp_path, tui_env(who, model, project, hub), project) as pane,
+    ):
+        await until(pane.settled, "gemini at its composer", START_TIMEOUT, pane.screen)
+        pane.type_line("what are the options?")
+        await until(lambda: "Note 22" in pane.screen() and pane.settled(), "the answer", detail=pane.screen)
+        screen = pane.screen()
+        assert "1. Delete the branch" in screen and "1. Delete the branch" not in pane.rules.window(screen), screen
+        bridge = await BridgeRun.start(hub, pane, who, "--once")
+        try:
+            await send(hub, who, "secret: rotate the staging keys")
+            line = await bridge.line("woke", "pane changed while typing")
+            assert "woke" in line, bridge.log()
+            assert await bridge.exit_code() == 0, bridge.log()
+            await until(lambda: model.seen(who.prompt), "the wake prompt in a model request", detail=pane.screen)
+        finally:
+            await bridge.stop()
+        assert len(bridge.said("woke")) == 1 and not bridge.said("pane changed while typing"), bridge.log()
+        assert max_copies(model, who.prompt) == 1
