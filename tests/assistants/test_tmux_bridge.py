@@ -10,15 +10,24 @@ what the bridge did to the real pane and what the model was then sent:
 * busy (the fake model holds its answer mid-turn): nothing is typed while
   the TUI works, then the wake is typed once when it is idle again;
 * a fresh Gemini session (start-up tips, the project-hooks "do not trust
-  this project" warning, the trust dialog left above after "Trust folder")
-  does not block the wake;
+  this project" warning) does not block the wake; its trust dialog is never
+  typed into, and once answered its leftover above the relaunched CLI does
+  not block the wake either;
+* Gemini running a hook ("Executing Hook: ... (esc to cancel)" above a
+  still-visible placeholder) is busy; a wake whose message synapse's own
+  AfterAgent hook handed over meanwhile is dropped;
+* a numbered answer on screen above the checked window: typed once (the
+  checks before and after typing read the same window);
 * after a bridge restart, a pending wake whose message a hook has meanwhile
   handed to the agent is dropped, not typed; the next message still wakes it.
 
-Interactive start-up the fakes' ``setup()`` does not cover is done here:
-Codex runs with ``--no-daemon`` (its TUI otherwise starts a shared
-background app server that outlives the pane), and the fresh-session tests
-turn Gemini's tips back on.
+Interactive set-up the fakes' ``setup()`` does not do is done here: Codex
+runs with ``--no-daemon`` (its TUI otherwise starts a shared background app
+server that outlives the pane); Gemini's project folder is trusted (its
+``setup()`` leaves it untrusted, and the trust dialog would cover the
+composer) except in the trust-dialog test, which also lets "Trust folder"
+relaunch the CLI (``GEMINI_CLI_NO_RELAUNCH`` unset: with it, Gemini exits
+199 instead); the fresh-session tests turn Gemini's tips and banner back on.
 
 The hub runs in the test's event loop (the TUIs' hooks call it), so every
 wait here yields to the loop.
