@@ -22,12 +22,27 @@ _GLOB = frozenset("*?[")
 ACKED_MEMORY = 10_000
 
 
+def _above(seqs: list[int] | None, floor: int) -> int:
+    """How many of the sorted ``seqs`` are greater than ``floor`` (no message is read)."""
+    return len(seqs) - bisect_right(seqs, floor) if seqs else 0
+
+
 @dataclass(slots=True)
 class Mailbox:
     """Directed messages by ``seq``, ack watermarks and delivery state.
 
     ``order`` may hold seqs already pruned from ``messages``; readers skip
     them and :meth:`_compact` drops them once they dominate.
+
+    Indexes keep ``who``'s pending counts O(names) instead of O(messages x
+    names): ``by_target`` lists (sorted seqs) per exact recipient, holding
+    single-target messages and each named part of a list of identities (a
+    list message is freed once every part has acked it: ``refs``); ``own``
+    lists the messages a sender addressed to a slash-less target (a project
+    it may belong to) or to itself, so its own mail is not counted for it;
+    ``group`` holds the few messages whose recipients can only be found by
+    matching (globs, roles, lists with a project part). Every index holds
+    only seqs still in ``messages``.
     """
 
     retention: int = DEFAULT_RETENTION
@@ -35,8 +50,10 @@ class Mailbox:
     order: list[int] = field(default_factory=list)
     watermarks: dict[str, int] = field(default_factory=dict)
     delivered: set[int] = field(default_factory=set)
-    targets: set[str] = field(default_factory=set)
     by_target: dict[str, list[int]] = field(default_factory=dict)
+    refs: dict[int, int] = field(default_factory=dict)
+    own: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    group: list[int] = field(default_factory=list)
     recent_acked: deque[int] = field(default_factory=lambda: deque(maxlen=ACKED_MEMORY))
 
     def store(self, frame: dict[str, Any]) -> None:
@@ -45,21 +62,27 @@ class Mailbox:
         if seq in self.messages:
             return
         target = frame.get("target", "")
-        if "," in target or not _GLOB.isdisjoint(target):
-            exact = None
-            self.targets.update(p for p in target_parts(target) if _GLOB.isdisjoint(p))
-        else:
+        sender = frame.get("sender", "")
+        if "," not in target and _GLOB.isdisjoint(target):
             exact = target.strip()
             if seq <= self.watermarks.get(exact, 0):
                 return  # already acked by its only recipient
-            self.targets.add(exact)
-            self.by_target.setdefault(exact, []).append(seq)
-        self.messages[seq] = frame
-        order = self.order
-        if not order or seq > order[-1]:
-            order.append(seq)
+            _push(self.by_target, exact, seq)  # a note to oneself too: its ack frees it
+            if "/" not in exact or exact == sender:  # a sender's own mail is never pending for it
+                _push(self.own, (exact, sender), seq)
         else:
-            order.insert(bisect_right(order, seq), seq)
+            parts = dict.fromkeys(target_parts(target))
+            if all("/" in p and _GLOB.isdisjoint(p) for p in parts):
+                named = [p for p in parts if p != sender and seq > self.watermarks.get(p, 0)]
+                if not named:
+                    return  # every recipient has acked it already
+                for part in named:
+                    _push(self.by_target, part, seq)
+                self.refs[seq] = len(named)
+            else:
+                _insert(self.group, seq)
+        self.messages[seq] = frame
+        _insert(self.order, seq)
         if len(self.messages) > self.retention:
             self._expire()
 
@@ -67,19 +90,31 @@ class Mailbox:
         """Forget the oldest messages beyond ``retention`` (in chunks, so it stays cheap)."""
         keep = self.retention - self.retention // 10
         live = [s for s in self.order if s in self.messages]
-        for old in live[: len(live) - keep]:
+        gone = live[: len(live) - keep]
+        for old in gone:
             self._drop(old)
         self.order = live[len(live) - keep :]
+        if gone:
+            cutoff = gone[-1]  # every live seq up to here is gone: each index loses a prefix
+            for index in (self.by_target, self.own):
+                for key in list(index):
+                    seqs = index[key]  # type: ignore[index]
+                    del seqs[: bisect_right(seqs, cutoff)]
+                    if not seqs:
+                        del index[key]  # type: ignore[arg-type]
+            del self.group[: bisect_right(self.group, cutoff)]
 
     def _drop(self, seq: int) -> None:
         self.messages.pop(seq, None)
         self.delivered.discard(seq)
+        self.refs.pop(seq, None)
 
     def ack(self, identity: str, seq: int) -> bool:
         """Move ``identity``'s watermark forward; False when it would not move.
 
         Messages addressed to exactly this identity, up to ``seq``, are
-        dropped from memory (they stay in the journal).
+        dropped from memory (they stay in the journal); a list message once
+        its last named recipient has acked it.
         """
         if seq <= self.watermarks.get(identity, 0):
             return False
@@ -88,6 +123,11 @@ class Mailbox:
         if mine:
             cut = bisect_right(mine, seq)
             for old in mine[:cut]:
+                left = self.refs.get(old)
+                if left is not None and left > 1:
+                    self.refs[old] = left - 1
+                    continue
+                self._unown(old)
                 self._drop(old)
                 self.recent_acked.append(old)
             del mine[:cut]
@@ -95,6 +135,23 @@ class Mailbox:
                 del self.by_target[identity]
             self._compact()
         return True
+
+    def _unown(self, seq: int) -> None:
+        """Take a single-target message out of ``own`` (it is leaving memory)."""
+        frame = self.messages.get(seq)
+        if frame is None:
+            return
+        target, sender = frame.get("target", "").strip(), frame.get("sender", "")
+        if "," in target or ("/" in target and target != sender):
+            return
+        key = (target, sender)
+        seqs = self.own.get(key)
+        if seqs:
+            i = bisect_right(seqs, seq) - 1
+            if i >= 0 and seqs[i] == seq:
+                del seqs[i]
+            if not seqs:
+                del self.own[key]
 
     def _compact(self) -> None:
         if len(self.order) > 2 * len(self.messages) + 64:
@@ -123,8 +180,27 @@ class Mailbox:
         return seq in self.recent_acked
 
     def pending_counts(self, identities: set[str]) -> dict[str, int]:
-        """Unacked directed message counts for each identity of interest."""
-        return {ident: len(self.pending_for(ident)) for ident in sorted(identities | self.targets)}
+        """Unacked directed message counts for ``identities`` and every identity with mail waiting.
+
+        Counted from the indexes (bisects, no message read) except for the
+        ``group`` messages, which only matching can attribute.
+        """
+        group = [self.messages[s] for s in self.group if s in self.messages]
+        names = set(identities) | set(self.by_target)
+        for frame in group:
+            names.update(p for p in target_parts(frame.get("target", "")) if _GLOB.isdisjoint(p))
+        out = {}
+        for ident in sorted(names):
+            floor = self.watermarks.get(ident, 0)
+            count = _above(self.by_target.get(ident), floor) - _above(self.own.get((ident, ident)), floor)
+            if "/" in ident:
+                project = ident.split("/", 1)[0]
+                count += _above(self.by_target.get(project), floor) - _above(self.own.get((project, ident)), floor)
+            for frame in group:
+                if frame["seq"] > floor and frame.get("sender") != ident:
+                    count += addresses(frame.get("target", ""), ident, directed_only=True)
+            out[ident] = count
+        return out
 
     def state_of(self, seq: int) -> str | None:
         """``stored``, ``delivered`` or ``acked`` for a directed message we keep."""
@@ -150,12 +226,31 @@ class Mailbox:
         self.messages.clear()
         self.order.clear()
         self.by_target.clear()
+        self.refs.clear()
+        self.own.clear()
+        self.group.clear()
         self.watermarks = {str(k): int(v) for k, v in state["watermarks"].items()}
         for frame in state["messages"]:
             self.store(frame)
         self.delivered = set(state["delivered"]) & set(self.messages)
         self.recent_acked.clear()
         self.recent_acked.extend(state.get("recent_acked", []))
+
+
+def _push(index: dict[Any, list[int]], key: Any, seq: int) -> None:
+    seqs = index.get(key)
+    if seqs is None:
+        index[key] = [seq]
+    else:
+        _insert(seqs, seq)
+
+
+def _insert(seqs: list[int], seq: int) -> None:
+    """Keep ``seqs`` sorted; appending is the common case (seqs arrive in order)."""
+    if not seqs or seq > seqs[-1]:
+        seqs.append(seq)
+    else:
+        seqs.insert(bisect_right(seqs, seq), seq)
 
 
 def is_directed_chat(frame: dict[str, Any]) -> bool:
