@@ -72,6 +72,31 @@ def test_register_conflict_takeover_cooldown_are_outcomes() -> None:
     assert not out.sends  # the superseded socket leaving announces nothing
 
 
+def test_per_name_state_stays_bounded() -> None:
+    """One-shot names leave nothing behind: takeover stamps are swept, departures kept only for claim holders."""
+    from synapse_channel.core.roster import TAKEOVER_HORIZON, TAKEOVER_MEMORY
+
+    core = HubCore("syn-test", presence_grace=0)
+    cid, now = 0, 1000.0
+    for i in range(3 * TAKEOVER_MEMORY):
+        cid += 2
+        core.open(cid, now)
+        core.open(cid + 1, now)
+        feed(core, cid, frame(f"send-{i}", "heartbeat"), now)
+        feed(core, cid + 1, frame(f"send-{i}", "heartbeat", takeover=True), now)
+        core.close(cid, now)
+        core.close(cid + 1, now)
+        now += TAKEOVER_HORIZON / TAKEOVER_MEMORY  # a name per ~0.3 s: older stamps pass the horizon
+    assert len(core.roster.last_takeover) <= 2 * TAKEOVER_MEMORY + 1
+    assert "send-0" not in core.roster.last_takeover and f"send-{3 * TAKEOVER_MEMORY - 1}" in core.roster.last_takeover
+    assert core.roster.last_left == {}  # none of them held a claim
+    core.open(1, now)
+    feed(core, 1, frame("p/a", "claim", task_id="T", paths=["x.py"]), now)
+    assert "p/a" in core.claims.per_owner
+    core.close(1, now + 1)
+    assert core.roster.last_left == {"p/a": now + 1}  # a holder's absence is what state_request reports
+
+
 def test_chat_emits_one_event_with_increasing_seq() -> None:
     """Every chat becomes one journalled event; seq and msg_id increase."""
     core = HubCore("syn-test")

@@ -119,8 +119,8 @@ if TYPE_CHECKING:
     "--takeover-cooldown",
     default=2.0,
     show_default=True,
-    type=click.FloatRange(0),
-    help="Seconds between two takeovers of one name.",
+    type=click.FloatRange(0, 300),
+    help="Seconds between two takeovers of one name (at most 300).",
 )
 @click.option(
     "--max-claims-per-agent",

@@ -264,7 +264,11 @@ class HubCore:
         out = Outcome()
         conn = self.roster.remove(conn_id)
         if conn is not None and conn.name is not None:
-            self.roster.last_left[owner_of(conn.name)] = now
+            owner = owner_of(conn.name)
+            if owner in self.claims.per_owner:
+                self.roster.last_left[owner] = now  # how long a claim holder has been away (state_request)
+            else:
+                self.roster.last_left.pop(owner, None)  # nothing to report: keep no per-name state
             out.notify("client_left", name=conn.name)
             if not conn.quiet:
                 if self.presence_grace > 0:

@@ -42,6 +42,11 @@ class Conn:
     refused: bool = False
 
 
+#: Takeover stamps kept before a sweep; stamps older than the horizon are dropped then.
+TAKEOVER_MEMORY = 1024
+TAKEOVER_HORIZON = 300.0
+
+
 @dataclass(slots=True)
 class Roster:
     """Names bound to connections, plus takeover bookkeeping."""
@@ -49,6 +54,7 @@ class Roster:
     conns: dict[int, Conn] = field(default_factory=dict)
     names: dict[str, int] = field(default_factory=dict)
     last_takeover: dict[str, float] = field(default_factory=dict)
+    sweep_takeovers_at: int = TAKEOVER_MEMORY
     by_owner: dict[str, set[int]] = field(default_factory=dict)
     by_project: dict[str, set[int]] = field(default_factory=dict)
     by_role: dict[str, set[int]] = field(default_factory=dict)
@@ -175,7 +181,14 @@ class Roster:
         old.superseded = True
         old.name = None
         self.bind(conn, name, roles)
-        self.last_takeover[name] = now
+        stamps = self.last_takeover
+        stamps[name] = now
+        if len(stamps) > self.sweep_takeovers_at:
+            # Only stamps younger than the longest cooldown matter; drop the rest in one sweep.
+            # The next sweep waits until the dict has doubled, so sweeps stay amortised O(1).
+            for old_name in [n for n, t in stamps.items() if now - t > TAKEOVER_HORIZON]:
+                del stamps[old_name]
+            self.sweep_takeovers_at = max(TAKEOVER_MEMORY, 2 * len(stamps))
         return old
 
     def remove(self, conn_id: int) -> Conn | None:
