@@ -49,6 +49,13 @@ STEP = "synapse adapters install gemini --trust"
 #: Variables that change Gemini's trust decision or strip the hooks' environment
 #: (GITHUB_SHA / SURFACE=Github turn on Gemini's strict env redaction: SYN_* would not reach the hook).
 SCRUB = ("GEMINI_CLI_TRUST_WORKSPACE", "GEMINI_RESTRICTED_MODE", "GEMINI_CLI_HOME", "GITHUB_SHA", "SURFACE")
+#: Gemini runs headless (never its interactive UI, even on a terminal) when either is "true".
+HEADLESS = ("CI", "GITHUB_ACTIONS")
+
+
+def interactive(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for Gemini's interactive UI: without the CI markers a CI machine sets (a user's terminal has none)."""
+    return {k: v for k, v in env.items() if k not in HEADLESS}
 
 
 _checked: list[Pin] = []
@@ -437,7 +444,7 @@ async def test_trust_writes_what_geminis_own_dialog_writes(pin: Pin, project: Pa
     rules = home / ".gemini" / "trustedFolders.json"
     with serve() as server:
         term = Terminal()
-        proc = await term.start(pin, gemini_env(server, home, project), project)
+        proc = await term.start(pin, interactive(gemini_env(server, home, project)), project)
         try:
             await until(lambda: b"Do you trust the files in this folder?" in term.output, "Gemini's trust dialog")
             assert b"1. Trust folder (proj)" in term.output

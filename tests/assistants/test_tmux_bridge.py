@@ -71,6 +71,8 @@ START_TIMEOUT = 60.0
 TURN_TIMEOUT = 60.0
 #: Variables that change Gemini's trust decision or strip its hooks' environment (see test_gemini.py).
 SCRUB = ("GEMINI_CLI_TRUST_WORKSPACE", "GEMINI_RESTRICTED_MODE", "GEMINI_CLI_HOME", "GITHUB_SHA", "SURFACE", "TMUX")
+#: Markers of a CI machine that turn the TUIs headless (Gemini: CI or GITHUB_ACTIONS "true").
+HEADLESS = ("CI", "GITHUB_ACTIONS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +127,9 @@ class Pane:
         """Start the server and the TUI (through a script, so the environment is exactly ``env``)."""
         self.started = (argv, env, cwd)
         script = self.socket.with_name("run-tui.sh")
+        unsets = "".join(f"unset {k}\n" for k in os.environ if k not in env and re.fullmatch(r"\w+", k))
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if re.fullmatch(r"\w+", k))
-        script.write_text(f"#!/bin/sh\n{exports}cd {shlex.quote(str(cwd))}\nexec {shlex.join(argv)}\n")
+        script.write_text(f"#!/bin/sh\n{unsets}{exports}cd {shlex.quote(str(cwd))}\nexec {shlex.join(argv)}\n")
         script.chmod(0o755)
         server_env = {k: v for k, v in os.environ.items() if k != "TMUX"}
         subprocess.run(
@@ -315,6 +318,8 @@ def tui_env(who: Assistant, model: FakeModelServer, project: Path, hub: Hub, *, 
     if trust and who.fake is fake_gemini:
         fake_gemini.trust_folder(home, project)
     env.update(SYN_IDENTITY=who.identity, SYNAPSE_URI=hub.uri)
+    for var in HEADLESS:  # as on a user's terminal: Gemini is headless whenever CI=true
+        env.pop(var, None)
     return env
 
 
