@@ -7,8 +7,14 @@ order. A reply that says granted or delivered is only sent after that, so it
 is always backed by an fsync'd row.
 
 State snapshots are written in the same transaction as the event that
-triggered them, so start-up loads the newest snapshot and replays only what
-follows. Replay goes through ``HubCore.apply``, the path live frames take.
+triggered them (in chunks, see :mod:`snapshots`), so start-up loads the newest
+snapshot and replays only what follows. Replay goes through ``HubCore.apply``,
+the path live frames take.
+
+A failed commit is fatal: the core has already applied those events, so the
+in-memory state is ahead of the disk. The journal refuses every later batch
+and never writes a snapshot again; the hub stops and a restart replays what
+is on disk.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .core.outcome import Event
+from . import snapshots
+from .core.outcome import Event, compact_json
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -35,7 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("synapse_channel.store")
 
 SCHEMA_VERSION = 1
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL,
@@ -44,6 +52,8 @@ CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, ts REAL NOT NULL,
 CREATE TABLE IF NOT EXISTS quarantine (
     seq INTEGER PRIMARY KEY, ts REAL, kind TEXT, data TEXT, crc INTEGER, reason TEXT NOT NULL);
 """
+    + snapshots.CHUNK_SCHEMA
+)
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
 
 Batch = tuple[list[Event], "asyncio.Future[None]"]
@@ -51,7 +61,11 @@ Batch = tuple[list[Event], "asyncio.Future[None]"]
 
 def encode_data(data: dict[str, Any]) -> str:
     """Compact JSON for an event payload (stable key order is not needed)."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return compact_json(data)
+
+
+class JournalFailed(RuntimeError):
+    """A commit failed earlier: the in-memory state is ahead of the disk, so nothing more is written."""
 
 
 @functools.cache
@@ -87,6 +101,8 @@ class Journal:
         self.hub_id = hub_id
         self.report = ReplayReport()
         self.snapshot_source: Callable[[], dict[str, Any]] | None = None
+        #: The error of the first failed commit; once set, nothing more is written.
+        self.failed: BaseException | None = None
 
     def submit(self, events: list[Event]) -> asyncio.Future[None]:
         """Queue ``events``; the future resolves once they are durable."""
@@ -115,6 +131,7 @@ class SqliteJournal(Journal):
         self.group_commit = group_commit
         self.last_snapshot_seq = 0
         self.commits = 0
+        self.snapshot_chunk = snapshots.CHUNK_BYTES
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._run())
         self.lock: WriterLock | None = None
@@ -142,46 +159,58 @@ class SqliteJournal(Journal):
                 return
 
     async def _commit(self, batch: list[Batch]) -> None:
+        if self.failed is not None:
+            _settle(batch, JournalFailed(f"the journal stopped after a failed commit: {self.failed}"))
+            return
         rows = []
         for events, _ in batch:
             for ev in events:
-                text = encode_data(ev.data)
+                text = ev.text if ev.text is not None else encode_data(ev.data)
                 rows.append((ev.seq, ev.ts, ev.kind, text, checksum(ev.kind, text)))
+        last = rows[-1][0] if rows else 0
         try:
             await self.db.executemany("INSERT INTO events VALUES (?,?,?,?,?)", rows)
-            last = rows[-1][0] if rows else 0
             if self.snapshot_source is not None and last - self.last_snapshot_seq >= self.snapshot_every:
-                await self._write_snapshot(last, rows[-1][1])
+                await self._try_snapshot(last, rows[-1][1])
             await self.db.commit()
             self.commits += 1
         except Exception as exc:
-            log.critical("journal commit failed: %s", exc)
+            self.failed = exc
+            log.critical("journal commit failed (seq %s..%s): %s", rows[0][0] if rows else "-", last, exc)
             with contextlib.suppress(Exception):
                 await self.db.rollback()
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            _settle(batch, exc)
             return
-        for _, fut in batch:
-            if not fut.done():
-                fut.set_result(None)
+        _settle(batch, None)
+
+    async def _try_snapshot(self, seq: int, ts: float) -> None:
+        """Write a snapshot inside a savepoint: if it fails, the events still commit without it."""
+        await self.db.execute("SAVEPOINT snapshot")
+        try:
+            await self._write_snapshot(seq, ts)
+        except sqlite3.Error as exc:
+            log.error("snapshot at seq %d not written (%s); the events commit without it", seq, exc)
+            await self.db.execute("ROLLBACK TO snapshot")
+            self.last_snapshot_seq = seq  # try again after another snapshot_every events, not at every commit
+        await self.db.execute("RELEASE snapshot")
 
     async def _write_snapshot(self, seq: int, ts: float) -> None:
         assert self.snapshot_source is not None
         state = self.snapshot_source()
         if state.get("seq") != seq:
             return  # the core has moved on past this batch; snapshot at a later commit
-        await self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?)", (seq, ts, encode_data(state)))
-        await self.db.execute("DELETE FROM snapshots WHERE seq < ?", (seq,))
+        rest, early = snapshots.freeze(state)
+        blob = await asyncio.to_thread(snapshots.encode_frozen, rest, early)  # large states: off the loop
+        await snapshots.write(self.db, seq, ts, blob, self.snapshot_chunk)
         self.last_snapshot_seq = seq
 
     async def replay(self, core: HubCore) -> ReplayReport:
         report = self.report
-        async with self.db.execute("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1") as cur:
-            row = await cur.fetchone()
-        if row is not None:
-            core.restore(json.loads(row[1]))
-            report.snapshot_seq = self.last_snapshot_seq = int(row[0])
+        found = await snapshots.read_newest(self.db)
+        if found is not None:
+            seq, state = found
+            core.restore(state)
+            report.snapshot_seq = self.last_snapshot_seq = seq
         await self._replay_events(core, report)
         if report.stopped_at is not None:
             log.error("journal %s: %s", self.path, report)
@@ -206,7 +235,7 @@ class SqliteJournal(Journal):
                             reason = "checksum mismatch"
                         else:
                             try:
-                                apply(Event(seq, ts, kind, loads(text)))
+                                apply(Event(seq, ts, kind, loads(text), size=len(text)))
                                 continue
                             except Exception as exc:
                                 reason = f"{type(exc).__name__}: {exc}"
@@ -230,21 +259,35 @@ class SqliteJournal(Journal):
             await self.db.commit()
 
     async def close(self) -> None:
+        """Flush the queue, write a final snapshot (never after a failed commit) and close."""
         self._queue.put_nowait(None)
         with contextlib.suppress(Exception):
             await self._writer
-        if self.snapshot_source is not None:
-            with contextlib.suppress(Exception):
+        if self.snapshot_source is not None and self.failed is None:
+            try:
                 state = self.snapshot_source()
                 if state["seq"] > self.last_snapshot_seq:
-                    await self.db.execute(
-                        "INSERT OR REPLACE INTO snapshots VALUES (?,?,?)", (state["seq"], 0.0, encode_data(state))
-                    )
-                    await self.db.execute("DELETE FROM snapshots WHERE seq < ?", (state["seq"],))
+                    await self._write_snapshot(state["seq"], 0.0)
                     await self.db.commit()
+            except Exception as exc:
+                log.error("final snapshot not written (%s); the next start replays from the journal", exc)
+                with contextlib.suppress(Exception):
+                    await self.db.rollback()
+        elif self.failed is not None:
+            log.error("no snapshot written: a commit failed, the journal on disk is the truth")
         await self.db.close()
         if self.lock is not None:
             self.lock.release()
+
+
+def _settle(batch: list[Batch], exc: BaseException | None) -> None:
+    """Resolve every waiter of ``batch``: durable (``exc`` None) or failed."""
+    for _, fut in batch:
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
 
 
 class DatabaseBusy(RuntimeError):

@@ -73,6 +73,7 @@ def db() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def check(path: Path | None, as_json: bool) -> None:
     """Verify a database file: SQLite integrity, row checksums, snapshot, meta."""
+    from ..snapshots import check_sync as check_snapshot
     from ..store import checksum
 
     path = _default_db(path)
@@ -103,13 +104,9 @@ def check(path: Path | None, as_json: bool) -> None:
         report.update(events=count, last_seq=top, bad_rows=bad)
         if bad:
             problems.append(f"{bad} event rows fail their checksum or do not parse (first at seq {first_bad})")
-        snap = con.execute("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
-        report["snapshot_seq"] = snap[0] if snap else None
-        if snap:
-            try:
-                json.loads(snap[1])
-            except ValueError:
-                problems.append(f"snapshot at seq {snap[0]} does not parse")
+        report["snapshot_seq"], snap_problem = check_snapshot(con)
+        if snap_problem:
+            problems.append(snap_problem)
         report["quarantined"] = con.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
     except sqlite3.Error as exc:
         problems.append(f"sqlite error: {exc}")

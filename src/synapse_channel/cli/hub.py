@@ -214,7 +214,7 @@ def hub(
         asyncio.run(_serve(config))
     except KeyboardInterrupt:
         pass
-    except DatabaseBusy as exc:
+    except (DatabaseBusy, HubFailed) as exc:
         click.echo(f"synapse hub: {exc}", err=True)
         sys.exit(1)
     except InsecureBindError as exc:
@@ -223,6 +223,10 @@ def hub(
     except OSError as exc:
         click.echo(f"synapse hub: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", err=True)
         sys.exit(1)
+
+
+class HubFailed(RuntimeError):
+    """The hub stopped on its own after a fatal error (e.g. a journal write failed)."""
 
 
 def _setup_logging(level: str) -> None:
@@ -235,9 +239,11 @@ async def _serve(config: HubConfig) -> None:
     import asyncio
     import signal
 
+    from ..hub.limits import raise_open_files_limit
     from ..hub.server import Hub
     from .common import runtime
 
+    raise_open_files_limit()
     hub = Hub(config, pm=runtime()[1])
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -251,3 +257,5 @@ async def _serve(config: HubConfig) -> None:
         err=True,
     )
     await hub.stopped.wait()
+    if hub.failure:
+        raise HubFailed(f"stopped: {hub.failure}; restart it to replay what is on disk")

@@ -9,18 +9,32 @@ and replayable.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 
+def compact_json(data: Any) -> str:
+    """The one JSON form events are stored in (compact, UTF-8 text as is)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass(slots=True)
 class Event:
-    """One journalled fact. ``seq`` is assigned by the core, strictly increasing."""
+    """One journalled fact. ``seq`` is assigned by the core, strictly increasing.
+
+    ``text`` is ``data`` already encoded (the journal stores it as is instead of
+    encoding twice) and ``size`` its length: the core sizes a chat to hold the
+    mailbox to its byte bounds, and replay reads the size from the stored row.
+    Both are optional; 0/None mean unknown.
+    """
 
     seq: int
     ts: float
     kind: str
     data: dict[str, Any]
+    size: int = 0
+    text: str | None = None
 
 
 @dataclass(slots=True)

@@ -86,6 +86,8 @@ class Hub:
         self.stopped = asyncio.Event()
         self._stop_requested = False
         self.internal_errors = 0
+        #: Why the hub stopped on its own (a fatal journal error); None after a clean stop.
+        self.failure: str | None = None
         self._per_host: dict[str, int] = {}
         self._stop_task: asyncio.Future[None] | None = None
         self._seat_db: sqlite3.Connection | None = None
@@ -507,9 +509,10 @@ class Hub:
         if pending is not None:
             try:
                 await asyncio.shield(pending)  # returns at once when that commit is already done
-            except Exception:
+            except Exception as exc:
                 if self._stop_task is None:
-                    log.critical("journal write failed; stopping so a restart replays what is on disk")
+                    self.failure = f"journal write failed: {exc}"
+                    log.critical("%s; stopping (no snapshot) so a restart replays what is on disk", self.failure)
                     self._stop_task = asyncio.ensure_future(self.stop())
                 return  # nothing that depends on an unwritten event is ever sent
         self._deliver(out)
