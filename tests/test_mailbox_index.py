@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synapse_channel.core.mailbox import Mailbox
+from synapse_channel.core.mailbox import Mailbox, MailboxLimits
 from synapse_channel.protocol import addresses
 
 IDS = ["api/a", "api/b", "web/c", "boss"]
@@ -45,7 +45,7 @@ def test_indexed_counts_equal_the_scan(ops: list[tuple[str, str, object]], reten
     for kind, who, arg in ops:
         if kind == "send":
             seq += 1
-            sent.append({"seq": seq, "sender": who, "target": arg, "type": "chat", "payload": "x"})
+            sent.append({"seq": seq, "sender": who, "target": arg, "type": "chat", "payload": "x" * (seq % 7)})
             box.store(dict(sent[-1]))
         elif kind == "ack":
             box.ack(who, max(0, seq - int(arg)))  # type: ignore[call-overload]
@@ -72,6 +72,11 @@ def test_indexed_counts_equal_the_scan(ops: list[tuple[str, str, object]], reten
         assert all(set(v) <= kept for v in box.by_target.values())
         assert all(set(v) <= kept for v in box.own.values())
         assert set(box.group) <= kept and set(box.refs) <= kept
+        # the byte accounting the mailbox bounds rely on matches the messages kept, per recipient too
+        assert set(box.sizes) == kept and box.total_bytes == sum(box.sizes.values())
+        assert set(box.target_bytes) == set(box.by_target)
+        for key, seqs in box.by_target.items():
+            assert box.target_bytes[key] == sum(box.sizes[s] for s in seqs), key
         # what a restart rebuilds from the snapshot is what the live mailbox holds (acked notes to self too)
         again = Mailbox(retention=retention)
         again.load(box.dump())
@@ -95,3 +100,28 @@ def test_who_counts_read_no_message_bodies() -> None:
     box.messages = Untouchable(box.messages)
     counts = box.pending_counts({"boss"})
     assert len(counts) == 2001 and counts["p/w2"] == 10 and counts["p/w1"] == 5 and counts["boss"] == 0
+
+
+def test_refusal_holds_each_bound_and_frees_on_ack() -> None:
+    """A chat past a per-recipient or total bound is refused before it is stored; an ack makes room again."""
+    box = Mailbox(limits=MailboxLimits(total_bytes=1000, total_messages=5, recipient_bytes=400, recipient_messages=3))
+    seq = 0
+
+    def send(target: str, size: int = 100) -> tuple[str, str] | None:
+        nonlocal seq
+        refused = box.refusal(target, "boss", size)
+        if refused is None:
+            seq += 1
+            box.store({"seq": seq, "sender": "boss", "target": target, "payload": "x"}, size)
+        return refused
+
+    assert [send("p/a") for _ in range(3)] == [None, None, None]
+    assert send("p/a") == ("recipient_messages", "'p/a' already has 3 unacknowledged messages waiting")
+    assert send("p/b", 401) is not None and send("p/b", 401)[0] == "recipient_bytes"  # type: ignore[index]
+    assert send("p/b,p/c", 300) is None and send("p/c", 150)[0] == "recipient_bytes"  # type: ignore[index]
+    assert send("p/*", 100) is None  # a glob is charged to the totals only
+    assert send("p/d", 100)[0] == "total_messages"  # type: ignore[index]
+    assert len(box.messages) == 5 and box.total_bytes == 700
+    box.ack("p/a", seq)
+    assert box.total_bytes == 400 and box.target_bytes == {"p/b": 300, "p/c": 300}
+    assert send("p/d", 700)[0] == "total_bytes" and send("p/d", 400) is None  # type: ignore[index]

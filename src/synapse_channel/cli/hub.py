@@ -136,6 +136,34 @@ if TYPE_CHECKING:
     type=click.FloatRange(0),
     help="Seconds a departed name may come back (a wait re-arm) before others hear 'left'; 0 = at once.",
 )
+@click.option(
+    "--mailbox-max-mb",
+    default=256.0,
+    show_default=True,
+    type=click.FloatRange(0.001),
+    help="MiB of unacknowledged directed mail the hub keeps in all; a chat beyond is refused (MAILBOX_FULL).",
+)
+@click.option(
+    "--mailbox-max-messages",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Unacknowledged directed messages the hub keeps in all (MAILBOX_FULL beyond).",
+)
+@click.option(
+    "--mailbox-recipient-mb",
+    default=64.0,
+    show_default=True,
+    type=click.FloatRange(0.001),
+    help="MiB of unacknowledged mail one recipient may have waiting (MAILBOX_FULL beyond).",
+)
+@click.option(
+    "--mailbox-recipient-messages",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Unacknowledged messages one recipient may have waiting (MAILBOX_FULL beyond).",
+)
 def hub(
     host: str,
     port: int,
@@ -163,8 +191,13 @@ def hub(
     takeover_cooldown: float,
     max_claims_per_agent: int,
     presence_grace: float,
+    mailbox_max_mb: float,
+    mailbox_max_messages: int,
+    mailbox_recipient_mb: float,
+    mailbox_recipient_messages: int,
 ) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
+    from ..core.mailbox import MIB
     from ..hub.config import HubConfig, InsecureBindError
     from ..paths import syn_home
     from ..protocol import DEFAULT_PRIORITY_SENDERS, name_problem
@@ -203,6 +236,10 @@ def hub(
         takeover_cooldown=takeover_cooldown,
         max_claims_per_agent=max_claims_per_agent,
         presence_grace=presence_grace,
+        mailbox_max_bytes=int(mailbox_max_mb * MIB),
+        mailbox_max_messages=mailbox_max_messages,
+        mailbox_max_recipient_bytes=int(mailbox_recipient_mb * MIB),
+        mailbox_max_recipient_messages=mailbox_recipient_messages,
         group_commit=commit_mode == "group",
     )
     os.umask(0o077)

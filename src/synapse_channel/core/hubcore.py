@@ -47,8 +47,8 @@ from . import protocol_text as text
 from .access import Grant
 from .board import Board
 from .claims import Claims
-from .mailbox import Mailbox, is_directed_chat
-from .outcome import Event, Outcome
+from .mailbox import Mailbox, MailboxLimits, is_directed_chat
+from .outcome import Event, Outcome, compact_json
 from .roster import Conn, Roster
 
 #: Fields a client may put on a frame that must never be relayed or journalled.
@@ -61,6 +61,13 @@ Handler = Callable[["HubCore", Conn, Command, float, Outcome], None]
 
 #: Seconds a departed name has to come back before others hear it ``left``.
 PRESENCE_GRACE = 1.0
+
+#: Bytes of recent chats kept for ``history_request`` and resume (besides the count bound):
+#: 500 chats of 1 MiB would otherwise pin 500 MiB and ride in every snapshot.
+HISTORY_MAX_BYTES = 16 * 1024 * 1024
+
+#: The ``error`` code for a chat refused because the mailbox is at one of its bounds.
+MAILBOX_FULL = "MAILBOX_FULL"
 
 
 class HubCore:
@@ -76,6 +83,8 @@ class HubCore:
         priority_senders: frozenset[str] = frozenset(DEFAULT_PRIORITY_SENDERS),
         max_claims_per_agent: int = claim_verbs.MAX_CLAIMS_PER_OWNER,
         presence_grace: float = PRESENCE_GRACE,
+        mailbox_limits: MailboxLimits | None = None,
+        history_max_bytes: int = HISTORY_MAX_BYTES,
     ) -> None:
         self.hub_id = hub_id
         self.compat_fanout = compat_fanout
@@ -89,10 +98,13 @@ class HubCore:
         #: without coming back, so a ``wait`` re-arm is silent for everyone else.
         self.presence_grace = presence_grace
         self.leaving: dict[str, float] = {}
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(limits=mailbox_limits or MailboxLimits())
         self.seq = 0
         self.msg_id = 0
-        self.history: deque[dict[str, Any]] = deque(maxlen=catchup.HISTORY_LIMIT)
+        self.history: deque[dict[str, Any]] = deque()
+        self.history_sizes: deque[int] = deque()
+        self.history_bytes = 0
+        self.history_max_bytes = history_max_bytes
         self.handlers: dict[str, Handler] = dict(BASE_HANDLERS)
         self.appliers: dict[str, Callable[[Event], None]] = {
             "chat": self._apply_chat,
@@ -105,9 +117,9 @@ class HubCore:
 
     # ------------------------------------------------------------------ events
 
-    def emit(self, out: Outcome, kind: str, data: dict[str, Any], now: float) -> Event:
-        """Create the next event, apply it, and queue it for the journal."""
-        event = Event(self.seq + 1, now, kind, data)
+    def emit(self, out: Outcome, kind: str, data: dict[str, Any], now: float, text: str | None = None) -> Event:
+        """Create the next event, apply it, and queue it for the journal (``text``: ``data`` already encoded)."""
+        event = Event(self.seq + 1, now, kind, data, len(text) if text else 0, text)
         self.apply(event)
         out.events.append(event)
         return event
@@ -125,11 +137,23 @@ class HubCore:
         msg_id = frame.get("msg_id", 0)
         if msg_id > self.msg_id:
             self.msg_id = msg_id
-        self.history.append(frame)
+        self._remember(frame, event.size)
         if is_directed_chat(frame):
-            self.mailbox.store(frame)
+            self.mailbox.store(frame, event.size)
             if event.data.get("recipients"):
                 self.mailbox.delivered.add(event.seq)
+
+    def _remember(self, frame: dict[str, Any], size: int) -> None:
+        """Add a chat to the recent history, dropping the oldest past the count or byte bound."""
+        history, sizes = self.history, self.history_sizes
+        size = size or len(compact_json(frame))
+        self.history_bytes += size
+        history.append(frame)
+        sizes.append(size)
+        limit, budget = catchup.HISTORY_LIMIT, self.history_max_bytes
+        while len(history) > limit or (self.history_bytes > budget and len(history) > 1):
+            history.popleft()
+            self.history_bytes -= sizes.popleft()
 
     @property
     def directed_mode(self) -> str:
@@ -146,6 +170,7 @@ class HubCore:
             "msg_id": self.msg_id,
             "mailbox": self.mailbox.dump(),
             "history": list(self.history),
+            "history_sizes": list(self.history_sizes),
             "claims": self.claims.dump(),
             "board": self.board.dump(),
         }
@@ -156,7 +181,11 @@ class HubCore:
         self.msg_id = int(state["msg_id"])
         self.mailbox.load(state["mailbox"])
         self.history.clear()
-        self.history.extend(state.get("history", []))
+        self.history_sizes.clear()
+        self.history_bytes = 0
+        history = state.get("history", [])
+        for frame, size in zip(history, state.get("history_sizes") or [0] * len(history), strict=True):
+            self._remember(frame, size)
         self.claims.load(state.get("claims", {"live": [], "epoch": 0, "operations": []}))
         self.board.load(state.get("board", {"tasks": [], "progress": []}))
 
@@ -457,7 +486,11 @@ def _chat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> 
         frame["priority"] = True
     recips = core.recipients(target, conn.conn_id)
     names = sorted({owner_of(c.name) for c in recips if c.name})
-    core.emit(out, "chat", {"frame": frame, "recipients": names}, now)
+    data = {"frame": frame, "recipients": names}
+    encoded = compact_json(data)
+    if is_directed_chat(frame) and _mailbox_refuses(core, conn, cmd, len(encoded), now, out):
+        return
+    core.emit(out, "chat", data, now, encoded)
     if core.compat_fanout or is_fleet_wide(target):
         audience = core.roster.all_ids()
     else:
@@ -474,6 +507,24 @@ def _chat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> 
         out.notify("message_delivered", message=frame, recipients=names)
     if raw.get("receipt_requested") is True:
         out.send(conn.conn_id, _receipt(core, conn, frame, recips, names, now))
+
+
+def _mailbox_refuses(core: HubCore, conn: Conn, cmd: Command, size: int, now: float, out: Outcome) -> bool:
+    """Refuse a directed chat the mailbox may not keep: ``error`` MAILBOX_FULL to the sender, nothing journalled.
+
+    A bound that refuses is what keeps one client from filling the hub's
+    memory and disk (and, before snapshots were chunked, from bricking it).
+    """
+    refused = core.mailbox.refusal(cmd.target, cmd.sender, size)
+    if refused is None:
+        return False
+    limit, why = refused
+    message = f"message to {cmd.target!r} not stored: {why} (the hub's mailbox bounds); its recipients must ack first"
+    extra: dict[str, Any] = {"code": MAILBOX_FULL, "limit": limit, "message_target": cmd.target}
+    if isinstance(cmd.raw.get("client_msg_id"), str):
+        extra["client_msg_id"] = cmd.raw["client_msg_id"]
+    core.error(out, conn, message, now, **extra)
+    return True
 
 
 def _receipt(

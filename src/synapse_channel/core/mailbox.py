@@ -14,12 +14,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import addresses, is_broadcast, target_parts
+from .outcome import compact_json
 
 #: Directed messages kept in memory for replay; older ones stay in the journal.
 DEFAULT_RETENTION = 100_000
 _GLOB = frozenset("*?[")
 #: How many pruned (fully acked) message seqs are remembered for status queries.
 ACKED_MEMORY = 10_000
+MIB = 1024 * 1024
+#: Default mailbox bounds (``synapse hub --mailbox-*``).
+MAX_TOTAL_BYTES = 256 * MIB
+MAX_RECIPIENT_BYTES = 64 * MIB
+MAX_RECIPIENT_MESSAGES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxLimits:
+    """Bounds on what the mailbox retains; a chat that would pass one is refused, not stored.
+
+    Sizes are the length of the stored JSON. Per-recipient bounds apply to each
+    exact identity, project or named part of a list the message waits for;
+    the totals to everything kept.
+    """
+
+    total_bytes: int = MAX_TOTAL_BYTES
+    total_messages: int = DEFAULT_RETENTION
+    recipient_bytes: int = MAX_RECIPIENT_BYTES
+    recipient_messages: int = MAX_RECIPIENT_MESSAGES
+
+
+def frame_size(frame: dict[str, Any]) -> int:
+    """A stored message's size when the event did not carry it (an old snapshot)."""
+    return len(compact_json(frame))
 
 
 def _above(seqs: list[int] | None, floor: int) -> int:
@@ -43,9 +69,14 @@ class Mailbox:
     ``group`` holds the few messages whose recipients can only be found by
     matching (globs, roles, lists with a project part). Every index holds
     only seqs still in ``messages``.
+
+    ``sizes`` holds each kept message's size, ``total_bytes`` their sum and
+    ``target_bytes`` the sum per ``by_target`` key (same keys), so
+    :meth:`refusal` can hold the mailbox to :class:`MailboxLimits` in O(parts).
     """
 
     retention: int = DEFAULT_RETENTION
+    limits: MailboxLimits = field(default_factory=MailboxLimits)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)
     watermarks: dict[str, int] = field(default_factory=dict)
@@ -55,10 +86,44 @@ class Mailbox:
     own: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     group: list[int] = field(default_factory=list)
     recent_acked: deque[int] = field(default_factory=lambda: deque(maxlen=ACKED_MEMORY))
+    sizes: dict[int, int] = field(default_factory=dict)
+    total_bytes: int = 0
+    target_bytes: dict[str, int] = field(default_factory=dict)
 
-    def store(self, frame: dict[str, Any]) -> None:
+    def refusal(self, target: str, sender: str, size: int) -> tuple[str, str] | None:
+        """Why a new directed chat of ``size`` to ``target`` may not be kept: ``(limit, text)``, or None.
+
+        Checked before the chat is journalled, so a refused chat leaves no
+        trace; replay never asks (what was journalled is kept whatever the
+        bounds are now).
+        """
+        lim = self.limits
+        if len(self.messages) >= lim.total_messages:
+            return "total_messages", f"the hub's mailbox holds {len(self.messages)} messages (its bound)"
+        if self.total_bytes + size > lim.total_bytes:
+            return "total_bytes", f"the hub's mailbox would exceed {_mib(lim.total_bytes)} ({size} bytes more)"
+        for part in self._charged_parts(target, sender):
+            seqs = self.by_target.get(part)
+            if seqs is not None and len(seqs) >= lim.recipient_messages:
+                return "recipient_messages", f"{part!r} already has {len(seqs)} unacknowledged messages waiting"
+            if self.target_bytes.get(part, 0) + size > lim.recipient_bytes:
+                return "recipient_bytes", f"{part!r} would have over {_mib(lim.recipient_bytes)} waiting"
+        return None
+
+    @staticmethod
+    def _charged_parts(target: str, sender: str) -> list[str]:
+        """The ``by_target`` keys a new message to ``target`` would be listed under (see :meth:`store`)."""
+        if "," not in target and _GLOB.isdisjoint(target):
+            return [target.strip()]
+        parts = dict.fromkeys(target_parts(target))
+        if all("/" in p and _GLOB.isdisjoint(p) for p in parts):
+            return [p for p in parts if p != sender]
+        return []
+
+    def store(self, frame: dict[str, Any], size: int = 0) -> None:
         """Keep a directed chat (idempotent by ``seq``). Hot on replay: keep it lean."""
         seq = frame["seq"]
+        size = size or frame_size(frame)
         if seq in self.messages:
             return
         target = frame.get("target", "")
@@ -68,6 +133,7 @@ class Mailbox:
             if seq <= self.watermarks.get(exact, 0):
                 return  # already acked by its only recipient
             _push(self.by_target, exact, seq)  # a note to oneself too: its ack frees it
+            self.target_bytes[exact] = self.target_bytes.get(exact, 0) + size
             if "/" not in exact or exact == sender:  # a sender's own mail is never pending for it
                 _push(self.own, (exact, sender), seq)
         else:
@@ -78,10 +144,13 @@ class Mailbox:
                     return  # every recipient has acked it already
                 for part in named:
                     _push(self.by_target, part, seq)
+                    self.target_bytes[part] = self.target_bytes.get(part, 0) + size
                 self.refs[seq] = len(named)
             else:
                 _insert(self.group, seq)
         self.messages[seq] = frame
+        self.sizes[seq] = size
+        self.total_bytes += size
         _insert(self.order, seq)
         if len(self.messages) > self.retention:
             self._expire()
@@ -103,8 +172,11 @@ class Mailbox:
                     if not seqs:
                         del index[key]  # type: ignore[arg-type]
             del self.group[: bisect_right(self.group, cutoff)]
+            sizes = self.sizes
+            self.target_bytes = {key: sum(sizes[s] for s in seqs) for key, seqs in self.by_target.items()}
 
     def _drop(self, seq: int) -> None:
+        self.total_bytes -= self.sizes.pop(seq, 0)
         self.messages.pop(seq, None)
         self.delivered.discard(seq)
         self.refs.pop(seq, None)
@@ -122,7 +194,9 @@ class Mailbox:
         mine = self.by_target.get(identity)
         if mine:
             cut = bisect_right(mine, seq)
+            freed = 0
             for old in mine[:cut]:
+                freed += self.sizes.get(old, 0)
                 left = self.refs.get(old)
                 if left is not None and left > 1:
                     self.refs[old] = left - 1
@@ -131,8 +205,10 @@ class Mailbox:
                 self._drop(old)
                 self.recent_acked.append(old)
             del mine[:cut]
+            self.target_bytes[identity] -= freed
             if not mine:
                 del self.by_target[identity]
+                del self.target_bytes[identity]
             self._compact()
         return True
 
@@ -214,9 +290,11 @@ class Mailbox:
 
     def dump(self) -> dict[str, Any]:
         """JSON-ready state for a snapshot."""
+        kept = [s for s in self.order if s in self.messages]
         return {
-            "messages": [self.messages[s] for s in self.order if s in self.messages],
-            "watermarks": self.watermarks,
+            "messages": [self.messages[s] for s in kept],
+            "sizes": [self.sizes[s] for s in kept],
+            "watermarks": dict(self.watermarks),
             "delivered": sorted(self.delivered),
             "recent_acked": list(self.recent_acked),
         }
@@ -229,12 +307,20 @@ class Mailbox:
         self.refs.clear()
         self.own.clear()
         self.group.clear()
+        self.sizes.clear()
+        self.target_bytes.clear()
+        self.total_bytes = 0
         self.watermarks = {str(k): int(v) for k, v in state["watermarks"].items()}
-        for frame in state["messages"]:
-            self.store(frame)
+        sizes = state.get("sizes") or [0] * len(state["messages"])  # none in snapshots before the bounds
+        for frame, size in zip(state["messages"], sizes, strict=True):
+            self.store(frame, size)
         self.delivered = set(state["delivered"]) & set(self.messages)
         self.recent_acked.clear()
         self.recent_acked.extend(state.get("recent_acked", []))
+
+
+def _mib(n: int) -> str:
+    return f"{n / MIB:g} MiB"
 
 
 def _push(index: dict[Any, list[int]], key: Any, seq: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core import mailbox
+from ..core.mailbox import MailboxLimits
 from ..trust import is_loopback_host
 
 REMOTE_PER_HOST = 64
@@ -41,10 +43,25 @@ class HubConfig:
     allowed_roles: frozenset[str] = frozenset()
     #: Senders whose chats the hub marks ``priority`` (wakes ``--directed-only`` waiters).
     priority_senders: frozenset[str] = frozenset({"CEO"})
+    #: Retained-mailbox bounds: a directed chat that would pass one is refused with ``MAILBOX_FULL``.
+    mailbox_max_bytes: int = mailbox.MAX_TOTAL_BYTES
+    mailbox_max_messages: int = mailbox.DEFAULT_RETENTION
+    mailbox_max_recipient_bytes: int = mailbox.MAX_RECIPIENT_BYTES
+    mailbox_max_recipient_messages: int = mailbox.MAX_RECIPIENT_MESSAGES
     send_queue_limit: int = 4096
     insecure_off_loopback: bool = False
     snapshot_every: int = 10_000
     group_commit: bool = True  # False: one fsync per outcome (benchmarks compare the two)
+
+    @property
+    def mailbox_limits(self) -> MailboxLimits:
+        """The mailbox bounds as the core takes them."""
+        return MailboxLimits(
+            total_bytes=self.mailbox_max_bytes,
+            total_messages=self.mailbox_max_messages,
+            recipient_bytes=self.mailbox_max_recipient_bytes,
+            recipient_messages=self.mailbox_max_recipient_messages,
+        )
 
     @property
     def tls(self) -> bool:

@@ -139,6 +139,7 @@ class Hub:
             priority_senders=cfg.priority_senders,
             max_claims_per_agent=cfg.max_claims_per_agent,
             presence_grace=cfg.presence_grace,
+            mailbox_limits=cfg.mailbox_limits,
         )
         self._update_security()
         await self.journal.replay(self.core)
