@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from .conftest import SYNAPSE
@@ -21,14 +22,24 @@ def free_port() -> int:
 class HubProcess:
     """Start, SIGKILL and restart one hub on a fixed port and database."""
 
-    def __init__(self, db: Path, *, feed: Path | None = None, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        db: Path,
+        *,
+        feed: Path | None = None,
+        extra: tuple[str, ...] = (),
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
+        self.preexec = preexec
         self.feed = feed
         self.extra = extra
         self.port = free_port()
         self.uri = f"ws://127.0.0.1:{self.port}"
         self.proc: asyncio.subprocess.Process | None = None
         self.banner = ""
+        #: Every stderr line the hub wrote (kept by the drainer too).
+        self.log: list[str] = []
         self._drainer: asyncio.Future[None] | None = None
 
     async def start(self, timeout: float = 20) -> str:
@@ -42,11 +53,13 @@ class HubProcess:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=dict(os.environ),
+            preexec_fn=self.preexec,
         )
         assert self.proc.stderr is not None
         async with asyncio.timeout(timeout):
             while True:
                 line = (await self.proc.stderr.readline()).decode()
+                self.log.append(line)
                 if not line:
                     raise AssertionError(f"hub exited before listening (rc={await self.proc.wait()})")
                 if "listening on" in line:
@@ -58,8 +71,8 @@ class HubProcess:
     async def _drain(self) -> None:
         proc = self.proc
         if proc is not None and proc.stderr is not None:
-            while await proc.stderr.readline():
-                pass
+            while line := await proc.stderr.readline():
+                self.log.append(line.decode())
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""

@@ -164,6 +164,13 @@ if TYPE_CHECKING:
     type=click.IntRange(1),
     help="Unacknowledged messages one recipient may have waiting (MAILBOX_FULL beyond).",
 )
+@click.option(
+    "--snapshot-every",
+    default=10_000,
+    type=click.IntRange(1),
+    hidden=True,
+    help="Events between state snapshots (tests and benchmarks lower it).",
+)
 def hub(
     host: str,
     port: int,
@@ -195,6 +202,7 @@ def hub(
     mailbox_max_messages: int,
     mailbox_recipient_mb: float,
     mailbox_recipient_messages: int,
+    snapshot_every: int,
 ) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
     from ..core.mailbox import MIB
@@ -240,6 +248,7 @@ def hub(
         mailbox_max_messages=mailbox_max_messages,
         mailbox_max_recipient_bytes=int(mailbox_recipient_mb * MIB),
         mailbox_max_recipient_messages=mailbox_recipient_messages,
+        snapshot_every=snapshot_every,
         group_commit=commit_mode == "group",
     )
     os.umask(0o077)
