@@ -68,7 +68,8 @@ async def write(db: aiosqlite.Connection, seq: int, ts: float, blob: bytes, chun
 
     Runs inside the caller's transaction: nothing is visible until it commits.
     """
-    parts = [blob[i : i + chunk] for i in range(0, len(blob), chunk)] or [b""]
+    view = memoryview(blob)  # parts are views: no second copy of a large state
+    parts = [view[i : i + chunk] for i in range(0, len(blob), chunk)] or [view]
     header = _compact({"chunked": {"parts": len(parts), "bytes": len(blob), "crc": zlib.crc32(blob)}})
     await db.execute("DELETE FROM snapshot_chunks WHERE seq = ?", (seq,))
     await db.executemany("INSERT INTO snapshot_chunks VALUES (?,?,?)", [(seq, i, p) for i, p in enumerate(parts)])

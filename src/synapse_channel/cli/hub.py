@@ -138,7 +138,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--mailbox-max-mb",
-    default=256.0,
+    default=128.0,
     show_default=True,
     type=click.FloatRange(0.001),
     help="MiB of unacknowledged directed mail the hub keeps in all; a chat beyond is refused (MAILBOX_FULL).",
@@ -152,7 +152,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--mailbox-recipient-mb",
-    default=64.0,
+    default=32.0,
     show_default=True,
     type=click.FloatRange(0.001),
     help="MiB of unacknowledged mail one recipient may have waiting (MAILBOX_FULL beyond).",

@@ -23,8 +23,8 @@ _GLOB = frozenset("*?[")
 ACKED_MEMORY = 10_000
 MIB = 1024 * 1024
 #: Default mailbox bounds (``synapse hub --mailbox-*``).
-MAX_TOTAL_BYTES = 256 * MIB
-MAX_RECIPIENT_BYTES = 64 * MIB
+MAX_TOTAL_BYTES = 128 * MIB
+MAX_RECIPIENT_BYTES = 32 * MIB
 MAX_RECIPIENT_MESSAGES = 10_000
 
 
