@@ -344,6 +344,26 @@ async def test_project_cannot_trust_itself(tmp_path: Path, monkeypatch: pytest.M
     assert code == 2 and "user config only" in err
 
 
+async def test_untrusted_project_cannot_steer_the_wake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plugin keys obey the boundary: no queue_wake_remote (where message text goes), no tmux-bridge patterns."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "synapse.toml").write_text(
+        '[adapters.codex]\nqueue_wake = true\nqueue_wake_remote = "ws://192.0.2.1:9"\n'
+        '[adapters.tmux_bridge]\nclaude_unsafe = "^never$"\n'
+    )
+    monkeypatch.chdir(root)
+    code, out, err = await run_cli("config", "show", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["project_trusted"] is False
+    refused = {"adapters.codex.queue_wake_remote", "adapters.tmux_bridge.claude_unsafe"}
+    assert {i["key"] for i in data["ignored"]} == refused
+    assert "queue_wake_remote" in err and len(err.strip().splitlines()) == 1
+    trust(tmp_path, str(root))
+    code, out, err = await run_cli("config", "show", "--json")
+    assert code == 0 and json.loads(out)["ignored"] == [] and err == ""
+
+
 async def test_relative_trust_entry_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     user = trust(tmp_path, "repo")
     monkeypatch.chdir(tmp_path)

@@ -95,7 +95,9 @@ class Codex(HookAdapter):
                 " (Codex runs one notify program); nothing was changed"
             )
         if installing:
-            wanted = notify_command() if self.queue_wake() else (None if is_our_notify(notify) else notify)
+            # notify is user-wide and the wake program checks queue_wake per project, so a project with it
+            # off leaves another project's notify alone (uninstall removes it).
+            wanted = notify_command() if self.queue_wake() else notify
             if wanted != notify:
                 text = codex_trust.set_top_level(text, "notify", wanted)
             return [Change(path, before, text if before is not None or text else None)]

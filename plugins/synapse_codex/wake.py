@@ -209,9 +209,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0  # a one-shot run: nothing holds the thread to wake
         if not saved_session(thread):
             return 0  # an ephemeral side thread (the TUI runs some): not a session anyone is in
+        cwd = event.get("cwd")
+        if isinstance(cwd, str) and os.path.isdir(cwd):
+            os.chdir(cwd)  # the session's project decides, not wherever Codex started us
         from . import Codex
 
         adapter = Codex()
+        if not adapter.queue_wake():
+            return 0  # notify is user-wide; queue_wake is per project: off here
         log(f"thread {thread} ({event.get('client')}): waiting")
         outcome = asyncio.run(wait_and_queue(thread, adapter.queue_wake_seconds(), adapter.queue_wake_remote()))
         log(f"thread {thread}: {outcome}")

@@ -221,7 +221,11 @@ def check(folder: Path) -> Verdict:
         )
     key, level = rule
     if level == "DO_NOT_TRUST":
-        return Verdict(False, f"{folder} is marked DO_NOT_TRUST ({key!r} in {path}): Gemini runs no hooks there")
+        return Verdict(
+            False,
+            f"{folder} is marked DO_NOT_TRUST ({key!r} in {path}): Gemini runs no hooks there",
+            f"change or remove the DO_NOT_TRUST rule {key!r} in {path} yourself (--trust never overrides it)",
+        )
     return Verdict(True, f"{level} {key!r} in {path}")
 
 
@@ -257,11 +261,16 @@ def trust_folder(folder: Path) -> list[Change]:
 
     Refuses (SettingsError, nothing changed) when the file is one Gemini
     itself would refuse to update. Does nothing when the environment, not the
-    file, is what distrusts the folder: no file edit would help there.
+    file, is what distrusts the folder (no file edit would help there), or
+    when a ``DO_NOT_TRUST`` rule covers it: that is the user's own decision.
     """
     if env_distrust():
         return []
     path = trusted_folders_path()
+    if path.exists():
+        rule = matching_rule(load_rules(path), folder)
+        if rule is not None and rule[1] == "DO_NOT_TRUST":
+            return []
     path.parent.mkdir(parents=True, exist_ok=True)
     existed = True
     try:  # created as Gemini creates it: "{}", owner-only

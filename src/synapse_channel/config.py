@@ -264,6 +264,10 @@ def _apply_file(config: Config, path: Path, source: str, strict: bool, *, projec
     for key, value in _flatten(read_toml(path)).items():
         setting = config.settings.get(key)
         if setting is None and not strict and _plugin_owned(key):
+            refusal = project_refusal(key, value, trusted=config.project_trusted) if project else None
+            if refusal is not None:  # plugin keys obey the same trust boundary as core ones
+                config.ignored.append(Ignored(key, str(path), refusal))
+                continue
             config.deferred[key] = Value(value, source)
             continue
         if setting is None:

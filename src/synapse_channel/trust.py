@@ -103,6 +103,10 @@ def project_refusal(key: str, value: object, *, trusted: bool) -> str | None:
         return "an untrusted project may not point clients at a non-loopback hub"
     if key == "paths.home":
         return "an untrusted project may not move the coordination home (feed, cursors, database)"
+    if key == "adapters.codex.queue_wake_remote":
+        return "an untrusted project may not choose the server that message text is sent to"
+    if key.startswith("adapters.tmux_bridge."):
+        return "an untrusted project may not change which screens the tmux bridge types into"
     return None
 
 

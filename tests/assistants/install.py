@@ -12,6 +12,7 @@ Stdlib only: it runs before any virtualenv exists.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,9 @@ def pins() -> dict[str, Pin]:
 
 
 def install(pin: Pin) -> None:
-    if pin.path.exists():
+    """npm-install ``pin`` into its cache folder; an exact version once, a dist-tag (``latest``) on every run."""
+    exact = re.fullmatch(r"\d+\.\d+\.\d+(?:[-+][\w.]+)?", pin.version) is not None
+    if exact and pin.path.exists():
         print(f"{pin.name} {pin.version}: cached in {pin.folder}")
         return
     npm = shutil.which("npm")

@@ -565,9 +565,13 @@ async def test_codex_queue_without_a_server_waits_for_the_next_resume(
 
 
 def wake_settings(project: Path, remote: str) -> None:
-    (project / "synapse.toml").write_text(
-        f'[adapters.codex]\nqueue_wake = true\nqueue_wake_seconds = 60\nqueue_wake_remote = "{remote}"\n'
-    )
+    """queue_wake in the project; the app server in the user's own config (a project may not choose it)."""
+    from synapse_channel.config import user_file
+
+    (project / "synapse.toml").write_text("[adapters.codex]\nqueue_wake = true\nqueue_wake_seconds = 60\n")
+    user = user_file()
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text(f'[adapters.codex]\nqueue_wake_remote = "{remote}"\n')
 
 
 def wake_log() -> str:

@@ -168,6 +168,21 @@ def gemini_row(status_json: str) -> dict[str, dict[str, object]]:
 # ---------------------------------------------------------------------------- (a) the trust gate
 
 
+async def test_trust_never_overrides_the_users_own_distrust(project: Path, home: Path) -> None:
+    """A DO_NOT_TRUST rule covering the project is the user's decision: --trust leaves it, and says what to change."""
+    rules = home / ".gemini" / "trustedFolders.json"
+    rules.parent.mkdir(parents=True, exist_ok=True)
+    rules.write_text(json.dumps({str(project.parent): "DO_NOT_TRUST"}, indent=2))
+    before = rules.read_bytes()
+    code, out, err = await run_cli("adapters", "install", "gemini", "--trust")
+    assert code == 3, (out, err)
+    assert "one step left: change or remove the DO_NOT_TRUST rule" in out and str(rules) in out
+    assert rules.read_bytes() == before
+    code, out, _ = await run_cli("adapters", "status", "--json")
+    row = gemini_row(out)["project"]
+    assert (row["trusted"], row["will_run"]) == (False, False) and "DO_NOT_TRUST" in row["step"]
+
+
 async def test_untrusted_folder_gate_then_the_printed_step(pin: Pin, project: Path, home: Path, hub: Hub) -> None:
     """Untrusted: install says so (exit 3, the step), status agrees, and Gemini really runs no hooks.
 
