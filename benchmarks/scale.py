@@ -246,10 +246,12 @@ async def measure_largest_frame(pythonpath: str | None, big: int, claims: int) -
 async def measure_slow_consumer(pythonpath: str | None, others: int, rounds: int, slow: bool) -> dict[str, Any]:
     """``others`` sockets each send ``rounds`` chats to a neighbour (copied to bench/slow); delivery latency."""
     size = 8000
-    async with HubRun(pythonpath) as hub:
-        socks = [await connect(hub.uri, compression=None, max_size=None) for _ in range(others)]
-        for i, ws in enumerate(socks):
+    async with HubRun(pythonpath, "--max-clients", str(others + 16)) as hub:
+        socks = []
+        for i in range(others):  # each registers at once: a silent socket is closed after --auth-timeout
+            ws = await connect(hub.uri, compression=None, max_size=None)
             await ws.send(frame(f"fleet/w{i}", "heartbeat", quiet=True))
+            socks.append(ws)
         lazy = None
         if slow:
             lazy = await connect(hub.uri, compression=None, max_size=None)
