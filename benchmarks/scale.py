@@ -9,7 +9,13 @@ Two measures so far (issue: bounded and fail-safe at fleet scale):
 * presence: ``presence_update`` frames an idle observer receives while
   waiters re-arm (each re-arm = disconnect and register again, as
   ``synapse wait`` does), with ``--presence-grace 0`` (the old behaviour)
-  and the default grace.
+  and the default grace;
+* largest frame: the biggest frame the hub sends for any request (inbox
+  pages over 24 stored 900 KB chats, history, resume, mailbox replay, who,
+  state over many claims, board), against ``--max-frame-bytes``;
+* slow consumer: 500 sockets chatting to each other (every chat copied to
+  ``bench/slow``); their delivery p99 with and without a ``bench/slow`` socket
+  that never reads, how it was closed, and the hub's peak RSS.
 
 ``--hub LABEL=PYTHONPATH`` runs the hub from another source tree (e.g. a
 ``git worktree`` of an older commit) for a before/after pair; the default is
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -175,17 +182,150 @@ async def measure_presence(pythonpath: str | None, waiters: int, rearms: int, gr
     return {"waiters": waiters, "rearms": total, "presence_frames": seen, "per_rearm": seen / total}
 
 
+def rss_mb(pid: int) -> dict[str, float]:
+    """Current and peak resident memory of ``pid`` (Linux), in MB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return {"rss_mb": out.get("VmRSS", 0.0), "peak_rss_mb": out.get("VmHWM", 0.0)}
+
+
+async def measure_largest_frame(pythonpath: str | None, big: int, claims: int) -> dict[str, Any]:
+    """Every list request, after filling the hub; the largest frame received per request type."""
+    largest: dict[str, int] = {}
+    async with HubRun(pythonpath, "--max-claims-per-agent", "0") as hub:
+        async with connect(hub.uri, max_size=None, compression=None, ping_interval=None) as ws:
+            await ws.send(frame("bench/filler", "heartbeat"))
+            for i in range(big):
+                await ws.send(frame("bench/filler", "chat", "bench/inbox", f"{i} " + "x" * 900_000))
+            for i in range(claims):
+                await ws.send(frame("bench/filler", "claim", task_id=f"T-{i}", paths=[f"src/{i}/" + "p" * 200]))
+                await ws.send(frame("bench/filler", "ledger_task", task_id=f"B-{i}", title="t" * 300))
+            for i in range(400):
+                await ws.send(frame("bench/filler", "chat", "all", f"b{i} " + "y" * 3000))
+            await ws.send(frame("bench/filler", "message_status_request", seq=1))
+            while json.loads(await ws.recv()).get("type") != "message_status":
+                pass
+
+        async def ask(name: str, key: str, *frames: str, until: str, pages: bool = False) -> None:
+            async with connect(hub.uri, max_size=None, compression=None, ping_interval=None) as ws:
+                for f in frames:
+                    await ws.send(f)
+                while True:
+                    data = await asyncio.wait_for(ws.recv(), 30)
+                    largest[key] = max(largest.get(key, 0), len(data.encode() if isinstance(data, str) else data))
+                    reply = json.loads(data)
+                    if reply.get("type") != until:
+                        continue
+                    body = reply.get("inbox_page") or {}
+                    if not (pages and body.get("has_more")):
+                        return
+                    query = {"version": 1, "identity": "bench/inbox", "since_seq": body["cursor"], "limit": 100}
+                    await ws.send(frame(name, "history_request", inbox_query=query))
+
+        q = {"version": 1, "identity": "bench/inbox", "since_seq": 0, "limit": 100}
+        await ask(
+            "bench/inbox~a",
+            "inbox pages",
+            frame("bench/inbox~a", "history_request", inbox_query=q),
+            until="history_snapshot",
+            pages=True,
+        )
+        await ask("bench/h", "history", frame("bench/h", "history_request", limit=500), until="history_snapshot")
+        await ask("bench/r", "resume", frame("bench/r", "resume_request", since=0), until="resume_snapshot")
+        await ask("bench/s", "state", frame("bench/s", "state_request", payload="snapshot"), until="state_snapshot")
+        await ask("bench/b", "board", frame("bench/b", "board_request", payload="board"), until="board_snapshot")
+        await ask("bench/w", "who", frame("bench/w", "who_request"), until="who_snapshot")
+        reg = frame("bench/inbox-rx", "heartbeat", mailbox=True, since_seq=0, mailbox_for="bench/inbox")
+        probe = frame("bench/inbox-rx", "message_status_request", seq=1)
+        await ask("bench/inbox-rx", "mailbox replay", reg, probe, until="message_status")
+    return {"per_request": largest, "largest": max(largest.values()), "max_frame_bytes": 1 << 20}
+
+
+async def measure_slow_consumer(pythonpath: str | None, others: int, rounds: int, slow: bool) -> dict[str, Any]:
+    """``others`` sockets each send ``rounds`` chats to a neighbour (copied to bench/slow); delivery latency."""
+    size = 8000
+    async with HubRun(pythonpath, "--max-clients", str(others + 16)) as hub:
+        socks = []
+        for i in range(others):  # each registers at once: a silent socket is closed after --auth-timeout
+            ws = await connect(hub.uri, compression=None, max_size=None)
+            await ws.send(frame(f"fleet/w{i}", "heartbeat", quiet=True))
+            socks.append(ws)
+        lazy = None
+        if slow:
+            lazy = await connect(hub.uri, compression=None, max_size=None)
+            await lazy.send(frame("bench/slow", "heartbeat"))
+            await asyncio.sleep(0.2)
+            lazy.transport.pause_reading()
+        await asyncio.sleep(0.5)
+        latencies: list[float] = []
+        expected = others * rounds
+
+        async def read(ws: Any) -> None:
+            async for data in ws:
+                f = json.loads(data)
+                if f.get("type") == "chat":
+                    latencies.append(time.perf_counter() - float(f["payload"].split(" ", 1)[0]))
+                    if len(latencies) >= expected:
+                        return
+
+        readers = [asyncio.create_task(read(ws)) for ws in socks]
+
+        async def talk(i: int) -> None:
+            ws = socks[i]
+            for _ in range(rounds):
+                target = f"fleet/w{(i + 1) % others},bench/slow"
+                await ws.send(frame(f"fleet/w{i}", "chat", target, f"{time.perf_counter()} " + "z" * size))
+                await asyncio.sleep(0.2)
+
+        await asyncio.gather(*(talk(i) for i in range(others)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 60)
+        memory = rss_mb(hub.proc.pid)
+        closed = None
+        if lazy is not None:
+            lazy.transport.resume_reading()
+            outcome = "not closed (its backlog stayed under the bound)"
+            try:
+                async with asyncio.timeout(10):
+                    async for _ in lazy:
+                        pass
+            except TimeoutError:
+                pass
+            except Exception:  # cut off: it did not read its close frame within the grace
+                outcome = "dropped after the close grace (close frame never read)"
+            rcvd = lazy.protocol.close_rcvd
+            logged = hub.log.read_text().count("closing a slow consumer")
+            closed = f"{rcvd.code} {rcvd.reason}" if rcvd else outcome
+            closed += f"; hub logged {logged} slow-consumer close(s)"
+            await lazy.close()
+        for ws in socks:
+            await ws.close()
+    lat = sorted(latencies)
+    return {
+        "others": others,
+        "chats": expected,
+        "delivered": len(lat),
+        "p50_ms": statistics.median(lat) * 1000 if lat else None,
+        "p99_ms": lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] * 1000 if lat else None,
+        "slow_closed": closed,
+        **memory,
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hub", action="append", default=[], help="LABEL=PYTHONPATH of another source tree")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--only-frames", action="store_true", help="only the frame-size and slow-consumer rows")
     args = parser.parse_args()
     hubs = [tuple(h.split("=", 1)) for h in args.hub] or [("this tree", "")]
     messages, targets = (20_000, 2_000) if args.quick else (args.messages, args.targets)
     results: dict[str, Any] = {"who": {}, "presence": {}}
-    for label, path in hubs:
+    for label, path in [] if args.only_frames else hubs:
         who = await measure_who(path or None, messages, targets, rounds=20 if args.quick else 50)
         results["who"][label] = who
         print(
@@ -195,13 +335,32 @@ async def main() -> None:
             flush=True,
         )
     waiters, rearms = (100, 3) if args.quick else (500, 3)
-    for grace in ("0", ""):
+    for grace in () if args.only_frames else ("0", ""):
         label = "grace 0 (old behaviour)" if grace == "0" else "default grace"
         pres = await measure_presence(hubs[0][1] or None, waiters, rearms, grace)
         results["presence"][label] = pres
         print(
             f"{label:<24} {pres['presence_frames']} presence frames for {pres['rearms']} re-arms "
             f"({pres['per_rearm']:.2f} per re-arm)",
+            flush=True,
+        )
+    frames = await measure_largest_frame(hubs[0][1] or None, 8 if args.quick else 24, 300)
+    results["largest_frame"] = frames
+    print(
+        f"largest frame sent, any request: {frames['largest']:,} bytes (max {frames['max_frame_bytes']:,}); "
+        + ", ".join(f"{k} {v:,}" for k, v in frames["per_request"].items()),
+        flush=True,
+    )
+    others = 100 if args.quick else 500
+    results["slow_consumer"] = {}
+    for slow in (False, True):
+        label = "with slow consumer" if slow else "without"
+        run = await measure_slow_consumer(hubs[0][1] or None, others, 5 if args.quick else 10, slow)
+        results["slow_consumer"][label] = run
+        print(
+            f"{label:<20} {run['delivered']}/{run['chats']} chats among {others}: p50 {run['p50_ms']:.1f} ms, "
+            f"p99 {run['p99_ms']:.1f} ms; hub RSS {run['rss_mb']:.0f} MB (peak {run['peak_rss_mb']:.0f} MB)"
+            + (f"; slow consumer: {run['slow_closed']}" if slow else ""),
             flush=True,
         )
     path = write_results("scale", results)

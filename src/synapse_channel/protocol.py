@@ -47,6 +47,7 @@ class Close(IntEnum):
     TAKEOVER_COOLDOWN = 4014
     HOST_CAP = 4015
     NAME_OWNED = 4016
+    SLOW_CONSUMER = 4017  # ours: more than --max-queue-bytes waited unsent for this socket
 
 
 REASON_SUPERSEDED = "superseded"
@@ -64,6 +65,7 @@ REASON_SEAT_REVOKED = "auth denied: seat revoked or rotated"
 REASON_SEATS_REQUIRED = "auth denied: this hub now requires a seat"
 REASON_BAD_NAME = "identity refused: invalid name"
 REASON_ROLE = "identity refused: role not granted"
+REASON_SLOW_CONSUMER = "slow consumer: send queue over limit"
 
 
 class ProtocolError(ValueError):

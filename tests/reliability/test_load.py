@@ -14,7 +14,7 @@ from ..hubproc import HubProcess
 
 async def test_slow_consumer_does_not_delay_others(hub_factory: HubFactory) -> None:
     """A client that never reads fills only its own bounded queue and is dropped; others keep up."""
-    hub = await hub_factory(send_queue_limit=200, relay_log=None)
+    hub = await hub_factory(max_frame_bytes=256 * 1024, max_queue_bytes=800_000, relay_log=None)
     slow = await open_raw(hub.uri, "slow")
     await slow.send("heartbeat")
     await slow.expect("welcome")

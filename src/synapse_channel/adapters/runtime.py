@@ -334,9 +334,26 @@ class Seat:
             registration={"quiet": True},
         )
 
-    def _inbox_query(self, client: Any) -> dict[str, Any]:
-        query = {"version": 1, "identity": self.identity, "since_seq": self.cursor, "limit": 100}
+    def _inbox_query(self, client: Any, since: int | None = None) -> dict[str, Any]:
+        since = self.cursor if since is None else since
+        query = {"version": 1, "identity": self.identity, "since_seq": since, "limit": 100}
         return client.frame("history_request", payload="history", inbox_query=query)  # type: ignore[no-any-return]
+
+    async def _inbox(self, client: Any, first: Frame) -> list[Frame]:
+        """Every message of the inbox, following ``has_more`` (the hub pages by bytes and count)."""
+
+        def after(page: Frame) -> dict[str, Any] | None:
+            body = page.get("inbox_page") or {}
+            cursor = body.get("cursor")
+            if not body.get("has_more") or not isinstance(cursor, int) or not body.get("messages"):
+                return None
+            return self._inbox_query(client, cursor)
+
+        def is_page(f: Frame) -> bool:
+            return f.get("type") == "history_snapshot" or (f.get("type") == "error" and f.get("target") == client.name)
+
+        pages = await client.follow_pages(first, after, is_page, HUB_TIMEOUT)
+        return [m for p in pages for m in (p.get("inbox_page") or {}).get("messages", [])]
 
     async def take(self, *, catchup: bool = False) -> tuple[list[Frame], list[Frame], list[Frame]]:
         """Messages after the cursor (acked on the same connection: they are being handed over).
@@ -362,10 +379,16 @@ class Seat:
                 if frame is None:
                     break
                 got[frame["type"]] = frame
-            page = (got.get("history_snapshot") or {}).get("inbox_page") or {}
-            messages = [m for m in page.get("messages", []) if isinstance(m.get("seq"), int) and m["seq"] > self.cursor]
+            first = got.get("history_snapshot")
+            inbox = await self._inbox(client, first) if first is not None else []
+            messages = [m for m in inbox if isinstance(m.get("seq"), int) and m["seq"] > self.cursor]
             if messages:
                 await self._ack(client, messages)
+            from ..client.connection import whole_snapshot
+
+            for kind in ("state_snapshot", "board_snapshot"):
+                if kind in got:
+                    got[kind] = await whole_snapshot(client, got[kind])
         finally:
             await client.close()
         snapshot = (got.get("state_snapshot") or {}).get("snapshot") or {}

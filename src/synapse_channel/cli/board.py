@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .common import connection_options, one_shot, resolve_token
-from .requests import Caller, ask, caller, run_request
+from .requests import Caller, ask, ask_pages, caller, run_request
 
 
 @click.group()
@@ -145,8 +145,10 @@ def board(uri: str, name: str | None, token: str | None, token_file: Path | None
     who = Caller(uri, name or one_shot("board"), resolve_token(token, token_file))
 
     async def go() -> int:
-        reply = await ask(who, "board_request", lambda f: f.get("type") == "board_snapshot", payload="board")
-        snap = reply.get("board", {})
+        from ..client.connection import merge_pages
+
+        pages = await ask_pages(who, "board_request", lambda f: f.get("type") == "board_snapshot", payload="board")
+        snap = merge_pages(pages, "board", "tasks", "ready")
         if as_json:
             click.echo(json.dumps(snap, indent=2, sort_keys=True))
             return 0

@@ -209,7 +209,7 @@ def _hub_sections(uri: str, project: str, identity: str | None) -> None:
 
 
 async def _ask_hub(uri: str, project: str) -> list[str]:
-    from ..client.connection import HubClient
+    from ..client.connection import HubClient, whole_snapshot
 
     try:
         token = resolve_token(None, None)  # SYNAPSE_TOKEN(_FILE) or the configured file: a seated hub needs it
@@ -225,7 +225,7 @@ async def _ask_hub(uri: str, project: str) -> list[str]:
             frame = await client.wait_for(lambda f: f.get("type") in ("state_snapshot", "board_snapshot", "error"), 2.0)
             if frame is None:
                 break
-            lines += _render_hub_section(frame, project)
+            lines += _render_hub_section(await whole_snapshot(client, frame), project)
     finally:
         await client.close()
     return lines

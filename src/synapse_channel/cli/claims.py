@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .common import connection_options, one_shot
-from .requests import Caller, Frame, Verdict, ask, caller, forget_epoch, load_epoch, run_request, save_epoch
+from .requests import Caller, Frame, Verdict, ask, ask_pages, caller, forget_epoch, load_epoch, run_request, save_epoch
 
 
 def expand_paths(args: list[str], option: str = "--paths") -> list[str]:
@@ -318,8 +318,11 @@ def state(
     who = Caller(uri, name or one_shot("state"), caller_token(token, token_file))
 
     async def go() -> int:
-        reply = await ask(who, "state_request", lambda f: f.get("type") == "state_snapshot", payload="snapshot")
-        claims = [c for c in reply.get("snapshot", {}).get("active_claims", []) if not owner or c.get("owner") == owner]
+        from ..client.connection import merge_pages
+
+        pages = await ask_pages(who, "state_request", lambda f: f.get("type") == "state_snapshot", payload="snapshot")
+        snapshot = merge_pages(pages, "snapshot", "active_claims")
+        claims = [c for c in snapshot.get("active_claims", []) if not owner or c.get("owner") == owner]
         if as_json:
             click.echo(json.dumps(claims, indent=2, sort_keys=True))
             return 0

@@ -53,6 +53,20 @@ if TYPE_CHECKING:
     help="Largest frame accepted (KiB); larger closes 1009.",
 )
 @click.option(
+    "--max-frame-bytes",
+    default=1 << 20,
+    show_default=True,
+    type=click.IntRange(16 * 1024),
+    help="Largest frame the hub sends: list replies are paged (has_more) below it; bigger chats are refused.",
+)
+@click.option(
+    "--max-queue-bytes",
+    default=16 << 20,
+    show_default=True,
+    type=click.IntRange(32 * 1024),
+    help="Unsent bytes one socket may hold before it is closed as a slow consumer (4017).",
+)
+@click.option(
     "--max-clients",
     default=256,
     show_default=True,
@@ -184,6 +198,8 @@ def hub(
     relay_max_lines: int,
     log_level: str,
     max_msg_kb: int,
+    max_frame_bytes: int,
+    max_queue_bytes: int,
     max_clients: int,
     max_per_host: int,
     private_directed: bool,
@@ -206,7 +222,7 @@ def hub(
 ) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
     from ..core.mailbox import MIB
-    from ..hub.config import HubConfig, InsecureBindError
+    from ..hub.config import HubConfig, InsecureBindError, check_limits
     from ..paths import syn_home
     from ..protocol import DEFAULT_PRIORITY_SENDERS, name_problem
 
@@ -232,6 +248,8 @@ def hub(
         relay_log=Path(relay_log) if relay_log else None,
         relay_max_lines=relay_max_lines,
         max_msg_kb=max_msg_kb,
+        max_frame_bytes=max_frame_bytes,
+        max_queue_bytes=max_queue_bytes,
         max_clients=max_clients,
         max_per_host=max_per_host,
         compat_fanout=compat_fanout,
@@ -251,6 +269,12 @@ def hub(
         snapshot_every=snapshot_every,
         group_commit=commit_mode == "group",
     )
+    try:
+        check_limits(config)
+    except ValueError as exc:
+        raise click.UsageError(
+            str(exc).replace("max_queue_bytes", "--max-queue-bytes").replace("max_frame_bytes", "--max-frame-bytes")
+        ) from None
     os.umask(0o077)
     import asyncio
 

@@ -76,6 +76,33 @@ async def ask(
     return reply
 
 
+async def ask_pages(
+    who: Caller, frame_type: str, settles: Callable[[Frame], bool], timeout: float = 5.0, **fields: Any
+) -> list[Frame]:
+    """Like :func:`ask` for a reply the hub may split by bytes: every page, following ``has_more``/``after``."""
+    from ..client.connection import HubClient, HubError, next_after
+
+    client = HubClient(who.uri, who.name, token=who.token, ready_timeout=timeout, registration={"quiet": True})
+
+    def done(f: Frame) -> bool:
+        return settles(f) or (f.get("type") == "error" and f.get("target") == who.name)
+
+    try:
+        await client.connect(client.frame(frame_type, **fields))
+        reply = await client.wait_for(done, timeout)
+        if reply is None:
+            raise Verdict(f"no answer from the hub within {timeout:g}s; the outcome is unknown", 3)
+        pages = await client.follow_pages(reply, next_after(client, frame_type, **fields), done, timeout)
+    except HubError as exc:
+        raise Verdict(f"[{who.name}] {exc}", 1) from None
+    finally:
+        await client.close()
+    for page in pages:
+        if page.get("type") == "error":
+            raise Verdict(str(page.get("payload")), 1)
+    return pages
+
+
 def run_request(coro: Any) -> None:
     """Run a request coroutine; print a verdict's message and exit with its code."""
     import asyncio

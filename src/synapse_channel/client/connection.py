@@ -245,6 +245,28 @@ class HubClient:
         await self.send(frame)
         return await self.wait_for(match, timeout)
 
+    async def follow_pages(
+        self,
+        reply: dict[str, Any],
+        next_request: Callable[[dict[str, Any]], dict[str, Any] | None],
+        match: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        max_pages: int = 100_000,
+    ) -> list[dict[str, Any]]:
+        """``reply`` and every page after it: the hub splits long replies by bytes (``has_more``).
+
+        ``next_request`` builds the request for the page after the one it is
+        given, or returns None when that page was the last. A page that does
+        not arrive in time ends the walk (the caller has what came).
+        """
+        pages = [reply]
+        while len(pages) < max_pages and (frame := next_request(pages[-1])) is not None:
+            page = await self.request(frame, match, timeout)
+            if page is None:
+                break
+            pages.append(page)
+        return pages
+
     async def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
         """Return the first incoming frame ``match`` accepts (None on timeout)."""
         deadline = time.monotonic() + timeout
@@ -279,3 +301,37 @@ class HubClient:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def next_after(client: HubClient, ftype: str, **fields: Any) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """For :meth:`HubClient.follow_pages`: ask ``ftype`` again with ``after`` set to a cut page's ``cursor``."""
+
+    def build(page: dict[str, Any]) -> dict[str, Any] | None:
+        cursor = page.get("cursor")
+        if page.get("has_more") is not True or not isinstance(cursor, str):
+            return None
+        return client.frame(ftype, after=cursor, **fields)
+
+    return build
+
+
+def merge_pages(pages: list[dict[str, Any]], holder: str, *keys: str) -> dict[str, Any]:
+    """The ``holder`` body of the first page with the ``keys`` lists of every page joined."""
+    body = dict(pages[0].get(holder) or {})
+    for key in keys:
+        body[key] = [item for page in pages for item in (page.get(holder) or {}).get(key, [])]
+    return body
+
+
+async def whole_snapshot(client: HubClient, frame: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
+    """A ``state_snapshot`` or ``board_snapshot`` with the pages the hub split off (``has_more``) joined."""
+    ftype = frame.get("type")
+    if ftype not in ("state_snapshot", "board_snapshot") or not frame.get("has_more"):
+        return frame
+    verb, holder, keys = (
+        ("state_request", "snapshot", ("active_claims",))
+        if ftype == "state_snapshot"
+        else ("board_request", "board", ("tasks", "ready"))
+    )
+    pages = await client.follow_pages(frame, next_after(client, verb), lambda f: f.get("type") == ftype, timeout)
+    return {**frame, holder: merge_pages(pages, holder, *keys)}

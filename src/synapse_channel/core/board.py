@@ -12,6 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Command, ProtocolError
+from . import paging
 
 if TYPE_CHECKING:
     from .hubcore import HubCore
@@ -194,6 +195,25 @@ def progress(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) 
 
 
 def snapshot(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
+    """``board_request``: tasks, ready tasks and recent notes, paged by task id when over the frame budget.
+
+    A cut page holds the tasks after ``after`` that fit (with the ready ones
+    among them) and the newest notes that fit a quarter of the room;
+    ``has_more`` and ``cursor`` ask for the next tasks.
+    """
     board = core.board
-    body = {"tasks": list(board.tasks.values()), "ready": board.ready(), "progress": list(board.progress)}
-    out.send(conn.conn_id, core.frame("board_snapshot", conn.name or "self", "Board snapshot", now, board=body))
+    after = paging.after_field(cmd.raw)
+    body: dict[str, Any] = {"tasks": [], "ready": [], "progress": []}
+    frame = core.frame("board_snapshot", conn.name or "self", "Board snapshot", now, board=body)
+    room = paging.room_for(frame, core.max_frame_bytes)
+    tasks, ready, notes = list(board.tasks.values()), board.ready(), list(board.progress)
+    if after is None and paging.encoded_size([tasks, ready, notes]) <= room:
+        body.update(tasks=tasks, ready=ready, progress=notes)
+    else:
+        kept = paging.fit(notes[::-1], room // 4)[::-1] if notes else []
+        page, more = paging.keyed_page(tasks, "task_id", after, (room - paging.encoded_size(kept)) // 2)
+        ids = {t.get("task_id") for t in page}
+        body.update(tasks=page, ready=[t for t in ready if t.get("task_id") in ids], progress=kept)
+        if more:
+            frame.update(has_more=True, cursor=page[-1].get("task_id"))
+    out.send(conn.conn_id, frame)

@@ -6,6 +6,10 @@ nothing, except an audit event when a connection asks for another identity's
 inbox. Each answer holds only what the asking connection may see
 (:func:`access.may_see`): broadcasts, and directed chats it sent or that
 address it; an admin seat sees everything.
+
+Every answer fits the hub's frame budget (:mod:`paging`): a cut answer says
+``has_more: true`` and carries ``cursor``, the last ``seq`` (inbox) or
+``msg_id`` (history, resume) it holds, to ask for the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Command, ProtocolError, addresses, int_field
-from . import access
+from . import access, paging
 
 if TYPE_CHECKING:
     from .hubcore import HubCore
@@ -40,12 +44,21 @@ def history(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -
     limit = _limit(cmd.raw, "limit", 50, HISTORY_LIMIT)
     visible = [f for f in core.history if access.may_see(conn, f)]
     chats = visible[-limit:] if limit else []
-    out.send(
-        conn.conn_id,
-        core.frame(
-            "history_snapshot", conn.name or "self", "History snapshot", now, history=chats, requested_limit=limit
-        ),
-    )
+    frame = core.frame("history_snapshot", conn.name or "self", "History snapshot", now, requested_limit=limit)
+    _paged(core, out, conn, frame, "history", chats)
+
+
+def _paged(core: HubCore, out: Outcome, conn: Conn, frame: dict[str, Any], key: str, chats: list[Any]) -> None:
+    """Send ``frame`` with as many of ``chats`` (oldest first) as fit; mark a cut with ``has_more``.
+
+    The cursor is the last ``msg_id`` sent: ``resume_request`` with
+    ``since`` set to it returns the rest.
+    """
+    page = paging.fit(chats, paging.room_for({**frame, key: []}, core.max_frame_bytes), paging.chat_stub)
+    frame[key] = page
+    if len(page) < len(chats):
+        frame.update(has_more=True, cursor=page[-1].get("msg_id", 0))
+    out.send(conn.conn_id, frame)
 
 
 def _inbox_page(core: HubCore, conn: Conn, query: Any, now: float, out: Outcome) -> None:
@@ -67,28 +80,27 @@ def _inbox_page(core: HubCore, conn: Conn, query: Any, now: float, out: Outcome)
         for f in core.mailbox.messages_since(since)
         if f.get("sender") != identity and addresses(f.get("target", ""), identity, directed_only=True)
     ]
-    page = messages[:limit]
-    cursor = page[-1]["seq"] if page else since
-    inbox = {
+    inbox: dict[str, Any] = {
         "version": 1,
         "available": True,
         "identity": identity,
         "hub_id": core.hub_id,
-        "cursor": cursor,
-        "has_more": len(messages) > limit,
-        "messages": page,
+        "cursor": since,
+        "has_more": False,
+        "messages": [],
     }
-    out.send(conn.conn_id, core.frame("history_snapshot", conn.name or "self", "Inbox page", now, inbox_page=inbox))
+    frame = core.frame("history_snapshot", conn.name or "self", "Inbox page", now, inbox_page=inbox)
+    page = paging.fit(messages[:limit], paging.room_for(frame, core.max_frame_bytes), paging.chat_stub)
+    inbox.update(messages=page, has_more=len(messages) > len(page), cursor=page[-1]["seq"] if page else since)
+    out.send(conn.conn_id, frame)
 
 
 def resume(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
     """``resume_request``: every recent chat with ``msg_id`` above ``since``."""
     since = _limit(cmd.raw, "since", 0, 2**62)
     messages = [f for f in core.history if f.get("msg_id", 0) > since and access.may_see(conn, f)]
-    out.send(
-        conn.conn_id,
-        core.frame("resume_snapshot", conn.name or "self", "Resume snapshot", now, since=since, messages=messages),
-    )
+    frame = core.frame("resume_snapshot", conn.name or "self", "Resume snapshot", now, since=since)
+    _paged(core, out, conn, frame, "messages", messages)
 
 
 def message_status(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Command, ProtocolError, number_field
-from . import access
+from . import access, paging
 from .scope_index import ScopeError, ScopeIndex, normalise_path, worktree_key
 
 if TYPE_CHECKING:
@@ -439,18 +439,25 @@ def handle_state(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outco
         since = core.roster.last_left.get(owner, claim["claimed_at"])
         offline = 0.0 if live else round(max(0.0, now - since), 3)
         claims.append({**claim, "holder_online": live, "holder_offline_seconds": offline})
+    agents: list[dict[str, Any]] = [{"agent": n} for n in sorted(online)]
+    if paging.encoded_size(agents) > core.max_frame_bytes // 4:
+        extra["agents_count"] = len(agents)  # a huge roster: `who` has the names
+        agents = []
     snapshot = {
-        "active_claims": claims,
-        "agents": [{"agent": n} for n in sorted(online)],
+        "active_claims": [],
+        "agents": agents,
         "resources": [],
         "generated_at": now,
         "dead_letters": [],
         "pending_relay_approvals": [],
     }
-    out.send(
-        conn.conn_id,
-        core.frame("state_snapshot", conn.name or "self", "State snapshot", now, snapshot=snapshot, **extra),
-    )
+    frame = core.frame("state_snapshot", conn.name or "self", "State snapshot", now, snapshot=snapshot, **extra)
+    room = paging.room_for(frame, core.max_frame_bytes)
+    page, more = paging.keyed_page(claims, "task_id", paging.after_field(raw), room)
+    snapshot["active_claims"] = page
+    if more:
+        frame.update(has_more=True, cursor=page[-1].get("task_id"))  # ask again with after=cursor
+    out.send(conn.conn_id, frame)
 
 
 def _confirmation(core: HubCore, conn: Conn, confirm: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ..protocol import (
     ProtocolError,
     Registration,
     base_identity,
+    encode,
     hub_frame,
     int_field,
     is_broadcast,
@@ -40,7 +41,7 @@ from ..protocol import (
     registration_of,
     target_parts,
 )
-from . import access, catchup
+from . import access, catchup, paging
 from . import board as board_verbs
 from . import claims as claim_verbs
 from . import protocol_text as text
@@ -85,12 +86,18 @@ class HubCore:
         presence_grace: float = PRESENCE_GRACE,
         mailbox_limits: MailboxLimits | None = None,
         history_max_bytes: int = HISTORY_MAX_BYTES,
+        max_frame_bytes: int = paging.DEFAULT_MAX_FRAME_BYTES,
+        replay_budget: int = 8 * paging.DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self.hub_id = hub_id
         self.compat_fanout = compat_fanout
         self.takeover_cooldown = takeover_cooldown
         self.allowed_roles = allowed_roles
         self.priority_senders = priority_senders
+        #: Largest frame the hub sends; list replies are paged below it, bigger chats refused.
+        self.max_frame_bytes = max_frame_bytes
+        #: Bytes of mailbox replay queued at one registration; the rest follows the next one.
+        self.replay_budget = replay_budget
         #: What the hub enforces, told to every client in ``welcome`` (set by the hub).
         self.security: dict[str, Any] = {"auth": "open", "directed": self.directed_mode}
         self.roster = Roster()
@@ -452,11 +459,22 @@ class HubCore:
         if not access.speaks_for(conn, identity):
             self.deny(out, conn, "mailbox_for", f"{conn.name!r} may not read the mailbox of {identity!r}", now)
             return
+        budget = self.replay_budget
         for frame in self.mailbox.pending_for(identity, conn.roles, reg.since_seq):
             if self.compat_fanout and frame["seq"] > conn.admitted_seq:
                 continue  # this socket already received it live (compatibility fan-out)
+            replayed = {**frame, "replayed": True}
+            data = encode(replayed)
+            size = len(data.encode())
+            if size > self.max_frame_bytes:
+                replayed = paging.chat_stub(replayed, size)
+                data = encode(replayed)
+                size = len(data.encode())
+            if size > budget and budget < self.replay_budget:
+                break  # the waiter acks what it got; its next registration replays the rest
+            budget -= size
             self.mailbox.delivered.add(frame["seq"])
-            out.send(conn.conn_id, {**frame, "replayed": True})
+            out.send(conn.conn_id, replayed, encoded=data)
             out.notify("message_delivered", message=frame, recipients=[identity])
 
     # ------------------------------------------------------------------ audiences
@@ -484,10 +502,18 @@ def _chat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> 
     frame.update(timestamp=now, hub_id=core.hub_id, msg_id=msg_id, seq=seq)
     if base_identity(cmd.sender) in core.priority_senders:
         frame["priority"] = True
+    wire = encode(frame)
+    limit = paging.chat_limit(core.max_frame_bytes)
+    if len(wire) * 4 > limit and (size := len(wire.encode())) > limit:
+        raise ProtocolError(
+            "TOO_LARGE",
+            f"chat refused: it would be a {size}-byte frame, over this hub's limit of {limit} bytes "
+            "(--max-frame-bytes less room for paging); nothing was stored. Split it or send a file path.",
+        )
     recips = core.recipients(target, conn.conn_id)
     names = sorted({owner_of(c.name) for c in recips if c.name})
     data = {"frame": frame, "recipients": names}
-    encoded = compact_json(data)
+    encoded = f'{{"frame":{wire},"recipients":{compact_json(names)}}}'  # == compact_json(data), frame encoded once
     if is_directed_chat(frame) and _mailbox_refuses(core, conn, cmd, len(encoded), now, out):
         return
     core.emit(out, "chat", data, now, encoded)
@@ -501,7 +527,7 @@ def _chat(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> 
                 ids.update(watchers.get(identity, ()))
         ids.discard(conn.conn_id)
         audience = tuple(sorted(ids))
-    out.send(audience, frame, public=True)
+    out.send(audience, frame, public=True, encoded=wire)
     out.notify("message_received", message=frame, recipients=names)
     if names and not is_broadcast(target):
         out.notify("message_delivered", message=frame, recipients=names)

@@ -44,6 +44,8 @@ class Send:
     to: tuple[int, ...]
     frame: dict[str, Any]
     public: bool = False
+    #: The frame already encoded by the core (a chat measured against the budget), reused by the hub.
+    encoded: str | None = None
 
 
 @dataclass(slots=True)
@@ -63,9 +65,11 @@ class Outcome:
     closes: list[tuple[int, int, str]] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
 
-    def send(self, to: tuple[int, ...] | int, frame: dict[str, Any], *, public: bool = False) -> None:
+    def send(
+        self, to: tuple[int, ...] | int, frame: dict[str, Any], *, public: bool = False, encoded: str | None = None
+    ) -> None:
         """Queue ``frame`` for one connection id or a tuple of them."""
-        self.sends.append(Send((to,) if isinstance(to, int) else to, frame, public))
+        self.sends.append(Send((to,) if isinstance(to, int) else to, frame, public, encoded))
 
     def close(self, conn_id: int, code: int, reason: str) -> None:
         """Queue a close; it is performed after every send queued before it."""

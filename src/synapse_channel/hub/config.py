@@ -10,6 +10,24 @@ from ..core.mailbox import MailboxLimits
 from ..trust import is_loopback_host
 
 REMOTE_PER_HOST = 64
+#: Default byte budget of one outgoing frame (1 MiB): under every client's receive limit.
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+#: Default per-socket bound on unsent bytes: a burst of a dozen full frames, not an unbounded backlog.
+DEFAULT_MAX_QUEUE_BYTES = 16 << 20
+#: Smallest frame budget accepted: the envelope, names and page fields must always fit.
+MIN_FRAME_BYTES = 16 * 1024
+
+
+def check_limits(config: HubConfig) -> None:
+    """Refuse byte limits that could leave a reply undeliverable.
+
+    A socket's queue must hold at least two full frames, or a single page
+    could get a healthy client closed as slow.
+    """
+    if config.max_frame_bytes < MIN_FRAME_BYTES:
+        raise ValueError(f"max_frame_bytes must be at least {MIN_FRAME_BYTES}")
+    if config.max_queue_bytes < 2 * config.max_frame_bytes:
+        raise ValueError("max_queue_bytes must be at least twice max_frame_bytes")
 
 
 @dataclass(slots=True)
@@ -48,7 +66,10 @@ class HubConfig:
     mailbox_max_messages: int = mailbox.DEFAULT_RETENTION
     mailbox_max_recipient_bytes: int = mailbox.MAX_RECIPIENT_BYTES
     mailbox_max_recipient_messages: int = mailbox.MAX_RECIPIENT_MESSAGES
-    send_queue_limit: int = 4096
+    #: Largest frame the hub sends (bytes); list replies are split into pages below it.
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    #: Bytes that may wait unsent for one socket before it is closed as a slow consumer (4017).
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     insecure_off_loopback: bool = False
     snapshot_every: int = 10_000
     group_commit: bool = True  # False: one fsync per outcome (benchmarks compare the two)

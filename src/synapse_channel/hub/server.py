@@ -42,7 +42,7 @@ from ..protocol import (
     parse_frame,
 )
 from ..trust import is_loopback_host
-from .config import REMOTE_PER_HOST, HubConfig, check_exposure
+from .config import REMOTE_PER_HOST, HubConfig, check_exposure, check_limits
 from .link import Link
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class Hub:
         from ..store import open_journal
 
         cfg = self.config
+        check_limits(cfg)
         self.journal = await open_journal(
             cfg.db, hub_id=cfg.hub_id or new_hub_id(), snapshot_every=cfg.snapshot_every, group_commit=cfg.group_commit
         )
@@ -140,6 +141,8 @@ class Hub:
             max_claims_per_agent=cfg.max_claims_per_agent,
             presence_grace=cfg.presence_grace,
             mailbox_limits=cfg.mailbox_limits,
+            max_frame_bytes=cfg.max_frame_bytes,
+            replay_budget=cfg.max_queue_bytes // 2,
         )
         self._update_security()
         await self.journal.replay(self.core)
@@ -270,7 +273,7 @@ class Hub:
 
     async def _serve_connection(self, ws: ServerConnection, host: str) -> None:
         conn_id = next(self._ids)
-        link = Link(ws, self.config.send_queue_limit)
+        link = Link(ws, self.config.max_queue_bytes)
         self._links[conn_id] = link
         self._addrs[conn_id] = (ws.remote_address, ws.local_address)
         self._hold_pending(conn_id, link)
@@ -519,12 +522,17 @@ class Hub:
         self._deliver(out)
 
     def _deliver(self, out: Outcome) -> None:
+        budget = self.config.max_frame_bytes
         for send in out.sends:
-            data = encode(send.frame)
+            data = send.encoded if send.encoded is not None else encode(send.frame)
+            size = len(data) if len(data) * 4 <= budget else len(data.encode())  # UTF-8: at most 4 bytes a char
+            if size > budget:
+                self._refuse_oversize(send.frame, send.to, size)
+                continue
             for cid in send.to:
                 link = self._links.get(cid)
                 if link is not None:
-                    link.put(data)
+                    link.put(data, size)
             if send.public and self.feed is not None:
                 self.feed.append(send.frame)
         for cid, code, reason in out.closes:
@@ -533,6 +541,34 @@ class Hub:
                 link.close(code, reason)
         for notice in out.notices:
             self._emit(notice.hook, hub=self, **notice.kwargs)
+
+    def _refuse_oversize(self, frame: dict[str, Any], to: tuple[int, ...], size: int) -> None:
+        """The last guard of ``--max-frame-bytes``: a frame over it is replaced by an ``error``.
+
+        Every list reply is paged below the budget and oversized chats are
+        refused at send time, so this fires only for a reply nothing pages
+        yet (e.g. a ``who`` over a huge roster); it is logged so it gets fixed.
+        """
+        ftype = frame.get("type")
+        log.warning(
+            "not sending a %s frame of %d bytes (over --max-frame-bytes %d)", ftype, size, self.config.max_frame_bytes
+        )
+        core = self._core
+        for cid in to:
+            conn = core.roster.conns.get(cid)
+            link = self._links.get(cid)
+            if conn is None or link is None:
+                continue
+            error = core.frame(
+                "error",
+                conn.name or "self",
+                f"the {ftype} reply would be {size} bytes, over this hub's frame limit of "
+                f"{self.config.max_frame_bytes}; ask for less",
+                time.time(),
+                code="FRAME_TOO_LARGE",
+                request_type=ftype,
+            )
+            link.put(encode(error))
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
         if self._dispatcher is not None:
