@@ -75,9 +75,12 @@ async def seed(uri: str, messages: int, targets: int) -> None:
         await ws.send(frame("bench/sender", "heartbeat"))
         for i in range(messages):
             await ws.send(frame("bench/sender", "chat", f"fleet/w{i % targets}", f"m{i}"))
-        await ws.send(frame("bench/sender", "message_status_request", seq=1))  # a barrier: all stored
-        while json.loads(await ws.recv()).get("type") != "message_status":
-            pass
+            if i % 5000 == 4999 or i == messages - 1:
+                # A barrier per batch: all stored, and the hub's keepalive pings are not stuck behind
+                # a hundred thousand pipelined frames (it would close us 1011).
+                await ws.send(frame("bench/sender", "message_status_request", seq=1))
+                while json.loads(await ws.recv()).get("type") != "message_status":
+                    pass
 
 
 async def probe(uri: str, stop: asyncio.Event, rtts: list[float]) -> None:
@@ -150,14 +153,17 @@ async def measure_who(pythonpath: str | None, messages: int, targets: int, round
 
 
 async def measure_presence(pythonpath: str | None, waiters: int, rearms: int, grace: str) -> dict[str, Any]:
-    flags = ("--presence-grace", grace) if grace else ()
+    flags = ("--max-clients", str(2 * waiters + 16), *(("--presence-grace", grace) if grace else ()))
     async with HubRun(pythonpath, *flags) as hub:
         seen = 0
         async with connect(hub.uri, max_size=None, compression=None, ping_interval=None) as observer:
             await observer.send(frame("bench/observer", "heartbeat"))
-            socks = [await connect(hub.uri, compression=None) for _ in range(waiters)]
-            for i, ws in enumerate(socks):
-                await ws.send(frame(f"fleet/w{i}", "heartbeat"))
+            # The waiters never read: an unbounded client queue keeps websockets' flow control from
+            # stalling their close handshake (10 s), which would turn every re-arm into a real leave.
+            socks = []
+            for i in range(waiters):  # each registers at once (a silent socket is closed after --auth-timeout)
+                socks.append(await connect(hub.uri, compression=None, max_queue=None))
+                await socks[-1].send(frame(f"fleet/w{i}", "heartbeat"))
             await asyncio.sleep(0.5)
             observer_frames: list[dict[str, Any]] = []
 
@@ -171,7 +177,7 @@ async def measure_presence(pythonpath: str | None, waiters: int, rearms: int, gr
             for _ in range(rearms):
                 for i in range(waiters):
                     await socks[i].close()
-                    socks[i] = await connect(hub.uri, compression=None)
+                    socks[i] = await connect(hub.uri, compression=None, max_queue=None)
                     await socks[i].send(frame(f"fleet/w{i}", "heartbeat"))
             await asyncio.sleep(2.0)  # let any grace settle: late leaves count too
             seen = sum(1 for f in observer_frames[start:] if f.get("type") == "presence_update")
@@ -320,12 +326,15 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--targets", type=int, default=10_000)
-    parser.add_argument("--only-frames", action="store_true", help="only the frame-size and slow-consumer rows")
+    parser.add_argument(
+        "--only", default="who,presence,frames,slow", help="comma-separated rows: who, presence, frames, slow"
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
     hubs = [tuple(h.split("=", 1)) for h in args.hub] or [("this tree", "")]
     messages, targets = (20_000, 2_000) if args.quick else (args.messages, args.targets)
     results: dict[str, Any] = {"who": {}, "presence": {}}
-    for label, path in [] if args.only_frames else hubs:
+    for label, path in hubs if "who" in only else []:
         who = await measure_who(path or None, messages, targets, rounds=20 if args.quick else 50)
         results["who"][label] = who
         print(
@@ -335,7 +344,7 @@ async def main() -> None:
             flush=True,
         )
     waiters, rearms = (100, 3) if args.quick else (500, 3)
-    for grace in () if args.only_frames else ("0", ""):
+    for grace in ("0", "") if "presence" in only else ():
         label = "grace 0 (old behaviour)" if grace == "0" else "default grace"
         pres = await measure_presence(hubs[0][1] or None, waiters, rearms, grace)
         results["presence"][label] = pres
@@ -344,16 +353,17 @@ async def main() -> None:
             f"({pres['per_rearm']:.2f} per re-arm)",
             flush=True,
         )
-    frames = await measure_largest_frame(hubs[0][1] or None, 8 if args.quick else 24, 300)
-    results["largest_frame"] = frames
-    print(
-        f"largest frame sent, any request: {frames['largest']:,} bytes (max {frames['max_frame_bytes']:,}); "
-        + ", ".join(f"{k} {v:,}" for k, v in frames["per_request"].items()),
-        flush=True,
-    )
+    if "frames" in only:
+        frames = await measure_largest_frame(hubs[0][1] or None, 8 if args.quick else 24, 300)
+        results["largest_frame"] = frames
+        print(
+            f"largest frame sent, any request: {frames['largest']:,} bytes (max {frames['max_frame_bytes']:,}); "
+            + ", ".join(f"{k} {v:,}" for k, v in frames["per_request"].items()),
+            flush=True,
+        )
     others = 100 if args.quick else 500
     results["slow_consumer"] = {}
-    for slow in (False, True):
+    for slow in (False, True) if "slow" in only else ():
         label = "with slow consumer" if slow else "without"
         run = await measure_slow_consumer(hubs[0][1] or None, others, 5 if args.quick else 10, slow)
         results["slow_consumer"][label] = run
