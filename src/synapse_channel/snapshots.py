@@ -117,6 +117,28 @@ async def _decode(db: aiosqlite.Connection, seq: int, text: str) -> dict[str, An
     return state
 
 
+def decode_sync(con: Any, seq: int) -> dict[str, Any]:
+    """The snapshot at ``seq`` read with plain sqlite3 (``synapse db compact``); ValueError when damaged."""
+    row = con.execute("SELECT state FROM snapshots WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        raise ValueError(f"no snapshot at seq {seq}")
+    text = row[0]
+    if not text.startswith(_HEADER):
+        state = json.loads(text)
+    else:
+        header = json.loads(text)["chunked"]
+        rows = con.execute("SELECT part, data FROM snapshot_chunks WHERE seq = ? ORDER BY part", (seq,)).fetchall()
+        if [r[0] for r in rows] != list(range(int(header["parts"]))):
+            raise ValueError(f"{len(rows)} of {header['parts']} parts present")
+        blob = b"".join(bytes(r[1]) for r in rows)
+        if len(blob) != header["bytes"] or zlib.crc32(blob) != header["crc"]:
+            raise ValueError("checksum mismatch")
+        state = json.loads(blob)
+    if not isinstance(state, dict):
+        raise ValueError("not an object")
+    return state
+
+
 def check_sync(con: Any) -> tuple[int | None, str | None]:
     """For ``synapse db check`` (plain sqlite3): the newest snapshot's seq and a problem, if any."""
     row = con.execute("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()

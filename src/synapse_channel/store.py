@@ -211,6 +211,13 @@ class SqliteJournal(Journal):
             seq, state = found
             core.restore(state)
             report.snapshot_seq = self.last_snapshot_seq = seq
+        compacted = await _meta(self.db, "compacted_through")
+        if compacted is not None and int(compacted) > report.snapshot_seq:
+            raise SnapshotMissing(
+                f"{self.path} was compacted through seq {compacted} but has no usable snapshot at or after it "
+                f"(newest usable: {report.snapshot_seq or 'none'}); the journal alone cannot rebuild the state: "
+                "restore a backup"
+            )
         await self._replay_events(core, report)
         if report.stopped_at is not None:
             log.error("journal %s: %s", self.path, report)
@@ -290,6 +297,10 @@ def _settle(batch: list[Batch], exc: BaseException | None) -> None:
                 fut.set_exception(exc)
 
 
+class SnapshotMissing(RuntimeError):
+    """The journal was compacted and the snapshot it relied on is gone or damaged: replay would lose state."""
+
+
 class DatabaseBusy(RuntimeError):
     """Another hub already writes this database (it holds the writer lock)."""
 
@@ -347,6 +358,7 @@ async def open_journal(
         lock.release()
         raise
     try:
+        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a no-op once tables exist: new databases only
         for pragma in PRAGMAS:
             await db.execute(pragma)
         await db.executescript(SCHEMA)

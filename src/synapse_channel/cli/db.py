@@ -73,6 +73,7 @@ def db() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def check(path: Path | None, as_json: bool) -> None:
     """Verify a database file: SQLite integrity, row checksums, snapshot, meta."""
+    from ..compaction import compacted_through
     from ..snapshots import check_sync as check_snapshot
     from ..store import checksum
 
@@ -104,10 +105,14 @@ def check(path: Path | None, as_json: bool) -> None:
         report.update(events=count, last_seq=top, bad_rows=bad)
         if bad:
             problems.append(f"{bad} event rows fail their checksum or do not parse (first at seq {first_bad})")
-        report["snapshot_seq"], snap_problem = check_snapshot(con)
+        snap_seq, snap_problem = check_snapshot(con)
+        report["snapshot_seq"] = snap_seq
         if snap_problem:
             problems.append(snap_problem)
         report["quarantined"] = con.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        report["compacted_through"] = base = compacted_through(con)
+        if base and (snap_seq or 0) < base:
+            problems.append(f"compacted through seq {base} but the newest snapshot is at {snap_seq}")
     except sqlite3.Error as exc:
         problems.append(f"sqlite error: {exc}")
     finally:
@@ -120,7 +125,42 @@ def check(path: Path | None, as_json: bool) -> None:
             f"{path}: hub {report.get('hub_id')}, {report.get('events')} events through seq "
             f"{report.get('last_seq')}, snapshot at {report.get('snapshot_seq')}, "
             f"{report.get('quarantined')} quarantined"
+            + (f", compacted through seq {report['compacted_through']}" if report.get("compacted_through") else "")
         )
         click.echo("ok" if not problems else "\n".join(f"PROBLEM: {p}" for p in problems))
     if problems:
         raise SystemExit(1)
+
+
+@db.command("compact")
+@click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), help="Database to compact [default: $SYN_HOME/hub.db]."
+)
+@click.option(
+    "--retain-days",
+    default=7.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Days chats, acked mail and audit refusals are kept after the snapshot covers them.",
+)
+def compact(db: Path | None, retain_days: float) -> None:
+    """Drop journal rows the newest snapshot covers, then VACUUM (the hub must be stopped)."""
+    from ..compaction import compact_file
+    from ..store import DatabaseBusy
+
+    path = _default_db(db)
+    if not path.exists():
+        raise click.ClickException(f"no database at {path}")
+    try:
+        report = compact_file(path, retain_days)
+    except DatabaseBusy:
+        raise click.ClickException(
+            f"{path} is in use by a running hub; stop it first (the hub compacts on its own)"
+        ) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot compact {path}: {exc}") from None
+    if not report.through_seq:
+        click.echo(
+            f"{path}: no snapshot to rely on, nothing dropped (start and stop the hub once to write one); vacuumed"
+        )
+    click.echo(f"{path}: {report}")

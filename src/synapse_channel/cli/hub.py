@@ -185,6 +185,19 @@ if TYPE_CHECKING:
     hidden=True,
     help="Events between state snapshots (tests and benchmarks lower it).",
 )
+@click.option(
+    "--compaction/--no-compaction",
+    default=True,
+    show_default=True,
+    help="Compact the journal after each snapshot (off: it keeps every event).",
+)
+@click.option(
+    "--retain-days",
+    default=7.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Days chats, acked mail and audit refusals stay in the journal after a snapshot covers them.",
+)
 def hub(
     host: str,
     port: int,
@@ -219,6 +232,8 @@ def hub(
     mailbox_recipient_mb: float,
     mailbox_recipient_messages: int,
     snapshot_every: int,
+    compaction: bool,
+    retain_days: float,
 ) -> None:
     """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
     from ..core.mailbox import MIB
@@ -267,6 +282,8 @@ def hub(
         mailbox_max_recipient_bytes=int(mailbox_recipient_mb * MIB),
         mailbox_max_recipient_messages=mailbox_recipient_messages,
         snapshot_every=snapshot_every,
+        compaction=compaction,
+        retain_days=retain_days,
         group_commit=commit_mode == "group",
     )
     try:
@@ -278,13 +295,13 @@ def hub(
     os.umask(0o077)
     import asyncio
 
-    from ..store import DatabaseBusy
+    from ..store import DatabaseBusy, SnapshotMissing
 
     try:
         asyncio.run(_serve(config))
     except KeyboardInterrupt:
         pass
-    except (DatabaseBusy, HubFailed) as exc:
+    except (DatabaseBusy, HubFailed, SnapshotMissing) as exc:
         click.echo(f"synapse hub: {exc}", err=True)
         sys.exit(1)
     except InsecureBindError as exc:

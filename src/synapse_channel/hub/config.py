@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..compaction import DEFAULT_RETAIN_DAYS
 from ..core import mailbox
 from ..core.mailbox import MailboxLimits
 from ..trust import is_loopback_host
@@ -72,6 +73,10 @@ class HubConfig:
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     insecure_off_loopback: bool = False
     snapshot_every: int = 10_000
+    #: Compact the journal after each snapshot (see docs/persistence.md); off: the journal keeps everything.
+    compaction: bool = True
+    #: Days chats, audit refusals and progress notes stay in the journal once a snapshot covers them.
+    retain_days: float = DEFAULT_RETAIN_DAYS
     group_commit: bool = True  # False: one fsync per outcome (benchmarks compare the two)
 
     @property

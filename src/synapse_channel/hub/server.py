@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from ..feed import FeedWriter
     from ..seats import SeatTable
     from ..store import Journal
+    from .compactor import AutoCompactor
 
 log = logging.getLogger("synapse_channel.hub")
 EXPIRY_POLL = 0.5
@@ -95,6 +96,8 @@ class Hub:
         self._seat_mark: int | None = None
         self._seat_watch: asyncio.Task[None] | None = None
         self._addrs: dict[int, tuple[Any, Any]] = {}
+        #: Compacts the journal after each snapshot (None: in memory, or ``compaction`` off).
+        self.compactor: AutoCompactor | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,6 +150,7 @@ class Hub:
         self._update_security()
         await self.journal.replay(self.core)
         self.journal.snapshot_source = self.core.snapshot
+        self._start_compactor()
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines)
         if self.pm is not None:
             self._dispatcher = Dispatcher(self.pm)
@@ -165,6 +169,25 @@ class Hub:
             compression=None,
         )
 
+    def _start_compactor(self) -> None:
+        """Offer every snapshot for compaction; after a start from a snapshot alone, compact at once."""
+        from ..compaction import keep_of
+        from .compactor import AutoCompactor
+
+        path = getattr(self.journal, "path", None)
+        if not self.config.compaction or path is None or self.journal is None or self.core is None:
+            return
+        self.compactor = AutoCompactor(path, self.config.retain_days)
+        self.journal.snapshot_source = self.compactor.watch(self.core.snapshot)
+        report = self.journal.report
+        if report.snapshot_seq and report.snapshot_seq == self.core.seq:
+            self.compactor.offer(keep_of(self.core.snapshot()))
+        self.compactor.start()
+
+    async def _stop_compactor(self) -> None:
+        if self.compactor is not None:
+            await self.compactor.stop()
+
     async def _abort_start(self) -> None:
         """Undo a start that failed (e.g. the port is taken) so the process can exit at once.
 
@@ -177,6 +200,7 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._expirer = self._seat_watch = None
+        await self._stop_compactor()
         if self._seat_db is not None:
             self._seat_db.close()
         if self.feed is not None:
@@ -233,6 +257,7 @@ class Hub:
             self._seat_db.close()
         if self._dispatcher is not None:
             await self._dispatcher.drain(timeout=1.0)
+        await self._stop_compactor()
         if self.journal is not None:
             await self.journal.close()
         if self.feed is not None:
