@@ -177,3 +177,35 @@ async def test_a_compacted_journal_without_its_snapshot_is_refused(hub_factory: 
 async def test_db_compact_on_a_missing_database_is_one_line(tmp_path: Path) -> None:
     code, _, err = await run_cli("db", "compact", "--db", str(tmp_path / "none.db"))
     assert code == 1 and "no database" in err and "Traceback" not in err
+
+
+def test_retention_rules_per_kind() -> None:
+    """Each kind by its own rule: superseded state goes at once, history after the cutoff, unknown kinds stay."""
+    from synapse_channel.compaction import Keep, droppable
+
+    keep = Keep(
+        seq=100,
+        mailbox=frozenset({5}),
+        claims=frozenset({("t", 3, 1)}),
+        watermarks=frozenset({("a", 40)}),
+        tasks=frozenset({("b1", 2)}),
+    )
+    old, new, cutoff = 10.0, 30.0, 20.0
+
+    def drops(seq: int, ts: float, kind: str, data: dict[str, Any] | None = None) -> bool:
+        return droppable(seq, ts, kind, json.dumps(data or {}), keep, cutoff)
+
+    assert not drops(5, old, "chat")  # unacked: never
+    assert drops(6, old, "chat") and not drops(7, new, "chat")
+    claim = {"task_id": "t", "epoch": 3, "version": 1}
+    assert not drops(8, old, "claim_updated", {"claim": claim})
+    assert drops(9, new, "claim", {"claim": {**claim, "version": 0}})
+    assert drops(10, new, "release") and drops(11, new, "claim_expired")
+    assert not drops(12, old, "mailbox_watermark", {"identity": "a", "through_seq": 40})
+    assert drops(13, new, "mailbox_watermark", {"identity": "a", "through_seq": 39})
+    assert not drops(14, old, "ledger_task", {"task": {"task_id": "b1", "version": 2}})
+    assert drops(15, new, "ledger_task", {"task": {"task_id": "b1", "version": 1}})
+    assert drops(16, old, "access_denied") and not drops(17, new, "claim_denial")
+    assert drops(18, old, "ledger_progress") and not drops(19, new, "ledger_progress")
+    assert not drops(20, old, "some_future_kind")
+    assert not droppable(21, old, "claim", "not json", keep, cutoff)
