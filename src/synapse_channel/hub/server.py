@@ -150,7 +150,6 @@ class Hub:
         self._update_security()
         await self.journal.replay(self.core)
         self.journal.snapshot_source = self.core.snapshot
-        self._start_compactor()
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines)
         if self.pm is not None:
             self._dispatcher = Dispatcher(self.pm)
@@ -168,6 +167,7 @@ class Hub:
             max_size=cfg.max_msg_kb * 1024,
             compression=None,
         )
+        self._start_compactor()  # after binding: a compaction at start never delays the first connection
 
     def _start_compactor(self) -> None:
         """Offer every snapshot for compaction; after a start from a snapshot alone, compact at once."""
