@@ -223,15 +223,16 @@ def _covered(con: sqlite3.Connection, seq: int) -> int:
 
 
 def drop_old_snapshots(con: sqlite3.Connection, seq: int) -> int:
-    """Drop snapshots older than the newest whole one (at or above ``seq``) and parts no header names.
+    """Drop snapshots older than ``seq`` (the verified one a compaction relies on) and parts no header names.
 
     Replay only ever needs the newest whole snapshot; older ones and the parts
-    of an interrupted write are dead weight.
+    of an interrupted write are dead weight. A newer snapshot than ``seq`` is
+    left alone even if it is damaged (replay then falls back to ``seq``'s).
     """
     con.execute("BEGIN IMMEDIATE")
     try:
-        newest = _covered(con, seq)
-        dropped = con.execute("DELETE FROM snapshots WHERE seq < ?", (newest,)).rowcount
+        _covered(con, seq)
+        dropped = con.execute("DELETE FROM snapshots WHERE seq < ?", (seq,)).rowcount
         con.execute("DELETE FROM snapshot_chunks WHERE seq NOT IN (SELECT seq FROM snapshots)")
         con.execute("COMMIT")
     except BaseException:
