@@ -12,7 +12,9 @@ of history. Every ``--step`` events it records the database's size on disk
 
 Then it times restarts of ``synapse hub`` on the compacted database (start
 until a WebSocket connects; the same on an empty database shows what the
-interpreter and imports cost) and the in-process open + replay.
+interpreter and imports cost) and the in-process open + replay. Last, it
+compacts 200k covered rows in one go (a hub restarted on an uncompacted
+journal) while a 5 ms ticker measures how long the event loop was blocked.
 
     python benchmarks/compaction.py [--events 1000000] [--step 100000] [--quick]
 """
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from benchlib import summary, write_results
 from durability import start_hub
 
-from synapse_channel.compaction import file_bytes
+from synapse_channel.compaction import file_bytes, keep_of
 from synapse_channel.core import HubCore
 from synapse_channel.hub.compactor import AutoCompactor
 from synapse_channel.protocol import parse_frame
@@ -132,6 +134,47 @@ async def restart(db: Path, runs: int) -> dict[str, Any]:
     return {"hub_start_s": summary(hub_samples), "open_and_replay_s": summary(replay_samples)}
 
 
+async def loop_stall(db: Path, events: int) -> dict[str, Any]:
+    """Build ``events`` of churn without compaction, then compact them all at once as a restarted hub would.
+
+    A task that sleeps 5 ms records how late it wakes: the longest wake-up
+    delay is the longest the event loop was blocked while compaction ran.
+    """
+    await churn(db, events, events, compaction=False, retain_days=0)
+    journal = await open_journal(db, hub_id="x")
+    core = HubCore(journal.hub_id)
+    await journal.replay(core)
+    compactor = AutoCompactor(db, 0)
+    compactor.offer(keep_of(core.snapshot()))
+    lags: list[float] = []
+    done = False
+
+    async def watch() -> None:
+        while not done:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - t0 - 0.005)
+
+    watcher = asyncio.create_task(watch())
+    t0 = time.perf_counter()
+    report = await compactor.compact_now()
+    seconds = time.perf_counter() - t0
+    done = True
+    await watcher
+    await compactor.stop()
+    journal.snapshot_source = None
+    await journal.close()
+    assert report is not None
+    return {
+        "covered_rows": report.examined,
+        "deleted": report.deleted,
+        "batches": report.batches,
+        "seconds": seconds,
+        "max_loop_stall_s": max(lags),
+        "loop_stall_s": summary(lags),
+    }
+
+
 async def main_async(events: int, step: int, retain_days: float) -> dict[str, Any]:
     results: dict[str, Any] = {
         "events": events,
@@ -158,6 +201,13 @@ async def main_async(events: int, step: int, retain_days: float) -> dict[str, An
                     flush=True,
                 )
             db.unlink()
+        stall_events = min(events, 200_000)
+        results["compaction_loop_stall"] = r = await loop_stall(Path(tmp, "stall.db"), stall_events)
+        print(
+            f"compacting {r['covered_rows']} covered rows at once: {r['seconds']:.1f}s in {r['batches']} batches, "
+            f"event loop blocked at most {r['max_loop_stall_s'] * 1000:.1f} ms",
+            flush=True,
+        )
     return results
 
 
