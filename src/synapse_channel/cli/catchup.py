@@ -124,6 +124,15 @@ def resolve(identity: str | None, project: str | None) -> tuple[str | None, str 
     return identity, project or git_project()
 
 
+def _check_name(name: str) -> None:
+    """A usage error for a name no hub would accept: its cursor file is named after it."""
+    from ..protocol import name_problem
+
+    problem = name_problem(name)
+    if problem is not None:
+        raise click.UsageError(f"{name!r} is not an identity or project: {problem}")
+
+
 def cursor_file(name: str, suffix: str = ".cursor") -> Path:
     """``$SYN_HOME/<name with / as __><suffix>``, the layout the 0.99 tools share."""
     return syn_home() / (name.replace("/", "__") + suffix)
@@ -144,6 +153,7 @@ def inbox(
     key = project if project_wide else identity
     if not key:
         raise click.UsageError("no identity: pass --id (or --project with --project-wide), or set SYN_IDENTITY")
+    _check_name(key)
     cur = FeedCursor(cursor_file(key))
     lines, offset, last = read_feed(syn_home() / "feed.ndjson", cur)
     chosen = select(
@@ -260,10 +270,11 @@ def resume_main() -> None:
 
 def syn_wait_main() -> None:
     """Console script ``syn-wait``: one mailbox wait for ``$SYN_IDENTITY``, directed only."""
-    from . import main
+    from . import run_command
+    from .waiting import wait
 
     identity = os.environ.get("SYN_IDENTITY")
     args = sys.argv[1:]
     if identity and not any(a in ("--name", "--for") or a.startswith(("--name=", "--for=")) for a in args):
         args = ["--name", identity, *args]
-    main(["wait", "--directed-only", *args])
+    run_command(wait, "syn-wait", ["--directed-only", *args])

@@ -43,8 +43,39 @@ def connection_options(default_name: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Refuse ``nan`` and ``inf`` for seconds (click's FloatRange lets them through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
 def _uri_default(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
-    return value or str(settings().get("hub.uri"))
+    return checked_uri(value or str(settings().get("hub.uri")))
+
+
+def checked_uri(uri: str) -> str:
+    """``uri`` if it is a ws:// or wss:// URI with a host; else a usage error (exit 2).
+
+    An ``http://`` URI is a typo for the hub's address, not an unreachable hub,
+    so it is reported as a bad argument rather than as "could not reach hub".
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        ok = parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(
+            f"{uri!r} is not a hub URI; expected ws://HOST:PORT or wss://HOST:PORT (e.g. {DEFAULT_URI})",
+            param_hint="'--uri' / SYNAPSE_URI",
+        )
+    return uri
 
 
 _SETTINGS: list[Any] = []

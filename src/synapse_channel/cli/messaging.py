@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import connection_options, default_identity, one_shot, resolve_token, run, say
+from .common import connection_options, default_identity, finite, one_shot, resolve_token, run, say
 
 
 def _send_name(name: str | None) -> str:
@@ -29,6 +29,7 @@ def _send_name(name: str | None) -> str:
     default=5.0,
     show_default=True,
     type=click.FloatRange(0.1),
+    callback=finite,
     help="Seconds to wait for the hub's answer.",
 )
 @click.option(
