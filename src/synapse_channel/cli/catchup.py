@@ -23,7 +23,7 @@ import click
 from ..feed import FeedCursor, FeedLine, read_feed
 from ..paths import syn_home
 from ..protocol import addresses, target_parts
-from .common import connection_options, one_shot, resolve_token
+from .common import connection_options, name_option, one_shot, resolve_token
 
 _CONTROL = dict.fromkeys(range(32), "?") | {9: " ", 10: " "}
 
@@ -174,7 +174,7 @@ def cursor_file(name: str, suffix: str = ".cursor") -> Path:
 
 
 @click.command()
-@click.option("--id", "identity", help="Identity to read for (default $SYN_IDENTITY).")
+@name_option(help_text="Identity to read for (default $SYN_IDENTITY).")
 @click.option("--project", help="Project (default $SYN_PROJECT, the identity's prefix, or the git top level).")
 @click.option("--project-wide", is_flag=True, help="Everything for the project, with its own cursor.")
 @click.option("--json", "as_json", is_flag=True)
@@ -182,7 +182,7 @@ def cursor_file(name: str, suffix: str = ".cursor") -> Path:
 @click.option("--count", is_flag=True, help="Print only how many messages are new (for a prompt).")
 @click.option("--all", "show_all", is_flag=True, help="Also show messages `wait` already printed, marked [waited].")
 def inbox(
-    identity: str | None,
+    name: str | None,
     project: str | None,
     project_wide: bool,
     as_json: bool,
@@ -195,10 +195,10 @@ def inbox(
     Directed messages that ``wait`` already printed (and acknowledged) are
     left out, or marked ``[waited]`` with --all: the agent has seen them.
     """
-    identity, project = resolve(identity, project)
+    identity, project = resolve(name, project)
     key = project if project_wide else identity
     if not key:
-        raise click.UsageError("no identity: pass --id (or --project with --project-wide), or set SYN_IDENTITY")
+        raise click.UsageError("no identity: pass --name (or --project with --project-wide), or set SYN_IDENTITY")
     _check_name(key)
     cur = FeedCursor(cursor_file(key))
     lines, offset, last = read_feed(syn_home() / "feed.ndjson", cur)
@@ -229,8 +229,7 @@ def inbox_main() -> None:
 
 
 @click.command()
-@connection_options()
-@click.option("--id", "identity", hidden=True, help="Same as --name.")
+@connection_options(name_help="This seat's identity (default $SYN_IDENTITY).")
 @click.option("--project", help="Project to catch up on (default $SYN_PROJECT or the identity's prefix).")
 @click.option("--limit", default=30, show_default=True, type=click.IntRange(1), help="Most messages to print per run.")
 @click.option("--no-hub", is_flag=True, help="Do not ask the hub for claims and tasks.")
@@ -239,7 +238,6 @@ def resume(
     name: str | None,
     token: str | None,
     token_file: Path | None,
-    identity: str | None,
     project: str | None,
     limit: int,
     no_hub: bool,
@@ -250,7 +248,7 @@ def resume(
     is read only for the lines that hub wrote (its hub_id), so a feed left by
     another hub never mixes in. --name (or --id) is the identity.
     """
-    identity, project = resolve(identity or name, project)
+    identity, project = resolve(name, project)
     if not project:
         raise click.UsageError("no project: pass --project or --name, or set SYN_PROJECT / SYN_IDENTITY")
     hub_id: str | None = None
