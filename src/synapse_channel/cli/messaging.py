@@ -116,9 +116,10 @@ async def _send(req: SendRequest) -> int:
         reply = await client.wait_for(answers, req.timeout)
     except HubError as exc:
         say(req.name, str(exc) + (f" ({req.uri})" if "reach" not in str(exc) else ""))
+        dropped = exc.exit_code == EXIT_DROPPED  # it may have reached the hub: the outcome is unknown
         if req.as_json:
-            click.echo(json.dumps({"outcome": "refused", "error": str(exc)}, sort_keys=True))
-        return EXIT_DROPPED if exc.exit_code == EXIT_DROPPED else 1
+            click.echo(json.dumps({"outcome": "unknown" if dropped else "refused", "error": str(exc)}, sort_keys=True))
+        return SEND_UNKNOWN if dropped else SEND_REFUSED
     finally:
         await client.close()
     return _report(req, reply, msg_id, want_receipt)
