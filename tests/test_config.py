@@ -139,3 +139,13 @@ async def test_init_writes_the_identity_and_says_so(tmp_path: Path, monkeypatch:
     assert code == 0 and out.endswith("identity api/c9\n")
     code, _, err = await run_cli("config", "init", "--force", "--project", "api", "--seat", "a/b")
     assert code == 2 and "--seat 'a/b'" in err
+
+
+async def test_config_get_and_adapters_list_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config get --json and adapters list --json print stable objects."""
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = await run_cli("config", "get", "wake.jitter", "--json")
+    assert code == 0 and json.loads(out) == {"key": "wake.jitter", "value": 8.0, "source": "default"}
+    code, out, _ = await run_cli("adapters", "list", "--json")
+    names = [json.loads(line)["name"] for line in out.splitlines()]
+    assert code == 0 and {"claude-code", "codex", "gemini"} <= set(names)

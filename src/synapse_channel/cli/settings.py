@@ -83,12 +83,16 @@ def show(as_json: bool) -> None:
 
 @config.command()
 @click.argument("key")
-def get(key: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help='{"key", "value", "source"} as one JSON object.')
+def get(key: str, as_json: bool) -> None:
     """Print one effective value."""
     cfg, _ = runtime()
     if key not in cfg.settings:
         raise click.UsageError(f"unknown key '{key}' (see `synapse config show`)")
     value = cfg.get(key)
+    if as_json:
+        click.echo(json.dumps({"key": key, "value": value, "source": cfg.source(key)}, sort_keys=True))
+        return
     click.echo(",".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value)))
 
 
