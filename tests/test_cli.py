@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -49,11 +50,23 @@ async def test_send_to_live_waiter_exits_0_and_wakes_it(hub: Hub) -> None:
     assert wout.startswith("send-")
 
 
-async def test_send_to_nobody_exits_1(hub: Hub) -> None:
-    """No recipient online: exit 1 with the hub's reason."""
-    code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "bob", "anyone?")
-    assert code == 1
-    assert "no online recipient matched bob" in out
+async def test_send_to_offline_recipient_is_queued_exit_0(hub: Hub) -> None:
+    """Nobody online for a directed message: it is queued in the mailbox, which is success (exit 0)."""
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "api/claude-2", "anyone?")
+    assert (code, out) == (0, "queued for api/claude-2 (offline); it reaches them when they next wait\n")
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "bob", "--json", "again?")
+    reply = json.loads(out)
+    assert code == 0 and reply["outcome"] == "queued" and reply["queued"] is True and reply["delivered"] is False
+
+
+async def test_send_json_outcome_tells_delivered_from_broadcast(hub: Hub) -> None:
+    """--json adds "outcome": delivered for a live recipient, broadcast for an accepted broadcast."""
+    waiter = await start_waiter(hub.uri, "--name", "carol", "--timeout", "20")
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "carol", "--json", "hi carol")
+    assert code == 0 and json.loads(out)["outcome"] == "delivered"
+    await finish(waiter)
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--json", "hi all")
+    assert code == 0 and json.loads(out)["outcome"] == "broadcast"
 
 
 async def test_broadcast_send_exits_0_when_accepted(hub: Hub) -> None:
@@ -62,10 +75,12 @@ async def test_broadcast_send_exits_0_when_accepted(hub: Hub) -> None:
     assert code == 0, err
 
 
-async def test_send_require_recipient_broadcast_alone_exits_1(hub: Hub) -> None:
-    """--require-recipient makes a lonely broadcast a failure."""
+async def test_send_require_recipient_broadcast_alone_exits_4(hub: Hub) -> None:
+    """--require-recipient with nobody else online: nothing is kept, exit 4 ("no_recipient")."""
     code, out, _ = await run_cli("send", "--uri", hub.uri, "--require-recipient", "anyone")
-    assert code == 1 and "no online recipient" in out
+    assert code == 4 and "no online recipient" in out
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--require-recipient", "--json", "anyone")
+    assert code == 4 and json.loads(out)["outcome"] == "no_recipient"
 
 
 async def test_send_unreachable_exits_1() -> None:

@@ -125,3 +125,27 @@ async def test_home_from_config_moves_the_cursors(
     await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "h1", "y")
     assert (await run_cli("wait", "--uri", hub.uri, "--name", "h1", "--timeout", "5"))[0] == 0
     assert (home / "mailbox-cursor" / "h1").exists()
+
+
+async def test_init_writes_the_identity_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """init --seat writes project and seat and names the identity; without a seat it says what to pass."""
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = await run_cli("config", "init", "--project", "api", "--seat", "claude-1")
+    assert (code, out) == (0, f"wrote {tmp_path / 'synapse.toml'}: project api, identity api/claude-1\n")
+    assert (await run_cli("config", "get", "identity.seat"))[1] == "claude-1\n"
+    code, out, _ = await run_cli("config", "init", "--force", "--project", "api")
+    assert code == 0 and "no seat yet: pass --seat NAME" in out
+    code, out, _ = await run_cli("config", "init", "--force", "--project", "api", env={"SYN_IDENTITY": "api/c9"})
+    assert code == 0 and out.endswith("identity api/c9\n")
+    code, _, err = await run_cli("config", "init", "--force", "--project", "api", "--seat", "a/b")
+    assert code == 2 and "--seat 'a/b'" in err
+
+
+async def test_config_get_and_adapters_list_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config get --json and adapters list --json print stable objects."""
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = await run_cli("config", "get", "wake.jitter", "--json")
+    assert code == 0 and json.loads(out) == {"key": "wake.jitter", "value": 8.0, "source": "default"}
+    code, out, _ = await run_cli("adapters", "list", "--json")
+    names = [json.loads(line)["name"] for line in out.splitlines()]
+    assert code == 0 and {"claude-code", "codex", "gemini"} <= set(names)

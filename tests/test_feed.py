@@ -206,3 +206,47 @@ async def test_reference_relay_and_syn_inbox_read_our_feed(hub_factory: HubFacto
     env = {"SYN_IDENTITY": "proj/a1", "SYN_PROJECT": "proj", "SYN_HOME": str(tmp_path / "synhome")}
     code, out, _ = await ref(tool="syn-inbox", env=env)
     assert code == 0 and "hello proj a1" in out
+
+
+async def test_syn_inbox_shows_local_time(tmp_path: Path) -> None:
+    """syn-inbox prints local wall-clock time, not epoch seconds (relay keeps 0.99's epoch format)."""
+    home = tmp_path / "synhome"
+    home.mkdir()
+    write_feed(home / "feed.ndjson", [chat("boss", "api/c1", "hello")])
+    env = {"SYN_IDENTITY": "api/c1", "TZ": "UTC"}
+    code, out, _ = await run_cli("inbox", env=env)
+    assert (code, out) == (0, "[2026-11-28 19:55:59] boss -> api/c1 (chat): hello\n")
+
+
+async def test_syn_inbox_leaves_out_what_wait_printed(hub_factory: HubFactory, tmp_path: Path) -> None:
+    """A directed message wait printed and acked is not shown again by syn-inbox (--all marks it)."""
+    hub = await hub_factory(relay_log=tmp_path / "synhome" / "feed.ndjson")
+    env = {"SYN_IDENTITY": "api/c1"}
+    await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "api/c1", "seen by wait")
+    code, out, _ = await run_cli("wait", "--uri", hub.uri, "--timeout", "5", env=env)
+    assert (code, out) == (0, "boss: seen by wait\n")
+    await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "api/c1", "not yet seen")
+    code, out, err = await run_cli("inbox", "--peek", env=env)
+    assert code == 0 and "not yet seen" in out and "seen by wait" not in out, out
+    assert "1 already printed by wait" in err
+    code, out, _ = await run_cli("inbox", "--all", env=env)
+    lines = out.splitlines()
+    assert len(lines) == 2 and "[waited] boss -> api/c1" in lines[0] and "[waited]" not in lines[1], out
+
+
+async def test_resume_uses_one_hub_and_takes_token_options(hub_factory: HubFactory, tmp_path: Path) -> None:
+    """syn-resume shows only the --uri hub's feed lines and takes --token-file / SYNAPSE_TOKEN_FILE."""
+    secret = "s3cret-0123456789abc"
+    here = await hub_factory(relay_log=tmp_path / "synhome" / "feed.ndjson", token=secret)
+    elsewhere = await hub_factory(db=tmp_path / "other.db", relay_log=None)
+    tok = tmp_path / "tok"
+    tok.write_text(secret + "\n")
+    tok.chmod(0o600)
+    await run_cli("send", "--uri", here.uri, "--token-file", str(tok), "--name", "boss", "--target", "api", "hi api")
+    env = {"SYN_PROJECT": "api", "SYNAPSE_TOKEN_FILE": str(tok)}
+    code, out, _ = await run_cli("resume", "--uri", elsewhere.uri, env=env)
+    assert code == 0 and "hi api" not in out and "1 other hub(s)" in out and "Missed messages: none" in out, out
+    code, out, _ = await run_script("syn-resume", "--uri", here.uri, env=env)
+    assert code == 0 and "hi api" in out and "from hub syn-" in out and "Claims held by api" in out, out
+    code, out, _ = await run_cli("resume", "--uri", here.uri, "--token-file", str(tok), env={"SYN_PROJECT": "api"})
+    assert code == 0 and "Claims held by api" in out and "Missed messages: none" in out, out

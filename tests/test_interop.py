@@ -9,6 +9,7 @@ importable here: we only run its console scripts.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -197,7 +198,7 @@ def ref_hub(tmp_path: Path) -> str:
 
 
 async def test_our_send_and_wait_against_reference_hub(ref_hub: str) -> None:
-    """Our wait is woken by our send through the reference hub; offline send exits 1."""
+    """Our wait is woken by our send through the reference hub; offline send is queued."""
     waiter = await asyncio.create_subprocess_exec(
         SYNAPSE,
         "wait",
@@ -216,8 +217,10 @@ async def test_our_send_and_wait_against_reference_hub(ref_hub: str) -> None:
     assert code == 0, err
     out, _ = await asyncio.wait_for(waiter.communicate(), 20)
     assert waiter.returncode == 0 and "hello from ours" in out.decode()
-    code, _out2, _ = await run_cli("send", "--uri", ref_hub, "--target", "nobody", "x")
-    assert code == 1
+    code, out2, _ = await run_cli("send", "--uri", ref_hub, "--target", "nobody", "x")
+    assert code == 0 and "queued for nobody (offline)" in out2  # the 0.99 hub journals it for the next wait
+    code, out2, _ = await run_cli("send", "--uri", ref_hub, "--require-recipient", "--json", "anyone?")
+    assert code == 4 and json.loads(out2)["outcome"] == "no_recipient"
     assert (await run_cli("who", "--uri", ref_hub))[0] == 0
     assert (await run_cli("health", "--uri", ref_hub))[0] == 0
 

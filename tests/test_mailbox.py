@@ -15,7 +15,7 @@ from .test_interop import need_ref, ref
 async def test_offline_message_wakes_next_wait_exactly_once(hub: Hub) -> None:
     """Sent while nobody waits: the next wait prints it; the one after does not."""
     code, out, _ = await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "w1", "do the thing")
-    assert code == 1 and "no online recipient" in out  # not delivered now ...
+    assert code == 0 and "queued for w1 (offline)" in out  # not delivered now ...
     code, out, _ = await run_cli("wait", "--uri", hub.uri, "--name", "w1", "--timeout", "5")
     assert (code, out) == (0, "boss: do the thing\n")  # ... but kept
     code, out, _ = await run_cli("wait", "--uri", hub.uri, "--name", "w1", "--timeout", "0.5")
@@ -83,7 +83,7 @@ async def test_message_sent_while_hub_down_period_survives_restart(tmp_path: Pat
     """Queued before a SIGKILL of the hub, delivered after its restart."""
     hub = HubProcess(tmp_path / "h.db")
     await hub.start()
-    assert (await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "w6", "survive"))[0] == 1
+    assert (await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "w6", "survive"))[0] == 0  # queued
     await hub.kill()
     await hub.start()
     code, out, _ = await run_cli("wait", "--uri", hub.uri, "--name", "w6", "--timeout", "5")

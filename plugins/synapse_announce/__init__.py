@@ -9,10 +9,12 @@ a trickle.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import click
 
+from synapse_channel.cli.common import connection_options
 from synapse_channel.hookspecs import hookimpl
 
 
@@ -61,30 +63,32 @@ async def announce_all(uri: str, name: str, token: str | None, recipients: list[
 @click.argument("message", nargs=-1, required=True)
 @click.option("--to", "to", required=True, help="Comma list of identities or projects (a project = its online seats).")
 @click.option("--stagger", default=2.0, show_default=True, type=click.FloatRange(0), help="Seconds between sends.")
-@click.option("--uri", envvar="SYNAPSE_URI")
-@click.option("--name", help="Sender identity (default $SYN_IDENTITY).")
-@click.option("--token-file", type=click.Path(dir_okay=False))
+@connection_options(name_help="Sender identity (default $SYN_IDENTITY).")
 def announce(
-    message: tuple[str, ...], to: str, stagger: float, uri: str | None, name: str | None, token_file: str | None
+    message: tuple[str, ...],
+    to: str,
+    stagger: float,
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
 ) -> None:
     """Send MESSAGE to each recipient in turn, --stagger seconds apart."""
     import os
     import sys
-    from pathlib import Path
 
-    from synapse_channel.cli.common import default_identity, refuse_insecure, resolve_token, settings
+    from synapse_channel.cli.common import default_identity, refuse_insecure, resolve_token
 
-    uri = uri or str(settings().get("hub.uri"))
     sender = name or default_identity() or f"announce-{os.getpid()}"
-    token = resolve_token(None, Path(token_file) if token_file else None)
-    refuse_insecure(uri, token)
+    secret = resolve_token(token, token_file)
+    refuse_insecure(uri, secret)
     targets = [t.strip() for t in to.split(",") if t.strip()]
     if not targets:
         raise click.UsageError("--to needs at least one recipient")
 
     async def go() -> int:
-        recipients = await expand(uri, f"{sender}-announce", token, targets)
-        return await announce_all(uri, sender, token, recipients, " ".join(message), stagger)
+        recipients = await expand(uri, f"{sender}-announce", secret, targets)
+        return await announce_all(uri, sender, secret, recipients, " ".join(message), stagger)
 
     sys.exit(asyncio.run(go()))
 

@@ -7,36 +7,39 @@ roster, and messages to it are queued, while its agents are down.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
+from synapse_channel.cli.common import connection_options
 from synapse_channel.hookspecs import hookimpl
 
 
 @click.command()
 @click.argument("project")
-@click.option("--uri", envvar="SYNAPSE_URI", help="Hub URI (default: env SYNAPSE_URI, [hub] uri).")
-@click.option("--token-file", type=click.Path(dir_okay=False), help="Owner-only file with the hub token.")
+@connection_options(name_help="Connection name: PROJECT-presence (the only name a holder may take).")
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"], case_sensitive=False))
-def presence(project: str, uri: str | None, token_file: str | None, log_level: str) -> None:
+def presence(
+    project: str, uri: str, name: str | None, token: str | None, token_file: Path | None, log_level: str
+) -> None:
     """Hold PROJECT's presence as PROJECT-presence until stopped (SIGTERM exits 0)."""
     import asyncio
     import logging
     import sys
-    from pathlib import Path
 
-    from synapse_channel.cli.common import refuse_insecure, resolve_token, settings
+    from synapse_channel.cli.common import refuse_insecure, resolve_token
 
     from .holder import Holder
 
     if "/" in project or not project.strip():
         raise click.UsageError("PROJECT is a project name (the part before '/'), not a seat")
+    if name not in (None, f"{project}-presence"):
+        raise click.UsageError(f"a presence holder registers as {project}-presence, not {name!r}")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    token = resolve_token(None, Path(token_file) if token_file else None)
-    uri = uri or str(settings().get("hub.uri"))
-    refuse_insecure(uri, token)
-    holder = Holder(uri, project, token)
+    secret = resolve_token(token, token_file)
+    refuse_insecure(uri, secret)
+    holder = Holder(uri, project, secret)
     sys.exit(asyncio.run(holder.run()))
 
 

@@ -6,10 +6,12 @@ overridable in ``[adapters.tmux_bridge]``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
+from synapse_channel.cli.common import connection_options
 from synapse_channel.hookspecs import hookimpl
 
 from .patterns import PATTERNS
@@ -17,18 +19,19 @@ from .patterns import PATTERNS
 
 @click.command("tmux-bridge")
 @click.option("--session", "target", required=True, help="tmux target: session, or session:window.pane.")
-@click.option("--identity", required=True, help="The seat whose directed messages wake this pane.")
+@connection_options(name_help="The seat whose directed messages wake this pane (required; --identity is an alias).")
 @click.option("--agent", type=click.Choice(sorted(PATTERNS)), default="generic", show_default=True)
-@click.option("--uri", envvar="SYNAPSE_URI")
 @click.option("--prompt", help="What to type (no message text is ever typed); {identity} is filled in.")
 @click.option("--once", is_flag=True, help="Exit after the first typed wake.")
 @click.option("--socket", "-S", "socket", type=click.Path(dir_okay=False), help="tmux server socket path (as tmux -S).")
 @click.option("--socket-name", "-L", "socket_name", help="tmux server socket name (as tmux -L).")
 def tmux_bridge(
     target: str,
-    identity: str,
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
     agent: str,
-    uri: str | None,
     prompt: str | None,
     once: bool,
     socket: str | None,
@@ -48,6 +51,9 @@ def tmux_bridge(
     from .bridge import DEFAULT_PROMPT, Bridge, Tmux, TmuxError
     from .patterns import PaneRules
 
+    if not name:
+        raise click.UsageError("say whose messages wake the pane: --name IDENTITY")
+    identity = name
     if socket and socket_name:
         raise click.UsageError("--socket and --socket-name (-L) name two different tmux servers; pass one")
 
@@ -61,10 +67,9 @@ def tmux_bridge(
     rules = PaneRules.for_agent(
         agent, override(f"{agent}_idle"), override(f"{agent}_unsafe"), override(f"{agent}_ignore")
     )
-    uri = uri or str(cfg.get("hub.uri"))
-    token = resolve_token(None, None)
-    refuse_insecure(uri, token)
-    bridge = Bridge(uri, target, identity, rules, token, prompt or DEFAULT_PROMPT, Tmux(socket, socket_name))
+    secret = resolve_token(token, token_file)
+    refuse_insecure(uri, secret)
+    bridge = Bridge(uri, target, identity, rules, secret, prompt or DEFAULT_PROMPT, Tmux(socket, socket_name))
     try:
         sys.exit(asyncio.run(bridge.run(once=once)))
     except TmuxError as exc:

@@ -41,7 +41,7 @@ async def test_token_never_leaks_and_files_are_owner_only(tmp_path: Path) -> Non
         code, _, err = await run_cli("send", "--uri", uri, "--token", "wrong-" + TOKEN[::-1], "--target", "x", "bad")
         assert code == 1 and "authentication rejected" in err
         good = {"SYNAPSE_TOKEN": TOKEN}
-        assert (await run_cli("send", "--uri", uri, "--name", "boss", "--target", "p/w", "hello", env=good))[0] == 1
+        assert (await run_cli("send", "--uri", uri, "--name", "boss", "--target", "p/w", "hello", env=good))[0] == 0
         assert (await run_cli("wait", "--uri", uri, "--name", "p/w", "--timeout", "5", env=good))[0] == 0
         raw = await open_raw(uri, "sneaky")
         await raw.send("heartbeat", token=TOKEN)

@@ -95,20 +95,25 @@ def main(argv: list[str] | None = None) -> Any:
     return run_command(cli, "synapse", argv)
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped, so an error that quotes user input stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def run_command(command: click.Command, prog: str, argv: list[str] | None = None) -> Any:
     """Run a click command; user mistakes become one line on stderr and exit 2, never a traceback."""
     try:
         return command.main(args=argv if argv is not None else sys.argv[1:], prog_name=prog, standalone_mode=False)
     except click.UsageError as exc:
-        name = exc.ctx.info_name if exc.ctx else None
-        where = f"{prog} {name}" if name and name != prog else prog
-        click.echo(f"{where}: error: {exc.format_message()} (see --help)", err=True)
+        path = exc.ctx.command_path if exc.ctx else prog
+        where = prog + path[len(path.split(" ", 1)[0]) :]  # the full path (synapse config get), as invoked
+        click.echo(f"{where}: error: {one_line(exc.format_message())} (see --help)", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
+        click.echo(f"{prog}: error: {one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         sys.exit(130)
     except ConfigError as exc:
-        click.echo(f"{prog}: error: {exc}", err=True)
+        click.echo(f"{prog}: error: {one_line(str(exc))}", err=True)
         sys.exit(2)

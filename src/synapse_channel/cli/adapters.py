@@ -43,10 +43,17 @@ def adapters() -> None:
 
 
 @adapters.command("list")
-def list_() -> None:
+@click.option("--json", "as_json", is_flag=True, help='One object per adapter: {"name", "title", "docs_url"}.')
+def list_(as_json: bool) -> None:
     """Adapters available (bundled and from plugins)."""
+    import json
+
     for name, adapter in sorted(all_adapters().items()):
-        click.echo(f"{name:<12} {getattr(adapter, 'title', '')}  {getattr(adapter, 'docs_url', '')}")
+        title, url = getattr(adapter, "title", ""), getattr(adapter, "docs_url", "")
+        if as_json:
+            click.echo(json.dumps({"name": name, "title": title, "docs_url": url}, sort_keys=True))
+        else:
+            click.echo(f"{name:<12} {title}  {url}")
 
 
 def _scope_option(fn: Any) -> Any:

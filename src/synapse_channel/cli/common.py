@@ -21,17 +21,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URI = "ws://localhost:8876"
 
 
-def connection_options(default_name: str | None = None) -> Callable[[F], F]:
-    """Add ``--uri``, ``--name``, ``--token``, ``--token-file`` to a command."""
+#: The connection options every command that talks to a hub takes (the contract tests/test_cli_grammar.py checks).
+CONNECTION_OPTIONS = ("--uri", "--name", "--token", "--token-file")
+#: Older spellings of ``--name``, accepted everywhere and hidden from --help.
+NAME_ALIASES = ("--id", "--identity")
+
+
+def connection_options(
+    default_name: str | None = None, name_help: str = "Connection name (identity)."
+) -> Callable[[F], F]:
+    """Add ``--uri``, ``--name``, ``--token``, ``--token-file`` to a command (and ``--id``/``--identity`` hidden).
+
+    One definition, so every client command speaks the same grammar: the
+    0.99 flags, the same token lookup, the same URI check.
+    """
 
     def decorate(fn: F) -> F:
         fn = click.option(
             "--token-file",
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Read the hub token from this owner-only file.",
+            help="Read the hub token from this owner-only file (env SYNAPSE_TOKEN_FILE).",
         )(fn)
         fn = click.option("--token", help="Hub token (prefer --token-file or SYNAPSE_TOKEN).")(fn)
-        fn = click.option("--name", default=default_name, help="Connection name (identity).")(fn)
+        fn = name_option(default_name, name_help)(fn)
         fn = click.option(
             "--uri",
             envvar="SYNAPSE_URI",
@@ -43,8 +55,78 @@ def connection_options(default_name: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
+def name_option(default_name: str | None = None, help_text: str = "Connection name (identity).") -> Callable[[F], F]:
+    """``--name`` with ``--id`` and ``--identity`` as hidden aliases (for commands with no hub options)."""
+
+    def decorate(fn: F) -> F:
+        for alias in reversed(NAME_ALIASES):
+            fn = click.option(
+                alias,
+                "_name_alias_" + alias.strip("-"),
+                hidden=True,
+                expose_value=False,
+                callback=_name_alias,
+                help="Same as --name.",
+            )(fn)
+        return click.option("--name", default=default_name, callback=_name_value, help=help_text)(fn)
+
+    return decorate
+
+
+def _name_alias(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    current = ctx.params.get("name")
+    named = "name" in ctx.params and ctx.get_parameter_source("name") != click.core.ParameterSource.DEFAULT
+    if named and current != value:
+        raise click.BadParameter(f"--name {current!r} and an alias {value!r} disagree; pass --name once")
+    ctx.meta["synapse.name_alias"] = value
+    if "name" in ctx.params:
+        ctx.params["name"] = value
+
+
+def _name_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    alias = ctx.meta.get("synapse.name_alias")
+    if alias is not None:
+        if ctx.get_parameter_source("name") != click.core.ParameterSource.DEFAULT and value != alias:
+            raise click.BadParameter(f"--name {value!r} and an alias {alias!r} disagree; pass --name once")
+        return str(alias)
+    return value
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Refuse ``nan`` and ``inf`` for seconds (click's FloatRange lets them through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
 def _uri_default(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
-    return value or str(settings().get("hub.uri"))
+    return checked_uri(value or str(settings().get("hub.uri")))
+
+
+def checked_uri(uri: str) -> str:
+    """``uri`` if it is a ws:// or wss:// URI with a host; else a usage error (exit 2).
+
+    An ``http://`` URI is a typo for the hub's address, not an unreachable hub,
+    so it is reported as a bad argument rather than as "could not reach hub".
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        ok = parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(
+            f"{uri!r} is not a hub URI; expected ws://HOST:PORT or wss://HOST:PORT (e.g. {DEFAULT_URI})",
+            param_hint="'--uri' / SYNAPSE_URI",
+        )
+    return uri
 
 
 _SETTINGS: list[Any] = []

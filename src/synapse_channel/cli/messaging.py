@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import connection_options, default_identity, one_shot, resolve_token, run, say
+from .common import connection_options, default_identity, finite, one_shot, resolve_token, run, say
 
 
 def _send_name(name: str | None) -> str:
@@ -29,6 +29,7 @@ def _send_name(name: str | None) -> str:
     default=5.0,
     show_default=True,
     type=click.FloatRange(0.1),
+    callback=finite,
     help="Seconds to wait for the hub's answer.",
 )
 @click.option(
@@ -49,8 +50,9 @@ def send(
     as_json: bool,
     message: tuple[str, ...],
 ) -> None:
-    """Send MESSAGE. Exit 0 delivered (or broadcast accepted), 1 refused or no
-    recipient, 3 outcome unknown."""
+    """Send MESSAGE. Exit 0 delivered, queued for an offline recipient or broadcast
+    accepted; 1 refused or unreachable; 3 outcome unknown; 4 nobody online and
+    nothing kept (--require-recipient). --json adds "outcome"."""
     request = SendRequest(
         uri,
         _send_name(name),
@@ -114,33 +116,73 @@ async def _send(req: SendRequest) -> int:
         reply = await client.wait_for(answers, req.timeout)
     except HubError as exc:
         say(req.name, str(exc) + (f" ({req.uri})" if "reach" not in str(exc) else ""))
-        return EXIT_DROPPED if exc.exit_code == EXIT_DROPPED else 1
+        dropped = exc.exit_code == EXIT_DROPPED  # it may have reached the hub: the outcome is unknown
+        if req.as_json:
+            click.echo(json.dumps({"outcome": "unknown" if dropped else "refused", "error": str(exc)}, sort_keys=True))
+        return SEND_UNKNOWN if dropped else SEND_REFUSED
     finally:
         await client.close()
     return _report(req, reply, msg_id, want_receipt)
 
 
+# ``synapse send`` exit codes. 0, 1 and 3 mean what they meant in 0.99; a queued
+# message is 0 (0.99 said 1: it read ``delivered: false`` as a failure), and
+# "nobody online and nothing kept" has its own code so scripts need not parse text.
+SEND_OK = 0
+SEND_REFUSED = 1
+SEND_UNKNOWN = 3
+SEND_NO_RECIPIENT = 4
+
+
+def outcome_of(reply: dict[str, object], want_receipt: bool) -> str:
+    """``delivered``, ``queued``, ``broadcast``, ``refused`` or ``no_recipient`` for the hub's answer."""
+    from ..protocol import is_broadcast
+
+    if reply.get("type") == "error":
+        return "refused"
+    if not want_receipt:
+        return "broadcast"
+    if reply.get("delivered") is True:
+        return "delivered"
+    # A 0.99 hub sends no "queued" but journals every directed chat for the next mailbox wait.
+    if reply.get("queued", not is_broadcast(str(reply.get("message_target", "all")))) is True:
+        return "queued"
+    return "no_recipient"
+
+
+_EXIT = {
+    "delivered": SEND_OK,
+    "queued": SEND_OK,
+    "broadcast": SEND_OK,
+    "refused": SEND_REFUSED,
+    "no_recipient": SEND_NO_RECIPIENT,
+}
+
+
 def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want_receipt: bool) -> int:
     if reply is None:
-        click.echo(
-            f"delivery unknown: no answer from the hub for {req.target} within {req.timeout:g}s; client_msg_id={msg_id}"
-        )
-        return 3
+        if req.as_json:
+            click.echo(json.dumps({"outcome": "unknown", "client_msg_id": msg_id}, sort_keys=True))
+        else:
+            click.echo(
+                f"delivery unknown: no answer from the hub for {req.target} within {req.timeout:g}s;"
+                f" client_msg_id={msg_id}"
+            )
+        return SEND_UNKNOWN
+    outcome = outcome_of(reply, want_receipt)
     if req.as_json:
-        click.echo(json.dumps(reply, sort_keys=True))
-    if reply.get("type") == "error":
-        if not req.as_json:
-            click.echo(f"refused by the hub ({reply.get('code', 'error')}): {reply.get('payload')}")
-        return 1
-    if not want_receipt or reply.get("delivered") is True:
-        return 0
-    if reply.get("queued") is True and reply.get("held_by"):
-        if not req.as_json:
+        click.echo(json.dumps({**reply, "outcome": outcome}, sort_keys=True))
+    elif outcome == "refused":
+        click.echo(f"refused by the hub ({reply.get('code', 'error')}): {reply.get('payload')}")
+    elif outcome == "queued":
+        holder = reply.get("held_by")
+        if holder:
             click.echo(str(reply.get("payload", "queued")))
-        return 0
-    if not req.as_json:
+        else:
+            click.echo(f"queued for {req.target} (offline); it reaches them when they next wait")
+    elif outcome == "no_recipient":
         click.echo(str(reply.get("payload") or f"delivery failed: no online recipient matched {req.target}"))
-    return 1
+    return _EXIT[outcome]
 
 
 @click.command()

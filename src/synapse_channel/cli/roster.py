@@ -125,9 +125,10 @@ async def _health(uri: str, name: str, token: str | None, timeout: float) -> int
         return 1
     finally:
         await client.close()
+    n = welcome.get("connected_clients")
     click.echo(
         f"ok: hub {welcome.get('hub_id')} at {uri} (protocol {welcome.get('protocol_version')}, "
-        f"{welcome.get('connected_clients')} clients)"
+        f"{n} client{'' if n == 1 else 's'})"
     )
     return 0
 

@@ -83,12 +83,16 @@ def show(as_json: bool) -> None:
 
 @config.command()
 @click.argument("key")
-def get(key: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help='{"key", "value", "source"} as one JSON object.')
+def get(key: str, as_json: bool) -> None:
     """Print one effective value."""
     cfg, _ = runtime()
     if key not in cfg.settings:
         raise click.UsageError(f"unknown key '{key}' (see `synapse config show`)")
     value = cfg.get(key)
+    if as_json:
+        click.echo(json.dumps({"key": key, "value": value, "source": cfg.source(key)}, sort_keys=True))
+        return
     click.echo(",".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value)))
 
 
@@ -155,7 +159,7 @@ STARTER = """\
 
 [identity]
 project = "{project}"
-# seat = "claude-1"          # identity = project/seat (or set SYN_IDENTITY per terminal)
+{seat_line}
 
 [wake]
 # jitter = 8.0               # seconds over which broadcast / fleet-wide wakes are spread
@@ -176,12 +180,39 @@ project = "{project}"
 @config.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing synapse.toml.")
 @click.option("--project", help="Project name (default: the git top level's or this folder's name).")
-def init(force: bool, project: str | None) -> None:
-    """Write a commented starter synapse.toml in the current folder."""
+@click.option("--seat", help="This seat (identity = project/seat; default: the seat of $SYN_IDENTITY, if any).")
+def init(force: bool, project: str | None, seat: str | None) -> None:
+    """Write a commented starter synapse.toml in the current folder, with this project and seat.
+
+    It says which identity the commands here will use, since `claim`, `send`
+    and `wait` need one and a newcomer should not have to guess.
+    """
+    import os
+
+    from ..protocol import name_problem
     from .catchup import git_project
 
     target = Path.cwd() / "synapse.toml"
     if target.exists() and not force:
         raise click.UsageError(f"{target} exists; pass --force to overwrite it")
-    target.write_text(STARTER.format(project=project or git_project() or Path.cwd().name))
-    click.echo(f"wrote {target}")
+    project = project or git_project() or Path.cwd().name
+    env_identity = os.environ.get("SYN_IDENTITY", "")
+    if seat is None and env_identity.startswith(project + "/"):
+        seat = env_identity[len(project) + 1 :]
+    for what, value in (("project", project), ("seat", seat)):
+        problem = name_problem(value) if value is not None else None
+        if problem is not None or (value and "/" in value):
+            raise click.UsageError(f"--{what} {value!r} cannot be part of an identity: {problem or 'no / allowed'}")
+    seat_line = (
+        f'seat = "{seat}"                # identity = project/seat (SYN_IDENTITY overrides it per terminal)'
+        if seat
+        else '# seat = "claude-1"          # identity = project/seat (or set SYN_IDENTITY per terminal)'
+    )
+    target.write_text(STARTER.format(project=project, seat_line=seat_line))
+    if seat:
+        click.echo(f"wrote {target}: project {project}, identity {project}/{seat}")
+    else:
+        click.echo(
+            f"wrote {target}: project {project}, no seat yet: pass --seat NAME "
+            f"(or export SYN_IDENTITY={project}/NAME) before claim, send or wait"
+        )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import connection_options, default_identity, resolve_token, run
+from .common import connection_options, default_identity, finite, resolve_token, run
 
 
 @click.command()
@@ -17,6 +17,7 @@ from .common import connection_options, default_identity, resolve_token, run
     default=0.0,
     show_default=True,
     type=click.FloatRange(0),
+    callback=finite,
     help="Seconds before giving up (exit 2); 0 waits forever and re-arms across hub restarts.",
 )
 @click.option(
@@ -27,6 +28,7 @@ from .common import connection_options, default_identity, resolve_token, run
 @click.option(
     "--wake-jitter",
     type=click.FloatRange(0),
+    callback=finite,
     help="Spread one-to-many wakes over this many seconds (default: [wake] jitter, 8); directed wakes are immediate.",
 )
 @click.option("--role", "roles", multiple=True, help="Also wake for messages to this role (P/R); repeatable.")
@@ -65,6 +67,7 @@ def wait(
         assert name is not None
         for_name = owner_of(name)
         connect_name = f"{for_name}-rx"
+    _check_names(for_name, connect_name)
     spec = WaitSpec(
         uri=uri,
         for_name=for_name,
@@ -79,6 +82,20 @@ def wait(
         pm=_plugins(),
     )
     run(Waiter(spec).run())
+
+
+def _check_names(*names: str) -> None:
+    """Refuse a name the hub would refuse, before any file under $SYN_HOME is named after it.
+
+    The mailbox cursor file is named after the identity, so ``..`` or ``/``
+    would otherwise point it at a directory. Exit 1, as the hub's refusal does.
+    """
+    from ..protocol import name_problem
+
+    for name in names:
+        problem = name_problem(name)
+        if problem is not None:
+            raise click.ClickException(f"cannot wait as {name!r}: {problem}")
 
 
 def _plugins() -> object:

@@ -1,0 +1,173 @@
+"""User mistakes never end in a traceback: hostile arguments against a real hub.
+
+Hypothesis picks a command and fills it with odd names, paths, URIs and
+numbers; the real ``synapse`` runs as a subprocess against a real hub (its own
+process, port 0). Each run must end with a documented exit code, no
+"Traceback" on stderr, no ``.tmp`` file left under ``$SYN_HOME`` and nothing
+written outside ``$SYN_HOME`` (the working directory stays empty).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from synapse_channel.hub.server import Hub
+
+from .conftest import SYNAPSE, run_cli
+
+# Every exit code docs/cli.md documents for these commands (2: usage error).
+DOCUMENTED = {0, 1, 2, 3, 4}
+
+ODD = [
+    "..",
+    ".",
+    "/",
+    "a/..",
+    "../../etc/passwd",
+    "-rx",
+    "all",
+    "*",
+    "a,b",
+    "api/claude-1",
+    "x" * 300,
+    "naïve",
+    "tab\there",
+    "line\nbreak",
+    "\x1b[31mred",
+    "~",
+    "$HOME",
+    "",
+    " ",
+]
+URIS = [
+    "http://127.0.0.1:1",
+    "https://example.invalid",
+    "ftp://127.0.0.1",
+    "ws://",
+    "ws://127.0.0.1:99999",
+    "ws://[::1",
+    "not a uri",
+    "",
+    "ws://127.0.0.1:9",
+]
+NUMBERS = ["-1", "0", "nan", "inf", "-inf", "1e309", "0x10", "abc", "", "99999999999999999999"]
+# Free text without NUL (argv cannot carry it) or lone surrogates.
+TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40)
+NAMES = st.one_of(st.sampled_from(ODD), TEXT)
+
+
+@st.composite
+def invocations(draw: st.DrawFn) -> list[str]:
+    """One command line: a command with hostile values (``{uri}`` is the live hub)."""
+    name = draw(NAMES)
+    number = draw(st.sampled_from(NUMBERS))
+    uri = draw(st.sampled_from(["{uri}", "{uri}", *URIS]))
+    args = draw(
+        st.sampled_from(
+            [
+                ["send", "--target", name, "hi"],
+                ["send", "--name", name, "--target", "api/x", "hi"],
+                ["send", "--receipt-timeout", number, "--target", "api/x", "hi"],
+                ["wait", "--name", name, "--timeout", "0.1"],
+                ["wait", "--for", name, "--timeout", "0.1"],
+                ["wait", "--name", "api/w", "--timeout", number],
+                ["claim", name, "--name", "api/c", "--paths", "src/"],
+                ["claim", "T-1", "--name", "api/c", "--paths", name],
+                ["release", name, "--name", "api/c"],
+                ["inbox", "--id", name],
+                ["who", "--project", name],
+                ["config", "get", name],
+            ]
+        )
+    )
+    if args[0] != "config" and args[0] != "inbox":
+        args += ["--uri", uri]
+    return args
+
+
+@pytest.fixture(scope="module")
+def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real hub in its own process on an ephemeral port; yields its URI."""
+    home = tmp_path_factory.mktemp("hubhome")
+    env = {**os.environ, "SYN_HOME": str(home), "HOME": str(home)}
+    proc = subprocess.Popen(
+        [SYNAPSE, "hub", "--port", "0", "--db", ":memory:", "--relay-log", ""],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = re.search(r"listening on (ws://\S+)", line)
+    assert match, line
+    yield match.group(1)
+    proc.terminate()
+    proc.wait()
+
+
+def test_hostile_arguments_never_trace_back(live_hub: str, tmp_path: Path) -> None:
+    """Any generated command line: documented exit, one-line error at most, no traceback, no stray files."""
+    home = tmp_path / "synhome"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SYN_", "SYNAPSE_"))},
+        "SYN_HOME": str(home),
+        "HOME": str(tmp_path / "home"),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+    }
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(invocations())
+    def check(args: list[str]) -> None:
+        argv = [a.replace("{uri}", live_hub) for a in args]
+        done = subprocess.run([SYNAPSE, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in done.stderr, (argv, done.stderr)
+        assert done.returncode in DOCUMENTED, (argv, done.returncode, done.stderr)
+        if done.returncode == 2:
+            assert done.stderr.count("\n") == 1, (argv, done.stderr)  # a usage error is one line
+        assert not list(cwd.iterdir()), argv
+        stray = [p for p in home.rglob("*") if p.name.endswith(".tmp")] if home.exists() else []
+        assert not stray, (argv, stray)
+        assert {p.name for p in tmp_path.iterdir()} <= {"synhome", "cwd", "home", "xdg"}, argv
+
+    check()
+
+
+async def test_wait_for_a_path_like_name_is_one_line_exit_1(hub: Hub, tmp_path: Path) -> None:
+    """`wait --name ..` (or `.`, `/`) is refused before any cursor file is named after it."""
+    for name in ("..", ".", "/", "a/../b"):
+        await run_cli("send", "--uri", hub.uri, "--target", name, "x")
+        code, out, err = await run_cli("wait", "--uri", hub.uri, "--name", name, "--timeout", "0.1")
+        assert (code, out, err.count("\n")) == (1, "", 1), err
+        assert "Traceback" not in err and f"cannot wait as {name!r}" in err
+    home = tmp_path / "synhome"
+    assert not [p for p in home.rglob("*") if p.name.endswith(".tmp")] if home.exists() else True
+
+
+async def test_http_uri_is_a_usage_error_naming_ws() -> None:
+    """An http:// URI is a bad argument (exit 2) that names the ws:// form, not an unreachable hub."""
+    code, _, err = await run_cli("who", "--uri", "http://127.0.0.1:8876")
+    assert code == 2 and "ws://HOST:PORT or wss://HOST:PORT" in err and err.count("\n") == 1, err
+    code, _, err = await run_cli("send", "hi", env={"SYNAPSE_URI": "http://127.0.0.1:8876"})
+    assert code == 2 and "ws://" in err, err
+
+
+async def test_health_counts_clients_in_english(hub: Hub) -> None:
+    """One connected client reads "1 client"."""
+    code, out, _ = await run_cli("health", "--uri", hub.uri)
+    assert code == 0 and out.rstrip().endswith(", 1 client)"), out
+
+
+def test_syn_wait_help_names_itself() -> None:
+    """syn-wait's usage line says syn-wait."""
+    done = subprocess.run([str(Path(SYNAPSE).with_name("syn-wait")), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: syn-wait"), done.stdout
