@@ -282,7 +282,7 @@ async def _bridge(hub: Hub, sock: str, env: dict[str, str], *server: str) -> asy
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # generous: a loaded 2-core machine, not a speed check
     while f"{ID}-pane-rx" not in hub.core.roster.names:
         assert time.monotonic() < deadline, "bridge never armed"
         assert bridge.returncode is None, await bridge.communicate()
@@ -290,7 +290,7 @@ async def _bridge(hub: Hub, sock: str, env: dict[str, str], *server: str) -> asy
     return bridge
 
 
-async def _log_line(proc: asyncio.subprocess.Process, *needles: str, timeout: float = 20) -> str:
+async def _log_line(proc: asyncio.subprocess.Process, *needles: str, timeout: float = 60) -> str:
     """The first stderr line of ``proc`` that contains one of ``needles`` (fails at EOF or timeout)."""
     assert proc.stderr is not None
     async with asyncio.timeout(timeout):

@@ -162,7 +162,9 @@ async def test_the_brick_attempt_is_refused_and_the_hub_keeps_committing(tmp_pat
     report(
         f"brick attempt (small): RSS {rss_before >> 20} -> {rss_after >> 20} MiB, disk {disk_before} -> {disk_after}"
     )
-    assert rss_after - rss_before < 16 * 1024 * KIB  # 20 MB attempted; about 1 MiB kept
+    # 20 MB attempted, about 1 MiB kept; unbounded, the mailbox and history each held all 20 MB (40+ MB).
+    # The margin is for the allocator keeping freed receive buffers on a loaded machine.
+    assert rss_after - rss_before < 32 * 1024 * KIB
     # journal + WAL hold the 5 accepted chats and a few ~2 MiB snapshots (mailbox + history), never the 95 refused
     assert disk_after < 20 * 1024 * KIB
     before = await _who_pending(hub.uri)
