@@ -4,8 +4,8 @@
 targets, recounting them (bisects over 10k lists) and re-encoding the map on
 every request cost ~30 ms of event loop. The mailbox moves these counts as
 it stores and acks, and this class keeps each name's ``"name":count``
-fragment, re-encoding only the names whose count changed, so a ``who``
-costs one string join when nothing changed since the last.
+fragment, re-encoded when that count moves, so a ``who`` costs one string
+join (cached until a count changes).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ class RunningCounts:
     members: dict[str, set[str]] = field(default_factory=dict)
     #: Names whose count an ack may have changed, recounted by the mailbox before it returns.
     stale: set[str] = field(default_factory=set)
+    #: Each name's ``"name":count``, re-encoded when its count moves (so the first ``who`` is no dearer).
     _fragments: dict[str, str] = field(default_factory=dict)
-    _dirty: set[str] = field(default_factory=set)
     _joined: str | None = None
 
     def set(self, name: str, count: int) -> None:
@@ -32,12 +32,12 @@ class RunningCounts:
             self.members.setdefault(name.split("/", 1)[0], set()).add(name)
         if self.counts.get(name) != count:
             self.counts[name] = count
-            self._dirty.add(name)
+            self._fragments[name] = f"{encode_key(name)}:{count}"
             self._joined = None
 
     def add(self, name: str, delta: int) -> None:
-        self.counts[name] += delta
-        self._dirty.add(name)
+        count = self.counts[name] = self.counts[name] + delta
+        self._fragments[name] = f"{encode_key(name)}:{count}"
         self._joined = None
 
     def drop(self, name: str) -> None:
@@ -51,7 +51,6 @@ class RunningCounts:
                 if not names:
                     del self.members[project]
         self._fragments.pop(name, None)
-        self._dirty.discard(name)
         self._joined = None
 
     def clear(self) -> None:
@@ -59,17 +58,12 @@ class RunningCounts:
         self.members.clear()
         self.stale.clear()
         self._fragments.clear()
-        self._dirty.clear()
         self._joined = None
 
     def encoded(self) -> str:
         """The counts as the inside of a JSON object (no braces), cached until a count changes."""
         if self._joined is None:
-            fragments, counts = self._fragments, self.counts
-            for name in self._dirty:
-                fragments[name] = f"{encode_key(name)}:{counts[name]}"
-            self._dirty.clear()
-            self._joined = ",".join(fragments.values())
+            self._joined = ",".join(self._fragments.values())
         return self._joined
 
 
