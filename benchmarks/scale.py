@@ -398,10 +398,16 @@ async def measure_oneshots(pythonpath: str | None, total: int, workers: int = 32
 
         async with Lag(hub.uri) as lag:
             for mark in marks:
-                while done < mark:
-                    batch = min(workers, mark - done)
-                    await asyncio.gather(*(one(done + i) for i in range(batch)))
-                    done += batch
+                issued = done
+
+                async def worker(goal: int) -> None:
+                    nonlocal issued, done
+                    while issued < goal:  # a pool, not batches: no worker waits for the slowest of a batch
+                        issued += 1
+                        await one(issued)
+                        done += 1
+
+                await asyncio.gather(*(worker(mark) for _ in range(workers)))
                 await asyncio.sleep(2.0)  # departures settle (presence grace)
                 elapsed = time.perf_counter() - start
                 samples.append({"connections": done, "elapsed_s": elapsed, **rss_mb(hub.proc.pid)})

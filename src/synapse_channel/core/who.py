@@ -12,6 +12,7 @@ page as the whole answer.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -47,10 +48,12 @@ def handle_who(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome
     )
     budget = core.max_frame_bytes
     if after is None:
-        wire = encode(frame)[:-1] + ',"mailbox_pending":' + core.mailbox.pending_json(identities) + "}"
-        if len(wire) * 4 <= budget or len(wire.encode()) <= budget:
-            out.send(conn.conn_id, frame, encoded=wire)  # the wire text is the reply; the dict lacks the counts
-            return
+        base = encode(frame)
+        if len(base) < budget:  # else the roster alone is over the budget: page it without trying
+            wire = base[:-1] + ',"mailbox_pending":' + core.mailbox.pending_json(identities) + "}"
+            if len(wire) * 4 <= budget or len(wire.encode()) <= budget:
+                out.send(conn.conn_id, frame, encoded=wire)  # the wire text is the reply; the dict lacks the counts
+                return
     frame["mailbox_pending"] = core.mailbox.pending_counts(identities)
     out.send(conn.conn_id, page_of(frame, after, budget))
 
@@ -71,7 +74,7 @@ def page_of(frame: dict[str, Any], after: str | None, budget: int) -> dict[str, 
     for name in names:
         size = len(encode_key(name).encode())
         cost = size + 1 if name in online else 0
-        cost += sum(size + 2 + paging.encoded_size(m[name]) for m in maps.values() if name in m)
+        cost += sum(size + 2 + _value_size(m[name]) for m in maps.values() if name in m)
         if page and used + cost > room:
             break
         page.append(name)
@@ -82,3 +85,15 @@ def page_of(frame: dict[str, Any], after: str | None, budget: int) -> dict[str, 
     if len(page) < len(names):
         shell.update(has_more=True, cursor=page[-1])
     return shell
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _value_size(value: Any) -> int:
+    """Encoded UTF-8 size of one map value; counts and capabilities skip the encoder (10k names per page)."""
+    if isinstance(value, int):
+        return len(str(value))
+    if isinstance(value, str):
+        return len(encode_key(value).encode())
+    return len(_ENCODE(value).encode())
