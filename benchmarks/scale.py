@@ -15,7 +15,16 @@ Two measures so far (issue: bounded and fail-safe at fleet scale):
   state over many claims, board), against ``--max-frame-bytes``;
 * slow consumer: 500 sockets chatting to each other (every chat copied to
   ``bench/slow``); their delivery p99 with and without a ``bench/slow`` socket
-  that never reads, how it was closed, and the hub's peak RSS.
+  that never reads, how it was closed, and the hub's peak RSS;
+* one-shots: hub RSS after N one-shot ``synapse send``-style connections
+  (register ``send-<n>``, one directed chat to a live reader that acks, close),
+  sampled along the way: flat means no per-name state is left behind;
+* idle: RSS per idle registered connection over 10k sockets, registered
+  ``quiet`` (no presence storm; the client raises its own ``RLIMIT_NOFILE``);
+* burst: 1,000 agents connecting at once, until a ``who`` lists them all,
+  against the 0.99.38 reference hub when ``SYNAPSE_REF_BIN`` is set.
+
+Every row that keeps the hub busy also shows the event-loop lag (see ``probe``).
 
 ``--hub LABEL=PYTHONPATH`` runs the hub from another source tree (e.g. a
 ``git worktree`` of an older commit) for a before/after pair; the default is
@@ -320,14 +329,210 @@ async def measure_slow_consumer(pythonpath: str | None, others: int, rounds: int
     }
 
 
+def raise_nofile() -> int:
+    """Lift this process's open-file limit to its hard limit (10k sockets need 10k fds); the new soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Lag:
+    """The ``probe`` running in the background while a row keeps the hub busy; ``stop`` gives max and p99."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri, self.idle, self.busy = uri, list[float](), list[float]()
+
+    async def __aenter__(self) -> Lag:
+        stop = asyncio.Event()
+        task = asyncio.create_task(probe(self.uri, stop, self.idle))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await task
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(probe(self.uri, self._stop, self.busy))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await self._task
+
+    def figures(self) -> dict[str, float]:
+        base = statistics.median(self.idle) if self.idle else 0.0
+        lag = sorted(max(0.0, r - base) for r in self.busy)
+        return {
+            "loop_lag_max_ms": lag[-1] * 1000 if lag else 0.0,
+            "loop_lag_p99_ms": lag[min(len(lag) - 1, round(0.99 * (len(lag) - 1)))] * 1000 if lag else 0.0,
+        }
+
+
+async def measure_oneshots(pythonpath: str | None, total: int, workers: int = 32) -> dict[str, Any]:
+    """``total`` one-shot connections (register, one directed chat, close); hub RSS at checkpoints."""
+    marks = sorted({m for m in (10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000) if m <= total} | {total})
+    samples: list[dict[str, float]] = []
+    hub_flags = ("--max-clients", str(4 * workers + 64))
+    async with HubRun(pythonpath, *hub_flags) as hub, connect(hub.uri, max_size=None, compression=None) as sink:
+        await sink.send(frame("bench/sink", "heartbeat"))
+
+        async def read_and_ack() -> None:
+            got = 0
+            async for data in sink:
+                f = json.loads(data)
+                if f.get("type") == "chat":
+                    got += 1
+                    if got % 500 == 0:  # the reader acks as it goes, so the mailbox stays small
+                        await sink.send(frame("bench/sink", "ack", seq=f["seq"]))
+
+        reader = asyncio.create_task(read_and_ack())
+        done = 0
+        start = time.perf_counter()
+
+        async def one(n: int) -> None:
+            async with connect(hub.uri, compression=None, ping_interval=None) as ws:
+                await ws.send(frame(f"send-{n}", "heartbeat", wake_capability="direct", protocol_version=7))
+                await ws.send(frame(f"send-{n}", "chat", "bench/sink", f"n{n}", receipt_requested=True))
+                while json.loads(await ws.recv()).get("type") != "delivery_receipt":
+                    pass
+
+        async with Lag(hub.uri) as lag:
+            for mark in marks:
+                issued = done
+
+                async def worker(goal: int) -> None:
+                    nonlocal issued, done
+                    while issued < goal:  # a pool, not batches: no worker waits for the slowest of a batch
+                        issued += 1
+                        await one(issued)
+                        done += 1
+
+                await asyncio.gather(*(worker(mark) for _ in range(workers)))
+                await asyncio.sleep(2.0)  # departures settle (presence grace)
+                elapsed = time.perf_counter() - start
+                samples.append({"connections": done, "elapsed_s": elapsed, **rss_mb(hub.proc.pid)})
+                print(f"  one-shots {done:>9,}: hub RSS {samples[-1]['rss_mb']:.1f} MB", flush=True)
+        reader.cancel()
+    first = samples[0]["rss_mb"]
+    return {
+        "connections": total,
+        "samples": samples,
+        "growth_vs_first_10k": samples[-1]["rss_mb"] / first - 1 if first else None,
+        "per_second": total / samples[-1]["elapsed_s"],
+        **lag.figures(),
+    }
+
+
+async def measure_idle(pythonpath: str | None, count: int) -> dict[str, Any]:
+    """``count`` registered sockets that then sit idle: the hub's RSS growth per connection."""
+    nofile = raise_nofile()
+    async with HubRun(pythonpath, "--max-clients", str(count + 64)) as hub:
+        await asyncio.sleep(0.5)
+        before = rss_mb(hub.proc.pid)["rss_mb"]
+        socks = []
+        for i in range(count):  # each registers at once (a silent socket is closed after --auth-timeout)
+            ws = await connect(hub.uri, compression=None, max_size=None, open_timeout=None)
+            # quiet: 10k loud joins would be 10k x 10k presence frames, a different row (burst)
+            await ws.send(frame(f"idle/w{i}", "heartbeat", wake_capability="passive", protocol_version=7, quiet=True))
+            socks.append(ws)
+        async with Lag(hub.uri) as lag:
+            await asyncio.sleep(3.0)
+            after = rss_mb(hub.proc.pid)["rss_mb"]
+            async with connect(hub.uri, max_size=None, compression=None) as ws:
+                await ws.send(frame("bench/asker", "who_request"))
+                while (reply := json.loads(await ws.recv())).get("type") != "who_snapshot":
+                    pass
+        for ws in socks:
+            await ws.close()
+    online = len(reply.get("online_agents") or []) + (1 if reply.get("has_more") else 0)
+    return {
+        "connections": count,
+        "client_nofile": nofile,
+        "rss_before_mb": before,
+        "rss_after_mb": after,
+        "kib_per_connection": (after - before) * 1024 / count,
+        "who_first_page_names": online,
+        **lag.figures(),
+    }
+
+
+async def measure_burst(label: str, uri_of: Any, agents: int) -> dict[str, Any]:
+    """``agents`` sockets connect and register at once; seconds until a ``who`` lists every one."""
+    async with uri_of() as uri:
+        start = time.perf_counter()
+
+        async def drain(ws: Any) -> None:
+            with contextlib.suppress(Exception):
+                async for _ in ws:  # presence frames: read and dropped, so neither side buffers them
+                    pass
+
+        async def agent(i: int) -> Any:
+            ws = await connect(uri, compression=None, max_size=None, open_timeout=None)
+            await ws.send(frame(f"burst/a{i}", "heartbeat", wake_capability="direct", protocol_version=7))
+            readers.append(asyncio.create_task(drain(ws)))
+            return ws
+
+        readers: list[asyncio.Task[None]] = []
+        socks = await asyncio.gather(*(agent(i) for i in range(agents)))
+        connected = time.perf_counter() - start
+        seen = 0
+        async with connect(uri, max_size=None, compression=None, open_timeout=None) as ws:
+            await ws.send(frame("bench/asker", "heartbeat", protocol_version=7))
+            while seen < agents and time.perf_counter() - start < 300:
+                await ws.send(frame("bench/asker", "who_request"))
+                while (reply := json.loads(await ws.recv())).get("type") != "who_snapshot":
+                    pass
+                seen = sum(1 for n in reply.get("online_agents") or [] if n.startswith("burst/"))
+        registered = time.perf_counter() - start
+        for task in readers:
+            task.cancel()
+        for s in socks:
+            await s.close()
+    return {
+        "hub": label,
+        "agents": agents,
+        "registered": seen,
+        "connected_s": connected,
+        "all_registered_s": registered,
+    }
+
+
+@contextlib.asynccontextmanager
+async def our_hub(pythonpath: str | None, agents: int) -> Any:
+    async with HubRun(pythonpath, "--max-clients", str(agents + 64)) as hub:
+        yield hub.uri
+
+
+@contextlib.asynccontextmanager
+async def ref_hub(agents: int) -> Any:
+    from benchlib import ref_hub_args
+
+    tmp = Path(tempfile.mkdtemp(prefix="synapse-scale-ref-"))
+    port = free_port()
+    args = ref_hub_args(port, tmp / "r.db", "--relay-log", str(tmp / "feed.ndjson"), "--max-clients", str(agents + 64))
+    env = {**os.environ, "HOME": str(tmp), "SYN_HOME": str(tmp), "SYNAPSE_NO_UPDATE_CHECK": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "hub.log").open("w"))
+    try:
+        await wait_for_hub(f"ws://127.0.0.1:{port}", 30, proc=proc, log=tmp / "hub.log")
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hub", action="append", default=[], help="LABEL=PYTHONPATH of another source tree")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--oneshots", type=int, default=200_000, help="one-shot connections (the issue asks 1M)")
+    parser.add_argument("--idle", type=int, default=10_000, help="idle registered connections")
+    parser.add_argument("--burst", type=int, default=1_000, help="agents connecting at once")
     parser.add_argument(
-        "--only", default="who,presence,frames,slow", help="comma-separated rows: who, presence, frames, slow"
+        "--only",
+        default="who,presence,frames,slow,oneshots,idle,burst",
+        help="comma-separated rows: who, presence, frames, slow, oneshots, idle, burst",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -335,7 +540,7 @@ async def main() -> None:
     messages, targets = (20_000, 2_000) if args.quick else (args.messages, args.targets)
     results: dict[str, Any] = {"who": {}, "presence": {}}
     for label, path in hubs if "who" in only else []:
-        who = await measure_who(path or None, messages, targets, rounds=20 if args.quick else 50)
+        who = await measure_who(path or None, messages, targets, rounds=20 if args.quick else 200)
         results["who"][label] = who
         print(
             f"{label:<14} who with {messages:,} msgs to {targets:,} offline: p50 {who['who']['median'] * 1000:.1f} ms, "
@@ -373,7 +578,45 @@ async def main() -> None:
             + (f"; slow consumer: {run['slow_closed']}" if slow else ""),
             flush=True,
         )
-    path = write_results("scale", results)
+    if "oneshots" in only:
+        shots = await measure_oneshots(hubs[0][1] or None, 20_000 if args.quick else args.oneshots)
+        results["oneshots"] = shots
+        print(
+            f"one-shots: {shots['connections']:,} connections at {shots['per_second']:.0f}/s; hub RSS "
+            + ", ".join(f"{s['connections']:,}: {s['rss_mb']:.1f} MB" for s in shots["samples"])
+            + f"; growth vs first 10k {shots['growth_vs_first_10k'] * 100:+.1f}%; loop lag max "
+            f"{shots['loop_lag_max_ms']:.1f} ms, p99 {shots['loop_lag_p99_ms']:.1f} ms",
+            flush=True,
+        )
+    if "idle" in only:
+        idle = await measure_idle(hubs[0][1] or None, 1_000 if args.quick else args.idle)
+        results["idle"] = idle
+        print(
+            f"idle: {idle['connections']:,} registered sockets: hub RSS {idle['rss_before_mb']:.1f} -> "
+            f"{idle['rss_after_mb']:.1f} MB, {idle['kib_per_connection']:.1f} KiB per connection; loop lag max "
+            f"{idle['loop_lag_max_ms']:.1f} ms, p99 {idle['loop_lag_p99_ms']:.1f} ms",
+            flush=True,
+        )
+    if "burst" in only:
+        from benchlib import ref_available
+
+        agents = 200 if args.quick else args.burst
+        raise_nofile()
+        runs = [await measure_burst("ours", lambda: our_hub(hubs[0][1] or None, agents), agents)]
+        if ref_available():
+            runs.append(await measure_burst("0.99.38", lambda: ref_hub(agents), agents))
+        results["burst"] = runs
+        for run in runs:  # the reference is far slower: its time is printed once both are in
+            print(
+                f"burst {run['hub']:<8} {run['registered']}/{run['agents']} registered in "
+                f"{run['all_registered_s'] * 1000:.0f} ms (all connected {run['connected_s'] * 1000:.0f} ms)",
+                flush=True,
+            )
+        if len(runs) == 2 and runs[1]["all_registered_s"]:
+            print(f"burst: ours / reference = {runs[0]['all_registered_s'] / runs[1]['all_registered_s']:.3f}")
+    rows = ["who", "presence", "frames", "slow", "oneshots", "idle", "burst"]
+    name = "scale" if set(rows) <= only else "scale-" + "-".join(r for r in rows if r in only)  # a partial run
+    path = write_results(name, results)
     print(f"wrote {path}")
 
 

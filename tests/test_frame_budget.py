@@ -210,3 +210,34 @@ async def test_slow_consumer_closed_4017_while_others_keep_chatting(hub_factory:
     assert (code, reason) == (Close.SLOW_CONSUMER, "slow consumer: send queue over limit")
     await fast.close()
     await sender.close()
+
+
+async def test_who_pages_by_name_and_the_cli_follows(hub_factory: HubFactory) -> None:
+    """Mail for 600 offline names, a 16 KiB budget: who pages (has_more, cursor, after); `synapse who` shows all."""
+    budget = 16 * 1024
+    hub = await hub_factory(max_frame_bytes=budget, max_queue_bytes=4 * budget)
+    sender = await open_raw(hub.uri, "boss")
+    await sender.send("heartbeat", quiet=True)
+    names = [f"fleet/worker-with-a-long-name-{i:03d}" for i in range(600)]
+    for name in names:
+        await sender.send("chat", name, "hi")
+    await sender.sync()
+    me = await sized(hub.uri, "viewer")
+    pending: dict[str, int] = {}
+    await me.send("who_request", payload="who")
+    pages = 0
+    while True:
+        page = await me.expect("who_snapshot")
+        pages += 1
+        assert not set(page["mailbox_pending"]) & set(pending)  # pages never repeat a name
+        pending.update(page["mailbox_pending"])
+        if not page.get("has_more"):
+            break
+        assert page["cursor"] == max(page["mailbox_pending"])
+        await me.send("who_request", payload="who", after=page["cursor"])
+    assert pages > 1 and max(me.sizes) <= budget, me.sizes
+    assert {n: pending[n] for n in names} == dict.fromkeys(names, 1)
+    code, out, err = await run_cli("who", "--uri", hub.uri, "--json")
+    assert code == 0, err
+    assert sum(1 for n in json.loads(out)["mailbox_pending"] if n.startswith("fleet/")) == 600
+    await sender.close()

@@ -8,6 +8,8 @@ scan they replaced, over random stores, acks, expiry and snapshot reloads.
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +17,7 @@ from synapse_channel.core.mailbox import Mailbox, MailboxLimits
 from synapse_channel.protocol import addresses
 
 IDS = ["api/a", "api/b", "web/c", "boss"]
+ACKERS = [*IDS, "api"]  # "api" as an identity too: its ack frees project mail its members still count
 TARGETS = [*IDS, "api", "web", "api/a,api/b", "api/a,web/c,api/a", "api,web/c", "api/?", "web/[c]", "boss,api/b"]
 
 
@@ -29,9 +32,27 @@ def brute(box: Mailbox, ident: str) -> int:
     )
 
 
+def model_waits(target: str, sender: str, marks: dict[str, int]) -> set[str] | None:
+    """Whose acks free a message, as docs/protocol.md states the rule (None: only retention frees it)."""
+    parts = [p.strip() for p in target.split(",")]
+    if any(c in target for c in "*?["):
+        return None
+    if len(parts) == 1 and "/" not in parts[0]:  # a project: its identities that have acked mail, and
+        known = {m for m in marks if m.startswith(parts[0] + "/") and m != sender}
+        return known | ({parts[0]} if parts[0] in marks or not known else set())  # the name itself
+    if all("/" in p for p in parts):
+        return set(parts) - {sender} if len(parts) > 1 else set(parts)
+    return None
+
+
+def freed(seq: int, waits: dict[int, set[str] | None], marks: dict[str, int]) -> bool:
+    who = waits[seq]
+    return who is not None and all(marks.get(w, 0) >= seq for w in who)
+
+
 op = st.one_of(
     st.tuples(st.just("send"), st.sampled_from(IDS), st.sampled_from(TARGETS)),
-    st.tuples(st.just("ack"), st.sampled_from(IDS), st.integers(0, 8)),
+    st.tuples(st.just("ack"), st.sampled_from(ACKERS), st.integers(0, 8)),
     st.tuples(st.just("reload"), st.just(""), st.just("")),
 )
 
@@ -41,32 +62,46 @@ op = st.one_of(
 def test_indexed_counts_equal_the_scan(ops: list[tuple[str, str, object]], retention: int) -> None:
     box = Mailbox(retention=retention)
     seq = 0
-    sent: list[dict[str, object]] = []  # an independent model: every message ever sent
+    sent: list[dict[str, object]] = []  # an independent model: every message ever sent,
+    waits: dict[int, set[str] | None] = {}  # whose acks free it (None: only retention does),
+    marks: dict[str, int] = {}  # and every identity's watermark
     for kind, who, arg in ops:
         if kind == "send":
             seq += 1
             sent.append({"seq": seq, "sender": who, "target": arg, "type": "chat", "payload": "x" * (seq % 7)})
+            waits[seq] = model_waits(str(arg), who, marks)
             box.store(dict(sent[-1]))
         elif kind == "ack":
-            box.ack(who, max(0, seq - int(arg)))  # type: ignore[call-overload]
+            through = max(0, seq - int(arg))  # type: ignore[call-overload]
+            if through > marks.get(who, 0):
+                marks[who] = through
+            box.ack(who, through)
         else:
             fresh = Mailbox(retention=retention)
             fresh.load(box.dump())
             box = fresh
         counts = box.pending_counts(set(IDS))
+        if retention == 1000:  # nothing expired: the model says what is kept, and never less
+            kept_model = [m for m in sent if not freed(int(m["seq"]), waits, marks)]  # type: ignore[call-overload]
+            assert sorted(box.messages) == [m["seq"] for m in kept_model], (box.waiting, waits, marks)
         for ident in IDS:
             assert counts[ident] == brute(box, ident), (ident, counts)
             assert counts[ident] == len(box.pending_for(ident))
-            if retention == 1000:  # nothing expired: the model says what is still owed to whom
+            if retention == 1000:  # the model says what is still owed to whom
                 floor = box.watermarks.get(ident, 0)
                 owed = [
                     m
-                    for m in sent
+                    for m in kept_model
                     if int(m["seq"]) > floor  # type: ignore[call-overload]
                     and m["sender"] != ident
                     and addresses(str(m["target"]), ident, directed_only=True)
                 ]
                 assert counts[ident] == len(owed), (ident, counts[ident], owed)
+        # the running counts (what `who` reads) are the scan for every name with mail, and only those
+        assert set(box.running.counts) == set(box.by_target) | set(box.group_names)
+        for name, count in box.running.counts.items():
+            assert count == brute(box, name), (name, count)
+        assert json.loads(box.pending_json(set(IDS))) == counts
         # every index holds only messages still kept
         kept = set(box.messages)
         assert all(set(v) <= kept for v in box.by_target.values())
@@ -125,3 +160,31 @@ def test_refusal_holds_each_bound_and_frees_on_ack() -> None:
     box.ack("p/a", seq)
     assert box.total_bytes == 400 and box.target_bytes == {"p/b": 300, "p/c": 300}
     assert send("p/d", 700)[0] == "total_bytes" and send("p/d", 400) is None  # type: ignore[index]
+
+
+def test_project_mail_is_freed_once_its_known_identities_acked() -> None:
+    """A message to a project waits for the identities that have acked mail here, then leaves memory."""
+    box = Mailbox()
+    box.store({"seq": 1, "sender": "boss", "target": "api/a", "payload": "x"})
+    box.ack("api/a", 1)
+    box.store({"seq": 2, "sender": "boss", "target": "api/b", "payload": "x"})
+    box.ack("api/b", 2)  # api/a and api/b are known readers now; api/c has never acked
+    box.store({"seq": 3, "sender": "boss", "target": "api", "payload": "to the project"})
+    assert box.waiting[3] == {"api/a", "api/b"}
+    assert box.pending_counts({"api/c"})["api/c"] == 1  # counted for an unknown member while kept
+    box.ack("api/a", 3)
+    assert 3 in box.messages and box.pending_counts(set())["api"] == 1
+    box.ack("api/b", 3)
+    assert 3 not in box.messages and box.is_acked_elsewhere(3)
+    assert box.pending_counts({"api/c"}) == {"api/c": 0} and not box.by_target
+
+
+def test_project_mail_without_known_identities_waits_for_its_name() -> None:
+    """With no identity of the project known, only the name itself (or retention) frees it, as before."""
+    box = Mailbox()
+    box.store({"seq": 1, "sender": "boss", "target": "web", "payload": "x"})
+    assert box.waiting[1] == {"web"}
+    box.ack("web/x", 1)  # not known at store time: its ack does not free it
+    assert 1 in box.messages
+    box.ack("web", 1)
+    assert 1 not in box.messages

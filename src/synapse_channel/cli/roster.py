@@ -33,12 +33,19 @@ def who(
 
 
 async def _who(uri: str, name: str, token: str | None, project: str | None, as_json: bool, timeout: float) -> int:
-    from ..client.connection import HubClient, HubError
+    from ..client.connection import HubClient, HubError, merge_who, next_after
 
     client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
+
+    def is_snapshot(f: dict[str, Any]) -> bool:
+        return f.get("type") == "who_snapshot"
+
     try:
         await client.connect(client.frame("who_request", payload="who"))
-        snap = await client.wait_for(lambda f: f.get("type") == "who_snapshot", timeout)
+        snap = await client.wait_for(is_snapshot, timeout)
+        if snap is not None and snap.get("has_more"):  # a roster too big for one frame: follow the pages
+            more = next_after(client, "who_request", payload="who")
+            snap = merge_who(await client.follow_pages(snap, more, is_snapshot, timeout))
     except HubError as exc:
         say(name, str(exc))
         return 1

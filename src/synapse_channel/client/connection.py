@@ -323,6 +323,22 @@ def merge_pages(pages: list[dict[str, Any]], holder: str, *keys: str) -> dict[st
     return body
 
 
+#: The name-keyed maps of a paged ``who_snapshot`` (``online_agents`` is its name list).
+WHO_MAPS = ("agent_roles", "agent_liveness", "wake_capabilities", "mailbox_pending")
+
+
+def merge_who(pages: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``who_snapshot`` from the pages the hub split it into by name (``has_more``)."""
+    whole = dict(pages[0])
+    whole["online_agents"] = [n for p in pages for n in p.get("online_agents") or []]
+    for key in WHO_MAPS:
+        if isinstance(pages[0].get(key), dict):
+            whole[key] = {k: v for p in pages for k, v in (p.get(key) or {}).items()}
+    whole.pop("has_more", None)
+    whole.pop("cursor", None)
+    return whole
+
+
 async def whole_snapshot(client: HubClient, frame: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
     """A ``state_snapshot`` or ``board_snapshot`` with the pages the hub split off (``has_more``) joined."""
     ftype = frame.get("type")

@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__
 from ..protocol import (
     DEFAULT_PRIORITY_SENDERS,
     PROTOCOL_VERSION,
@@ -41,7 +40,7 @@ from ..protocol import (
     registration_of,
     target_parts,
 )
-from . import access, catchup, paging
+from . import access, catchup, paging, who
 from . import board as board_verbs
 from . import claims as claim_verbs
 from . import protocol_text as text
@@ -593,25 +592,6 @@ def _receipt(
     )
 
 
-def _who(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
-    identities = {owner_of(c.name) for c in core.roster.named() if c.name}
-    frame = core.frame(
-        "who_snapshot",
-        conn.name or "self",
-        "Who snapshot",
-        now,
-        online_agents=core.roster.online(),
-        agent_roles=core.roster.roles(),
-        connected_clients=len(core.roster.conns),
-        hub_version=__version__,
-        mailbox_pending=core.mailbox.pending_counts(identities),
-        agent_liveness=core.roster.liveness(now),
-        wake_capabilities=core.roster.wake_capabilities(),
-        delivery_sessions={},
-    )
-    out.send(conn.conn_id, frame)
-
-
 def _ack(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
     seq = int_field(cmd.raw, "seq")
     identity = cmd.raw.get("mailbox_for") or owner_of(conn.name or "")
@@ -630,7 +610,7 @@ def _ack(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> N
 BASE_HANDLERS: dict[str, Handler] = {
     "heartbeat": _heartbeat,
     "chat": _chat,
-    "who_request": _who,
+    "who_request": who.handle_who,
     "ack": _ack,
     "history_request": catchup.history,
     "resume_request": catchup.resume,
