@@ -7,7 +7,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from synapse_channel.core import HubCore
 from synapse_channel.hub.server import Hub
+from synapse_channel.store import checksum, encode_data, open_journal
 
 from .conftest import HubFactory, open_raw, run_cli
 
@@ -141,3 +145,24 @@ async def test_db_check_flags_a_bad_row_and_backup_copies_online(hub: Hub, tmp_p
     code, out, _ = await run_cli("db", "check", str(dest))
     assert code == 1 and "PROBLEM" in out
     await c.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("not json", "not a JSON value"), ('{"frame":{}} trailing', "extra data"), ('{"frame":', "JSONDecodeError")],
+)
+async def test_replay_stops_at_a_row_that_is_not_one_json_value(tmp_path: Path, text: str, why: str) -> None:
+    """A row whose checksum matches but whose data is not exactly one JSON value stops replay there."""
+    db = tmp_path / "hub.db"
+    journal = await open_journal(db, hub_id="syn-test0000")
+    await journal.close()
+    con = sqlite3.connect(db)
+    good = encode_data({"name": "x", "verb": "v", "reason": "r"})
+    rows = [(1, 0.0, "audit", good), (2, 0.0, "audit", text), (3, 0.0, "audit", good)]
+    con.executemany("INSERT INTO events VALUES (?,?,?,?,?)", [(*r, checksum(r[2], r[3])) for r in rows])
+    con.commit()
+    con.close()
+    journal = await open_journal(db, hub_id="syn-test0000")
+    report = await journal.replay(HubCore(journal.hub_id))
+    await journal.close()
+    assert (report.replayed, report.stopped_at) == (1, 2) and why in report.reason
