@@ -62,7 +62,7 @@ Batch = tuple[list[Event], "asyncio.Future[None]"]
 #: Rows fetched per round trip to the database thread during replay (the next block is fetched while one is applied).
 REPLAY_BLOCK = 20_000
 #: The C scanner behind ``json.loads``, without its whitespace handling (stored rows are compact JSON).
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 def encode_data(data: dict[str, Any]) -> str:
@@ -291,7 +291,7 @@ class SqliteJournal(Journal):
             self.lock.release()
 
 
-def _apply_rows(core: HubCore, rows: list[tuple[int, float, str, str, int]], report: ReplayReport) -> bool:
+def _apply_rows(core: HubCore, rows: list[Any], report: ReplayReport) -> bool:
     """Check and apply one block of rows; False (with ``report`` filled in) at the first bad one."""
     apply, scan, crc32, kind_crc = core.apply, _SCAN, zlib.crc32, _kind_crc
     for done, (seq, ts, kind, text, crc) in enumerate(rows):
