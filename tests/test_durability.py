@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -166,3 +167,31 @@ async def test_replay_stops_at_a_row_that_is_not_one_json_value(tmp_path: Path, 
     report = await journal.replay(HubCore(journal.hub_id))
     await journal.close()
     assert (report.replayed, report.stopped_at) == (1, 2) and why in report.reason
+
+
+async def test_a_batch_larger_than_one_insert_statement_commits_whole(tmp_path: Path) -> None:
+    """Group commit writes a batch in multi-row INSERTs of at most INSERT_CHUNK rows; none is lost or reordered."""
+    from synapse_channel.core.outcome import Event
+    from synapse_channel.store import INSERT_CHUNK
+
+    db = tmp_path / "hub.db"
+    journal = await open_journal(db, hub_id="syn-test0000")
+    sizes = [1, INSERT_CHUNK - 1, INSERT_CHUNK, INSERT_CHUNK + 1, 2 * INSERT_CHUNK + 3]
+    seq, futures = 0, []
+    for size in sizes:  # submitted in one tick: the writer takes them as one batch
+        events = []
+        for _ in range(size):
+            seq += 1
+            events.append(Event(seq, 0.0, "audit", {"name": "x", "verb": "v", "reason": str(seq)}))
+        futures.append(journal.submit(events))
+    await asyncio.gather(*futures)
+    await journal.close()
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT seq, kind, data, crc FROM events ORDER BY seq").fetchall()
+    con.close()
+    assert [r[0] for r in rows] == list(range(1, seq + 1))
+    assert all(checksum(kind, data) == crc for _, kind, data, crc in rows)
+    again = await open_journal(db, hub_id="syn-test0000")
+    report = await again.replay(HubCore(again.hub_id))
+    await again.close()
+    assert report.replayed == seq and report.stopped_at is None
