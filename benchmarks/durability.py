@@ -408,9 +408,11 @@ def main() -> None:
         print(json.dumps(asyncio.run(replay_rate(args.replay_db, args.runs))))
         return
     only = set(args.only.split(",")) if args.only else None
+    load_before = os.getloadavg()[0]
     results = asyncio.run(main_async(args.quick, only, args.baseline))
     if only is not None:
         results = merge_rows(results, only, args.baseline)
+        results["rerun"]["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(f"wrote {write_results('durability', results)}")
 
 

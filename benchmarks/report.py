@@ -70,7 +70,14 @@ def durability_section(data: dict[str, Any]) -> list[str]:
     if rerun:
         first = {**data, "host": data.get("host_first") or data["host"]}
         rows = ", ".join(f"`{r}`" for r in rerun["rows"])
-        out.append(f"{host_line(first)} Rows {rows} re-measured {rerun['when']} on the same kind of host.")
+        load = rerun.get("load")
+        busy = (
+            f" (1-minute load average {load[0]:g} at the start and {load[1]:g} at the end: other jobs shared the "
+            "machine, so compare before and after within the table below, not with the older rows)"
+            if load
+            else ""
+        )
+        out.append(f"{host_line(first)} Rows {rows} re-measured {rerun['when']} on the same kind of host{busy}.")
     else:
         out.append(host_line(data))
     out += [
