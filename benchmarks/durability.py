@@ -382,7 +382,7 @@ def merge_rows(measured: dict[str, Any], only: set[str], baseline: str | None) -
     if baseline:
         rerun["baseline"] = {"commit": git_commit(baseline), **measured["baseline"]}
     merged["rerun"] = rerun
-    merged["host_first"] = old.get("host", {})
+    merged["host_first"] = old.get("host_first") or old.get("host", {})  # where the rows not re-run came from
     return merged
 
 
