@@ -74,9 +74,9 @@ def _insert_sql(rows: int) -> str:
     """One INSERT for ``rows`` rows.
 
     ``executemany`` steps once per row, and the database thread gives up and
-    retakes the GIL around every step; while the event loop is busy each
-    retake can wait a whole switch interval (5 ms). One statement per batch
-    makes that one wait, which is what lets a busy hub's commits keep up.
+    retakes the GIL around every step; while the event loop is busy a retake
+    can wait up to a switch interval (5 ms). One statement per chunk makes
+    that one wait per batch instead of one per row.
     """
     return "INSERT INTO events VALUES " + ",".join(["(?,?,?,?,?)"] * rows)
 
