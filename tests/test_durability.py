@@ -169,14 +169,13 @@ async def test_replay_stops_at_a_row_that_is_not_one_json_value(tmp_path: Path, 
     assert (report.replayed, report.stopped_at) == (1, 2) and why in report.reason
 
 
-async def test_a_batch_larger_than_one_insert_statement_commits_whole(tmp_path: Path) -> None:
-    """Group commit writes a batch in multi-row INSERTs of at most INSERT_CHUNK rows; none is lost or reordered."""
+async def test_a_large_group_commit_batch_commits_whole_and_in_order(tmp_path: Path) -> None:
+    """Outcomes submitted in one tick are one batch, inserted and committed in one trip; none lost or reordered."""
     from synapse_channel.core.outcome import Event
-    from synapse_channel.store import INSERT_CHUNK
 
     db = tmp_path / "hub.db"
     journal = await open_journal(db, hub_id="syn-test0000")
-    sizes = [1, INSERT_CHUNK - 1, INSERT_CHUNK, INSERT_CHUNK + 1, 2 * INSERT_CHUNK + 3]
+    sizes = [1, 198, 199, 200, 401]
     seq, futures = 0, []
     for size in sizes:  # submitted in one tick: the writer takes them as one batch
         events = []

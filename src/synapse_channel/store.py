@@ -65,27 +65,14 @@ REPLAY_BLOCK = 20_000
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
-#: Rows per INSERT statement (5 values each, within SQLite's oldest default of 999 variables).
-INSERT_CHUNK = 999 // 5
-
-
-@functools.cache
-def _insert_sql(rows: int) -> str:
-    """One INSERT for ``rows`` rows.
-
-    ``executemany`` steps once per row, and the database thread gives up and
-    retakes the GIL around every step; while the event loop is busy a retake
-    can wait up to a switch interval (5 ms). One statement per chunk makes
-    that one wait per batch instead of one per row.
-    """
-    return "INSERT INTO events VALUES " + ",".join(["(?,?,?,?,?)"] * rows)
-
-
 def _insert_rows(con: sqlite3.Connection, *, rows: list[tuple[Any, ...]], commit: bool = False) -> None:
-    """In the database thread: ``rows`` in one INSERT per :data:`INSERT_CHUNK` rows, then the commit."""
-    for i in range(0, len(rows), INSERT_CHUNK):
-        chunk = rows[i : i + INSERT_CHUNK]
-        con.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
+    """In the database thread: insert ``rows`` and, with ``commit``, commit them (one trip for both).
+
+    One statement for all rows, not one INSERT per batch size: SQLite keeps a
+    cached statement's last bound values, so a multi-row INSERT per size
+    would keep whole batches (big chats included) alive in memory.
+    """
+    con.executemany("INSERT INTO events VALUES (?,?,?,?,?)", rows)
     if commit:
         con.commit()
 
