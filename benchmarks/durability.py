@@ -378,9 +378,13 @@ def merge_rows(measured: dict[str, Any], only: set[str], baseline: str | None) -
     merged = {k: v for k, v in old.items() if k not in ("benchmark", "host")}
     for table in ("mutations_per_s", "journal_commits_per_s", "restart_s", "replay_events_per_s"):
         merged.setdefault(table, {}).update(measured.get(table, {}))
-    rerun: dict[str, Any] = {"when": host_context()["when"], "rows": sorted(only)}
+    earlier = old.get("rerun", {})  # rows re-measured earlier stay listed, with their baseline figures
+    rerun: dict[str, Any] = {"when": host_context()["when"], "rows": sorted({*earlier.get("rows", []), *only})}
     if baseline:
-        rerun["baseline"] = {"commit": git_commit(baseline), **measured["baseline"]}
+        base = earlier.get("baseline", {})
+        for table, rows in measured["baseline"].items():
+            base.setdefault(table, {}).update(rows)
+        rerun["baseline"] = {**base, "commit": git_commit(baseline)}
     merged["rerun"] = rerun
     merged["host_first"] = old.get("host_first") or old.get("host", {})  # where the rows not re-run came from
     return merged
