@@ -8,7 +8,11 @@
    from starting ``synapse hub`` until it accepts a WebSocket connection.
 3. Full replay throughput without a snapshot, in events/s.
 
-    python benchmarks/durability.py [--quick]
+    python benchmarks/durability.py [--quick] [--only ROWS] [--baseline SRC]
+
+``--only mutations:16,replay`` re-measures those rows and keeps the others of
+the committed results; ``--baseline ../main/src`` runs that tree's hub (and
+replay) alternately with ours in the same run, for before/after figures.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +30,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import OUR_BIN, free_port, ref_available, ref_hub_args, summary, wait_for_hub, write_results
+from benchlib import (
+    OUR_BIN,
+    RESULTS,
+    free_port,
+    host_context,
+    ref_available,
+    ref_hub_args,
+    summary,
+    wait_for_hub,
+    write_results,
+)
 
 from synapse_channel.core import HubCore
 from synapse_channel.protocol import parse_frame
@@ -34,8 +49,10 @@ from synapse_channel.store import checksum, encode_data, open_journal
 SYNAPSE = str(Path(OUR_BIN, "synapse"))
 
 
-async def start_hub(db: Path, *extra: str) -> tuple[asyncio.subprocess.Process, int]:
+async def start_hub(db: Path, *extra: str, src: str | None = None) -> tuple[asyncio.subprocess.Process, int]:
+    """Our hub on a free port; ``src``: run the package from that source tree instead (a baseline)."""
     port = free_port()
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     proc = await asyncio.create_subprocess_exec(
         SYNAPSE,
         "hub",
@@ -48,6 +65,7 @@ async def start_hub(db: Path, *extra: str) -> tuple[asyncio.subprocess.Process, 
         "--log-level",
         "WARNING",
         *extra,
+        env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -103,12 +121,12 @@ async def start_ref_hub(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     return proc, port
 
 
-async def mutations(clients: int, mode: str, seconds: float) -> float:
+async def mutations(clients: int, mode: str, seconds: float, src: str | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         if mode == "ref":
             proc, port = await start_ref_hub(Path(tmp))
         else:
-            proc, port = await start_hub(Path(tmp, "hub.db"), "--commit-mode", mode, "--private-directed")
+            proc, port = await start_hub(Path(tmp, "hub.db"), "--commit-mode", mode, "--private-directed", src=src)
         try:
             counts = [0] * clients
             t0 = time.monotonic()
@@ -243,7 +261,29 @@ async def replay_rate(db: Path, runs: int) -> dict[str, Any]:
     return summary(rates)
 
 
-async def main_async(quick: bool) -> dict[str, Any]:
+async def replay_rate_in(src: str, db: Path, runs: int) -> dict[str, Any]:
+    """:func:`replay_rate` with the package from another source tree (a subprocess)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--replay-db",
+        str(db),
+        "--runs",
+        str(runs),
+        env={**os.environ, "PYTHONPATH": src},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    return dict(json.loads(out.decode().splitlines()[-1]))
+
+
+def wanted(only: set[str] | None, row: str, size: int | None = None) -> bool:
+    """Whether ``--only`` asks for ``row`` (``row`` alone means every size of it)."""
+    return only is None or row in only or (size is not None and f"{row}:{size}" in only)
+
+
+async def main_async(quick: bool, only: set[str] | None = None, baseline: str | None = None) -> dict[str, Any]:
+    """Measure every row, or the rows ``only`` names; with ``baseline``, that tree's hub alternates with ours."""
     runs = 5
     seconds = 1.0 if quick else 2.0
     results: dict[str, Any] = {
@@ -252,7 +292,10 @@ async def main_async(quick: bool) -> dict[str, Any]:
         "restart_s": {},
         "replay_events_per_s": {},
     }
+    base: dict[str, Any] = {"mutations_per_s": {}, "replay_events_per_s": {}}
     for producers in (1, 4, 16, 64):
+        if not wanted(only, "journal", producers):
+            continue
         for group in (True, False):
             key = f"{producers}/{'group' if group else 'each'}"
             rates = [await journal_rate(producers, group, seconds / 2) for _ in range(runs)]
@@ -262,36 +305,118 @@ async def main_async(quick: bool) -> dict[str, Any]:
         g = results["journal_commits_per_s"][f"{producers}/group"]["median"]
         e = results["journal_commits_per_s"][f"{producers}/each"]["median"]
         results["journal_commits_per_s"][f"{producers}/speedup"] = g / e
-    modes = ("group", "each", "ref") if ref_available() else ("group", "each")
     for clients in (1, 4, 16, 64):
-        for mode in modes:
-            rates = [await mutations(clients, mode, seconds) for _ in range(runs)]
-            results["mutations_per_s"][f"{clients}/{mode}"] = summary(rates)
-            print(f"acked mutations/s  clients={clients:<3} {mode:<5} median {summary(rates)['median']:9.0f}")
-        g = results["mutations_per_s"][f"{clients}/group"]["median"]
-        e = results["mutations_per_s"][f"{clients}/each"]["median"]
-        results["mutations_per_s"][f"{clients}/speedup"] = g / e
+        if wanted(only, "mutations", clients):
+            await mutation_rows(clients, runs, seconds, results["mutations_per_s"], base["mutations_per_s"], baseline)
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
+            restart, replay = wanted(only, "restart", n), wanted(only, "replay", n)
+            if not (restart or replay):
+                continue
             db = Path(tmp, f"j{n}.db")
             t0 = time.perf_counter()
             build_journal(db, n, snapshot_every=10_000)
             size = os.path.getsize(db) / 2**20
             print(f"built {n} events in {time.perf_counter() - t0:.1f}s ({size:.0f} MiB)")
-            results["restart_s"][str(n)] = await restart_time(db, runs)
-            print(f"restart with {n} events: median {results['restart_s'][str(n)]['median']:.3f}s")
-            results["replay_events_per_s"][str(n)] = await replay_rate(db, 3 if n > 100_000 else runs)
-            print(f"full replay {n}: median {results['replay_events_per_s'][str(n)]['median']:.0f} events/s")
+            if restart:
+                results["restart_s"][str(n)] = await restart_time(db, runs)
+                print(f"restart with {n} events: median {results['restart_s'][str(n)]['median']:.3f}s")
+            if replay:
+                await replay_rows(db, n, 3 if n > 100_000 else runs, results, base, baseline)
             os.unlink(db)
+    if baseline:
+        results["baseline"] = base
     return results
+
+
+async def mutation_rows(
+    clients: int, runs: int, seconds: float, into: dict[str, Any], base: dict[str, Any], baseline: str | None
+) -> None:
+    """One client count: group, one-at-a-time and the reference (and the baseline tree), alternating per run."""
+    modes = ["group", "each", "ref"] if ref_available() else ["group", "each"]
+    samples: dict[str, list[float]] = {m: [] for m in modes}
+    base_samples: dict[str, list[float]] = {"group": [], "each": []}
+    for _ in range(runs):
+        for mode in modes:
+            samples[mode].append(await mutations(clients, mode, seconds))
+        if baseline:
+            for mode in base_samples:
+                base_samples[mode].append(await mutations(clients, mode, seconds, src=baseline))
+    for mode, rates in samples.items():
+        into[f"{clients}/{mode}"] = summary(rates)
+        print(f"acked mutations/s  clients={clients:<3} {mode:<5} median {summary(rates)['median']:9.0f}")
+    into[f"{clients}/speedup"] = into[f"{clients}/group"]["median"] / into[f"{clients}/each"]["median"]
+    if baseline:
+        for mode, rates in base_samples.items():
+            base[f"{clients}/{mode}"] = summary(rates)
+            print(f"acked mutations/s  clients={clients:<3} {mode:<5} baseline median {summary(rates)['median']:9.0f}")
+        base[f"{clients}/speedup"] = base[f"{clients}/group"]["median"] / base[f"{clients}/each"]["median"]
+
+
+async def replay_rows(
+    db: Path, n: int, runs: int, results: dict[str, Any], base: dict[str, Any], baseline: str | None
+) -> None:
+    """Full replay of ``db``, ours and (alternating) the baseline tree's."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(runs):
+        ours.append((await replay_rate(db, 1))["median"])
+        if baseline:
+            theirs.append((await replay_rate_in(baseline, db, 1))["median"])
+    results["replay_events_per_s"][str(n)] = summary(ours)
+    print(f"full replay {n}: median {summary(ours)['median']:.0f} events/s")
+    if baseline:
+        base["replay_events_per_s"][str(n)] = summary(theirs)
+        print(f"full replay {n}: baseline median {summary(theirs)['median']:.0f} events/s")
+
+
+def merge_rows(measured: dict[str, Any], only: set[str], baseline: str | None) -> dict[str, Any]:
+    """The committed results with only the re-measured rows replaced (and when and how they were taken)."""
+    path = RESULTS / "durability.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    merged = {k: v for k, v in old.items() if k not in ("benchmark", "host")}
+    for table in ("mutations_per_s", "journal_commits_per_s", "restart_s", "replay_events_per_s"):
+        merged.setdefault(table, {}).update(measured.get(table, {}))
+    earlier = old.get("rerun", {})  # rows re-measured earlier stay listed, with their baseline figures
+    rerun: dict[str, Any] = {"when": host_context()["when"], "rows": sorted({*earlier.get("rows", []), *only})}
+    if baseline:
+        base = earlier.get("baseline", {})
+        for table, rows in measured["baseline"].items():
+            base.setdefault(table, {}).update(rows)
+        rerun["baseline"] = {**base, "commit": git_commit(baseline)}
+    merged["rerun"] = rerun
+    merged["host_first"] = old.get("host_first") or old.get("host", {})  # where the rows not re-run came from
+    return merged
+
+
+def git_commit(tree: str) -> str:
+    """The commit a baseline source tree is at (its ``src`` folder's repository)."""
+    out = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller, for a smoke run")
+    parser.add_argument(
+        "--only",
+        help="comma list of rows to re-measure (journal, mutations, restart, replay, each optionally :N, "
+        "e.g. mutations:16,replay); the other rows of the committed results are kept",
+    )
+    parser.add_argument("--baseline", help="a source tree (its src folder) whose hub and replay alternate with ours")
+    parser.add_argument("--replay-db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    results = asyncio.run(main_async(args.quick))
+    if args.replay_db is not None:  # the baseline's replay, in its own interpreter
+        print(json.dumps(asyncio.run(replay_rate(args.replay_db, args.runs))))
+        return
+    only = set(args.only.split(",")) if args.only else None
+    load_before = os.getloadavg()[0]
+    results = asyncio.run(main_async(args.quick, only, args.baseline))
+    if only is not None:
+        results = merge_rows(results, only, args.baseline)
+        results["rerun"]["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(f"wrote {write_results('durability', results)}")
 
 

@@ -65,10 +65,22 @@ def durability_section(data: dict[str, Any]) -> list[str]:
     def rate(x: float) -> str:
         return f"{x:,.0f}/s"
 
-    out = [
-        "## Durability",
-        "",
-        host_line(data),
+    rerun = data.get("rerun")
+    out = ["## Durability", ""]
+    if rerun:
+        first = {**data, "host": data.get("host_first") or data["host"]}
+        rows = ", ".join(f"`{r}`" for r in rerun["rows"])
+        load = rerun.get("load")
+        busy = (
+            f" (1-minute load average {load[0]:g} at the start and {load[1]:g} at the end: other jobs shared the "
+            "machine, so compare before and after within the table below, not with the older rows)"
+            if load
+            else ""
+        )
+        out.append(f"{host_line(first)} Rows {rows} re-measured {rerun['when']} on the same kind of host{busy}.")
+    else:
+        out.append(host_line(data))
+    out += [
         "",
         "### Acknowledged durable mutations per second",
         "",
@@ -116,7 +128,40 @@ def durability_section(data: dict[str, Any]) -> list[str]:
     for n, s in data["restart_s"].items():
         rp = data["replay_events_per_s"].get(n)
         out.append(f"| {int(n):,} | {spread(s)} | {spread(rp, rate) if rp else '–'} |")
+    if rerun and "baseline" in rerun:
+        out += ["", *before_after(data, rerun["baseline"], rate)]
     return [*out, ""]
+
+
+def before_after(data: dict[str, Any], base: dict[str, Any], rate: Any) -> list[str]:
+    """The re-measured rows next to the baseline tree's, taken alternately in the same run."""
+    out = [
+        "### Before and after",
+        "",
+        f"The re-measured rows, each repetition running the hub (or replay) of `{base['commit']}` and then this "
+        "tree's, so both saw the same machine load.",
+        "",
+        f"| measurement | before ({base['commit']}) | after | after / before |",
+        "|---|---|---|---|",
+    ]
+    m, bm = data["mutations_per_s"], base.get("mutations_per_s", {})
+    for key in sorted(k for k in bm if not k.endswith("speedup")):
+        clients, mode = key.split("/")
+        label = f"{clients} clients, {'group commit' if mode == 'group' else 'one fsync per outcome'}"
+        out.append(
+            f"| {label} | {spread(bm[key], rate)} | {spread(m[key], rate)} | "
+            f"{m[key]['median'] / bm[key]['median']:.2f}× |"
+        )
+    for key in sorted(k for k in bm if k.endswith("speedup")):
+        clients = key.split("/")[0]
+        out.append(f"| {clients} clients, group / one-at-a-time | {bm[key]:.1f}× | {m[key]:.1f}× | |")
+    r, br = data["replay_events_per_s"], base.get("replay_events_per_s", {})
+    for n in sorted(br, key=int):
+        out.append(
+            f"| full replay, {int(n):,} events | {spread(br[n], rate)} | {spread(r[n], rate)} | "
+            f"{r[n]['median'] / br[n]['median']:.2f}× |"
+        )
+    return out
 
 
 def claims_section(data: dict[str, Any]) -> list[str]:

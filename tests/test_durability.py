@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from synapse_channel.core import HubCore
 from synapse_channel.hub.server import Hub
+from synapse_channel.store import checksum, encode_data, open_journal
 
 from .conftest import HubFactory, open_raw, run_cli
 
@@ -141,3 +146,51 @@ async def test_db_check_flags_a_bad_row_and_backup_copies_online(hub: Hub, tmp_p
     code, out, _ = await run_cli("db", "check", str(dest))
     assert code == 1 and "PROBLEM" in out
     await c.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("not json", "not a JSON value"), ('{"frame":{}} trailing', "extra data"), ('{"frame":', "JSONDecodeError")],
+)
+async def test_replay_stops_at_a_row_that_is_not_one_json_value(tmp_path: Path, text: str, why: str) -> None:
+    """A row whose checksum matches but whose data is not exactly one JSON value stops replay there."""
+    db = tmp_path / "hub.db"
+    journal = await open_journal(db, hub_id="syn-test0000")
+    await journal.close()
+    con = sqlite3.connect(db)
+    good = encode_data({"name": "x", "verb": "v", "reason": "r"})
+    rows = [(1, 0.0, "audit", good), (2, 0.0, "audit", text), (3, 0.0, "audit", good)]
+    con.executemany("INSERT INTO events VALUES (?,?,?,?,?)", [(*r, checksum(r[2], r[3])) for r in rows])
+    con.commit()
+    con.close()
+    journal = await open_journal(db, hub_id="syn-test0000")
+    report = await journal.replay(HubCore(journal.hub_id))
+    await journal.close()
+    assert (report.replayed, report.stopped_at) == (1, 2) and why in report.reason
+
+
+async def test_a_large_group_commit_batch_commits_whole_and_in_order(tmp_path: Path) -> None:
+    """Outcomes submitted in one tick are one batch, inserted and committed in one trip; none lost or reordered."""
+    from synapse_channel.core.outcome import Event
+
+    db = tmp_path / "hub.db"
+    journal = await open_journal(db, hub_id="syn-test0000")
+    sizes = [1, 198, 199, 200, 401]
+    seq, futures = 0, []
+    for size in sizes:  # submitted in one tick: the writer takes them as one batch
+        events = []
+        for _ in range(size):
+            seq += 1
+            events.append(Event(seq, 0.0, "audit", {"name": "x", "verb": "v", "reason": str(seq)}))
+        futures.append(journal.submit(events))
+    await asyncio.gather(*futures)
+    await journal.close()
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT seq, kind, data, crc FROM events ORDER BY seq").fetchall()
+    con.close()
+    assert [r[0] for r in rows] == list(range(1, seq + 1))
+    assert all(checksum(kind, data) == crc for _, kind, data, crc in rows)
+    again = await open_journal(db, hub_id="syn-test0000")
+    report = await again.replay(HubCore(again.hub_id))
+    await again.close()
+    assert report.replayed == seq and report.stopped_at is None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
 from pathlib import Path
 
-from synapse_channel.feed import FeedWriter, encode_lite
+from synapse_channel.feed import FeedCursor, FeedWriter, decode_lite, encode_lite, newest_within, read_feed
 
 from .conftest import HubFactory, open_raw, run_cli
 from .test_interop import need_ref, ref
@@ -250,3 +253,95 @@ async def test_resume_uses_one_hub_and_takes_token_options(hub_factory: HubFacto
     assert code == 0 and "hi api" in out and "from hub syn-" in out and "Claims held by api" in out, out
     code, out, _ = await run_cli("resume", "--uri", here.uri, "--token-file", str(tok), env={"SYN_PROJECT": "api"})
     assert code == 0 and "Claims held by api" in out and "Missed messages: none" in out, out
+
+
+def frames_in(path: Path) -> list[int]:
+    """The sequence numbers of the feed's lines, in file order."""
+    return [json.loads(x)["x"]["n"] for x in path.read_bytes().splitlines()]
+
+
+def numbered(n: int, payload: str = "m") -> dict:  # type: ignore[type-arg]
+    return {"type": "chat", "sender": "s", "target": "all", "payload": payload, "timestamp": 1.0, "n": n}
+
+
+async def test_lines_are_written_once_per_tick(tmp_path: Path) -> None:
+    """Frames fanned out in one tick reach the file together, at the end of the tick."""
+    path = tmp_path / "f.ndjson"
+    w = FeedWriter(path, 1000)
+    for i in range(100):
+        w.append(numbered(i))
+    assert not path.exists()  # buffered, not one open+write per frame
+    await asyncio.sleep(0)
+    assert frames_in(path) == list(range(100))
+    await w.close()
+
+
+async def test_many_frames_keep_the_file_bounded_and_whole(tmp_path: Path) -> None:
+    """Thousands of frames over many ticks: bounded by lines, never a torn line, the newest N kept in order."""
+    path = tmp_path / "f.ndjson"
+    w = FeedWriter(path, 50)
+    stop = threading.Event()
+    torn: list[bytes] = []
+
+    def reader() -> None:
+        """Racing the trims, every complete line parses (a partial last line is an append in progress,
+        which readers leave for their next run)."""
+        while not stop.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                data = path.read_bytes()
+                torn.extend(x for x in data.split(b"\n")[:-1] if decode_lite(x.decode()) is None)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(3000):
+            w.append(numbered(i))
+            if i % 7 == 0:
+                await asyncio.sleep(0)  # a tick: the lines are written, a trim may start in its thread
+            if i % 91 == 0:
+                await w.drain()
+                assert len(path.read_bytes().splitlines()) < 2 * 50
+    finally:
+        stop.set()
+        thread.join()
+    await w.close()
+    assert torn == []
+    assert w.trims > 10
+    seqs = frames_in(path)
+    assert seqs == list(range(seqs[0], 3000)) and 50 <= len(seqs) < 100
+    lines, _end, _last = read_feed(path, FeedCursor(None))
+    assert [x.frame["n"] for x in lines][-50:] == list(range(2950, 3000))
+
+
+async def test_the_feed_is_bounded_by_bytes(tmp_path: Path) -> None:
+    """Large frames: the byte bound trims long before the line bound would."""
+    path = tmp_path / "f.ndjson"
+    w = FeedWriter(path, 100_000, max_bytes=64 * 1024)
+    for i in range(400):
+        w.append(numbered(i, "x" * 1000))
+        await asyncio.sleep(0)
+        if i % 10 == 0:
+            await w.drain()
+            assert path.stat().st_size < 2 * 64 * 1024
+    await w.close()
+    seqs = frames_in(path)
+    assert seqs[-1] == 399 and seqs == list(range(seqs[0], 400))
+    assert path.stat().st_size <= 2 * 64 * 1024
+
+
+async def test_an_oversized_file_from_before_is_trimmed_on_first_append(tmp_path: Path) -> None:
+    """A restarted hub does not trust an old file's size: the first write counts it and trims it."""
+    path = tmp_path / "f.ndjson"
+    write_feed(path, [numbered(i) for i in range(500)])
+    w = FeedWriter(path, 20)
+    w.append(numbered(500))
+    await asyncio.sleep(0)
+    await w.close()
+    assert frames_in(path) == list(range(481, 501))
+
+
+def test_newest_within_keeps_at_least_the_newest_line() -> None:
+    """A line bigger than the byte bound alone is still kept: readers always see the newest."""
+    assert newest_within([b"a\n", b"bb\n", b"ccc\n"], 10, 7) == [b"bb\n", b"ccc\n"]
+    assert newest_within([b"a\n", b"bb\n", b"ccc\n"], 2, 100) == [b"bb\n", b"ccc\n"]
+    assert newest_within([b"a\n", b"huge\n"], 10, 1) == [b"huge\n"]

@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
+import json.scanner
 import logging
 import os
 import sqlite3
@@ -57,6 +59,22 @@ CREATE TABLE IF NOT EXISTS quarantine (
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
 
 Batch = tuple[list[Event], "asyncio.Future[None]"]
+#: Rows fetched per round trip to the database thread during replay (the next block is fetched while one is applied).
+REPLAY_BLOCK = 20_000
+#: The C scanner behind ``json.loads``, without its whitespace handling (stored rows are compact JSON).
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _insert_rows(con: sqlite3.Connection, *, rows: list[tuple[Any, ...]], commit: bool = False) -> None:
+    """In the database thread: insert ``rows`` and, with ``commit``, commit them (one trip for both).
+
+    One statement for all rows, not one INSERT per batch size: SQLite keeps a
+    cached statement's last bound values, so a multi-row INSERT per size
+    would keep whole batches (big chats included) alive in memory.
+    """
+    con.executemany("INSERT INTO events VALUES (?,?,?,?,?)", rows)
+    if commit:
+        con.commit()
 
 
 def encode_data(data: dict[str, Any]) -> str:
@@ -169,10 +187,12 @@ class SqliteJournal(Journal):
                 rows.append((ev.seq, ev.ts, ev.kind, text, checksum(ev.kind, text)))
         last = rows[-1][0] if rows else 0
         try:
-            await self.db.executemany("INSERT INTO events VALUES (?,?,?,?,?)", rows)
             if self.snapshot_source is not None and last - self.last_snapshot_seq >= self.snapshot_every:
+                await self._in_db_thread(functools.partial(_insert_rows, rows=rows))
                 await self._try_snapshot(last, rows[-1][1])
-            await self.db.commit()
+                await self.db.commit()
+            else:
+                await self._in_db_thread(functools.partial(_insert_rows, rows=rows, commit=True))
             self.commits += 1
         except Exception as exc:
             self.failed = exc
@@ -182,6 +202,17 @@ class SqliteJournal(Journal):
             _settle(batch, exc)
             return
         _settle(batch, None)
+
+    async def _in_db_thread(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``fn`` on the connection's own thread in one round trip.
+
+        aiosqlite hops to its thread once per call; a batch's inserts and its
+        commit in one hop save a round trip (and a wait for the GIL) per
+        group commit. aiosqlite has no public call for this, so it uses the
+        one its own methods are built on.
+        """
+        db = self.db
+        await db._execute(fn, db._conn)  # type: ignore[no-untyped-call]
 
     async def _try_snapshot(self, seq: int, ts: float) -> None:
         """Write a snapshot inside a savepoint: if it fails, the events still commit without it."""
@@ -230,29 +261,34 @@ class SqliteJournal(Journal):
         return report
 
     async def _replay_events(self, core: HubCore, report: ReplayReport) -> None:
-        apply, loads, crc32, kind_crc = core.apply, json.loads, zlib.crc32, _kind_crc
+        """Apply every stored event after the snapshot, stopping at the first bad one.
+
+        Three things keep this fast (it bounds restart time): the next block
+        of rows is fetched by the database thread while this one is applied;
+        the cyclic garbage collector is paused, since replay only allocates
+        state that stays alive and each collection would rescan all of it;
+        and rows are decoded with the JSON scanner directly (every row's CRC
+        was checked first, so only our own compact JSON reaches it).
+        """
+        gc_was_on = gc.isenabled()
+        gc.disable()
         try:
             async with self.db.execute(
                 "SELECT seq, ts, kind, data, crc FROM events WHERE seq > ? ORDER BY seq",
                 (report.snapshot_seq,),
             ) as cur:
-                while rows := list(await cur.fetchmany(20_000)):
-                    for done, (seq, ts, kind, text, crc) in enumerate(rows):
-                        if crc32(text.encode(), kind_crc(kind)) != crc:
-                            reason = "checksum mismatch"
-                        else:
-                            try:
-                                apply(Event(seq, ts, kind, loads(text), size=len(text)))
-                                continue
-                            except Exception as exc:
-                                reason = f"{type(exc).__name__}: {exc}"
-                        report.replayed += done
-                        report.stopped_at, report.reason = seq, reason
+                ahead = asyncio.ensure_future(cur.fetchmany(REPLAY_BLOCK))
+                while rows := list(await ahead):
+                    ahead = asyncio.ensure_future(cur.fetchmany(REPLAY_BLOCK))
+                    if not _apply_rows(core, rows, report):
+                        await asyncio.gather(ahead, return_exceptions=True)
                         return
-                    report.replayed += len(rows)
         except sqlite3.DatabaseError as exc:
             report.stopped_at = core.seq + 1
             report.reason = f"database error: {exc}"
+        finally:
+            if gc_was_on:
+                gc.enable()
 
     async def _quarantine(self, report: ReplayReport) -> None:
         """Move the unreadable tail aside (kept for inspection, never replayed)."""
@@ -285,6 +321,30 @@ class SqliteJournal(Journal):
         await self.db.close()
         if self.lock is not None:
             self.lock.release()
+
+
+def _apply_rows(core: HubCore, rows: list[Any], report: ReplayReport) -> bool:
+    """Check and apply one block of rows; False (with ``report`` filled in) at the first bad one."""
+    apply, scan, crc32, kind_crc = core.apply, _SCAN, zlib.crc32, _kind_crc
+    for done, (seq, ts, kind, text, crc) in enumerate(rows):
+        if crc32(text.encode(), kind_crc(kind)) != crc:
+            reason = "checksum mismatch"
+        else:
+            try:
+                data, end = scan(text, 0)
+                if end != len(text):
+                    raise ValueError(f"extra data after the JSON value at {end}")
+                apply(Event(seq, ts, kind, data, size=len(text)))
+                continue
+            except StopIteration:
+                reason = "JSONDecodeError: not a JSON value"
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+        report.replayed += done
+        report.stopped_at, report.reason = seq, reason
+        return False
+    report.replayed += len(rows)
+    return True
 
 
 def _settle(batch: list[Batch], exc: BaseException | None) -> None:

@@ -40,6 +40,13 @@ if TYPE_CHECKING:
 @click.option("--relay-log", default=None, help="Relay feed path; '' disables it. [default: $SYN_HOME/feed.ndjson]")
 @click.option("--relay-max-lines", default=5000, show_default=True, type=click.IntRange(1), help="Feed trim bound.")
 @click.option(
+    "--relay-max-mb",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(0.0625),
+    help="Feed byte bound (MiB); trimmed once it holds twice this.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -209,6 +216,7 @@ def hub(
     db: str | None,
     relay_log: str | None,
     relay_max_lines: int,
+    relay_max_mb: float,
     log_level: str,
     max_msg_kb: int,
     max_frame_bytes: int,
@@ -262,6 +270,7 @@ def hub(
         db=None if db == ":memory:" else Path(db),
         relay_log=Path(relay_log) if relay_log else None,
         relay_max_lines=relay_max_lines,
+        relay_max_bytes=int(relay_max_mb * MIB),
         max_msg_kb=max_msg_kb,
         max_frame_bytes=max_frame_bytes,
         max_queue_bytes=max_queue_bytes,

@@ -44,6 +44,8 @@ class HubConfig:
     db: Path | None = None  # None: in memory only
     relay_log: Path | None = None
     relay_max_lines: int = 5000
+    #: Byte bound of the relay feed (trimmed to it once it holds twice as much).
+    relay_max_bytes: int = 8 << 20
     max_msg_kb: int = 1024
     max_clients: int = 256
     max_per_host: int = 0  # 0: no cap for loopback peers, REMOTE_PER_HOST for others

@@ -150,7 +150,7 @@ class Hub:
         self._update_security()
         await self.journal.replay(self.core)
         self.journal.snapshot_source = self.core.snapshot
-        self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines)
+        self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines, cfg.relay_max_bytes)
         if self.pm is not None:
             self._dispatcher = Dispatcher(self.pm)
         self._expirer = asyncio.create_task(self._run_expiry())
@@ -204,7 +204,7 @@ class Hub:
         if self._seat_db is not None:
             self._seat_db.close()
         if self.feed is not None:
-            self.feed.close()
+            await self.feed.close()
         if self.journal is not None:
             self.journal.snapshot_source = None  # nothing was served: leave the stored snapshot alone
             await self.journal.close()
@@ -261,7 +261,7 @@ class Hub:
         if self.journal is not None:
             await self.journal.close()
         if self.feed is not None:
-            self.feed.close()
+            await self.feed.close()
         self.stopped.set()
 
     async def __aenter__(self) -> Hub:
