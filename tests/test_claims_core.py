@@ -176,3 +176,16 @@ def test_board_cycles_unknown_deps_and_cas() -> None:
     assert send("ledger_task_update", task_id="B", status="finished")["code"] == "BAD_FIELD"
     assert send("ledger_progress", task_id="B", payload="half way")["note"]["text"] == "half way"
     assert send("ledger_progress", task_id="nope", payload="x")["code"] == "UNKNOWN_TASK"
+
+
+def test_renewals_to_the_same_deadline_expire_once() -> None:
+    """Two renewals at one instant leave equal heap entries: the lease still expires once (was a KeyError)."""
+    core = HubCore("syn-test")
+    core.open(1, 0.0)
+    core.receive(1, parse_frame(frame("a", "heartbeat")), 0.0)
+    out = core.receive(1, parse_frame(frame("a", "claim", task_id="T1", paths=["x"], ttl_seconds=100)), 1000.0)
+    epoch = out.events[-1].data["claim"]["epoch"]
+    for _ in range(2):
+        core.receive(1, parse_frame(frame("a", "renew", task_id="T1", ttl_seconds=100, epoch=epoch)), 1010.0)
+    expired = [e for e in core.expire(1200.0).events if e.kind == "claim_expired"]
+    assert [e.data["task_id"] for e in expired] == ["T1"] and "T1" not in core.claims.live

@@ -98,13 +98,13 @@ class Claims:
 
     def due(self, now: float) -> list[tuple[str, int]]:
         """Claims whose lease has run out by ``now`` (skipping stale heap entries)."""
-        out = []
+        out: dict[tuple[str, int], None] = {}  # a renewal to the same deadline pushes an equal entry: once
         while self.heap and self.heap[0][0] <= now:
             deadline, epoch, task = heapq.heappop(self.heap)
             claim = self.live.get(task)
             if claim is not None and claim["epoch"] == epoch and float(claim["lease_expires_at"]) == deadline:
-                out.append((task, epoch))
-        return out
+                out[(task, epoch)] = None
+        return list(out)
 
     def next_deadline(self) -> float | None:
         """When the earliest live lease runs out (None if none)."""
