@@ -97,24 +97,15 @@ async def read_newest(db: aiosqlite.Connection) -> tuple[int, dict[str, Any]] | 
     return None
 
 
+_PARTS = "SELECT part, data FROM snapshot_chunks WHERE seq = ? ORDER BY part"
+
+
 async def _decode(db: aiosqlite.Connection, seq: int, text: str) -> dict[str, Any]:
-    if not text.startswith(_HEADER):
-        state = json.loads(text)  # a single-row snapshot from before chunking
-        if not isinstance(state, dict):
-            raise ValueError("not an object")
-        return state
-    header = json.loads(text)["chunked"]
-    async with db.execute("SELECT part, data FROM snapshot_chunks WHERE seq = ? ORDER BY part", (seq,)) as cur:
-        rows = list(await cur.fetchall())
-    if [r[0] for r in rows] != list(range(int(header["parts"]))):
-        raise ValueError(f"{len(rows)} of {header['parts']} parts present")
-    blob = b"".join(bytes(r[1]) for r in rows)
-    if len(blob) != header["bytes"] or zlib.crc32(blob) != header["crc"]:
-        raise ValueError("checksum mismatch")
-    state = json.loads(blob)
-    if not isinstance(state, dict):
-        raise ValueError("not an object")
-    return state
+    rows: list[Any] = []
+    if text.startswith(_HEADER):
+        async with db.execute(_PARTS, (seq,)) as cur:
+            rows = list(await cur.fetchall())
+    return _assemble(text, rows)
 
 
 def decode_sync(con: Any, seq: int) -> dict[str, Any]:
@@ -123,11 +114,15 @@ def decode_sync(con: Any, seq: int) -> dict[str, Any]:
     if row is None:
         raise ValueError(f"no snapshot at seq {seq}")
     text = row[0]
+    return _assemble(text, con.execute(_PARTS, (seq,)).fetchall() if text.startswith(_HEADER) else [])
+
+
+def _assemble(text: str, rows: list[Any]) -> dict[str, Any]:
+    """The state from a snapshot row's text and its parts (a single-row snapshot from before chunking has none)."""
     if not text.startswith(_HEADER):
         state = json.loads(text)
     else:
         header = json.loads(text)["chunked"]
-        rows = con.execute("SELECT part, data FROM snapshot_chunks WHERE seq = ? ORDER BY part", (seq,)).fetchall()
         if [r[0] for r in rows] != list(range(int(header["parts"]))):
             raise ValueError(f"{len(rows)} of {header['parts']} parts present")
         blob = b"".join(bytes(r[1]) for r in rows)
