@@ -65,16 +65,9 @@ REPLAY_BLOCK = 20_000
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
-def _insert_rows(con: sqlite3.Connection, *, rows: list[tuple[Any, ...]], commit: bool = False) -> None:
-    """In the database thread: insert ``rows`` and, with ``commit``, commit them (one trip for both).
-
-    One statement for all rows, not one INSERT per batch size: SQLite keeps a
-    cached statement's last bound values, so a multi-row INSERT per size
-    would keep whole batches (big chats included) alive in memory.
-    """
-    con.executemany("INSERT INTO events VALUES (?,?,?,?,?)", rows)
-    if commit:
-        con.commit()
+#: One statement for every batch (executemany): SQLite keeps a cached statement's last
+#: bound values, so a multi-row INSERT per batch size would keep big chats alive in memory.
+INSERT_EVENT = "INSERT INTO events VALUES (?,?,?,?,?)"
 
 
 def encode_data(data: dict[str, Any]) -> str:
@@ -187,12 +180,10 @@ class SqliteJournal(Journal):
                 rows.append((ev.seq, ev.ts, ev.kind, text, checksum(ev.kind, text)))
         last = rows[-1][0] if rows else 0
         try:
+            await self.db.executemany(INSERT_EVENT, rows)
             if self.snapshot_source is not None and last - self.last_snapshot_seq >= self.snapshot_every:
-                await self._in_db_thread(functools.partial(_insert_rows, rows=rows))
                 await self._try_snapshot(last, rows[-1][1])
-                await self.db.commit()
-            else:
-                await self._in_db_thread(functools.partial(_insert_rows, rows=rows, commit=True))
+            await self.db.commit()
             self.commits += 1
         except Exception as exc:
             self.failed = exc
@@ -202,17 +193,6 @@ class SqliteJournal(Journal):
             _settle(batch, exc)
             return
         _settle(batch, None)
-
-    async def _in_db_thread(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        """Run ``fn`` on the connection's own thread in one round trip.
-
-        aiosqlite hops to its thread once per call; a batch's inserts and its
-        commit in one hop save a round trip (and a wait for the GIL) per
-        group commit. aiosqlite has no public call for this, so it uses the
-        one its own methods are built on.
-        """
-        db = self.db
-        await db._execute(fn, db._conn)  # type: ignore[no-untyped-call]
 
     async def _try_snapshot(self, seq: int, ts: float) -> None:
         """Write a snapshot inside a savepoint: if it fails, the events still commit without it."""
