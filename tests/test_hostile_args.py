@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,19 +99,20 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real hub in its own process on an ephemeral port; yields its URI."""
     home = tmp_path_factory.mktemp("hubhome")
     env = {**os.environ, "SYN_HOME": str(home), "HOME": str(home)}
-    proc = subprocess.Popen(
-        [SYNAPSE, "hub", "--port", "0", "--db", ":memory:", "--relay-log", ""],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"listening on (ws://\S+)", line)
-    assert match, line
-    yield match.group(1)
-    proc.terminate()
-    proc.wait()
+    log = home / "hub.log"
+    with log.open("w") as sink:  # a file, not a pipe: nobody drains a pipe while the tests run
+        proc = subprocess.Popen(
+            [SYNAPSE, "hub", "--port", "0", "--db", ":memory:", "--relay-log", ""], env=env, stderr=sink
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (match := re.search(r"listening on (ws://\S+)", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def test_hostile_arguments_never_trace_back(live_hub: str, tmp_path: Path) -> None:
