@@ -17,7 +17,8 @@ from ..protocol import addresses, is_broadcast, target_parts
 from .outcome import compact_json
 from .pending import RunningCounts, encode_key
 
-#: Directed messages kept in memory for replay; older ones stay in the journal.
+#: Directed messages kept in memory for replay; older ones stay in the journal until compaction
+#: (``--retain-days`` after a snapshot covers them).
 DEFAULT_RETENTION = 100_000
 _GLOB = frozenset("*?[")
 #: How many pruned (fully acked) message seqs are remembered for status queries.
@@ -218,7 +219,7 @@ class Mailbox:
         """Move ``identity``'s watermark forward; False when it would not move.
 
         Messages addressed to exactly this identity, up to ``seq``, are
-        dropped from memory (they stay in the journal); a list message once
+        dropped from memory (the journal keeps them until compaction); a list message once
         its last named recipient has acked it.
         """
         old_floor = self.watermarks.get(identity, 0)
