@@ -192,7 +192,10 @@ def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want
     "for_name",
     help="Only print chats addressed to this identity (connects as IDENTITY~listen-PID to see its directed chats).",
 )
-def listen(uri: str, name: str | None, token: str | None, token_file: Path | None, for_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: each chat or presence frame as sent.")
+def listen(
+    uri: str, name: str | None, token: str | None, token_file: Path | None, for_name: str | None, as_json: bool
+) -> None:
     """Print chats (and, without --for, presence changes) until interrupted."""
     run(
         _listen(
@@ -200,11 +203,12 @@ def listen(uri: str, name: str | None, token: str | None, token_file: Path | Non
             name or (f"{for_name}~listen-{os.getpid()}" if for_name else one_shot("listen")),
             resolve_token(token, token_file),
             for_name,
+            as_json,
         )
     )
 
 
-async def _listen(uri: str, name: str, token: str | None, for_name: str | None) -> int:
+async def _listen(uri: str, name: str, token: str | None, for_name: str | None, as_json: bool = False) -> int:
     import asyncio
     import signal
 
@@ -220,21 +224,28 @@ async def _listen(uri: str, name: str, token: str | None, for_name: str | None) 
         await client.connect()
         say(name, f"listening{' for ' + for_name if for_name else ''} on {uri}")
         while (frame := await client.recv_until(stop)) is not None:
-            _print_frame(frame, for_name, addresses)
+            _print_frame(frame, for_name, addresses, as_json)
     except HubError as exc:
         say(name, str(exc))
+        if as_json:
+            from .roster import _failure
+
+            click.echo(json.dumps(_failure(exc), sort_keys=True))
         return exc.exit_code
     finally:
         await client.close()
     return 0
 
 
-def _print_frame(frame: dict[str, object], for_name: str | None, addresses: object) -> None:
+def _print_frame(frame: dict[str, object], for_name: str | None, addresses: object, as_json: bool = False) -> None:
     ftype = frame.get("type")
     if ftype == "chat":
         target = str(frame.get("target", ""))
         if for_name and not addresses(target, for_name):  # type: ignore[operator]
             return
-        click.echo(f"{frame.get('sender')}: {frame.get('payload')}")
+        text = f"{frame.get('sender')}: {frame.get('payload')}"
     elif ftype == "presence_update" and not for_name:
-        click.echo(f"* {frame.get('agent')} {frame.get('event')}")
+        text = f"* {frame.get('agent')} {frame.get('event')}"
+    else:
+        return
+    click.echo(json.dumps(frame, sort_keys=True, default=str) if as_json else text)

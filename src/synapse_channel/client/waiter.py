@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import WakeFilter, is_one_to_many
-from .connection import EXIT_DROPPED, EXIT_OK, EXIT_REFUSED, EXIT_TIMEOUT, Forbidden, HubClient, HubError
+from .connection import (
+    EXIT_DROPPED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_TIMEOUT,
+    Forbidden,
+    HubClient,
+    HubError,
+    HubUnreachable,
+)
 
 STALE_REPLAY_SECONDS = 900
 DRAIN_WINDOW = 0.01
@@ -42,6 +51,7 @@ class WaitSpec:
     cursor_path: Path | None = None
     pm: Any = None
     ack: bool = True  # False: a bystander (a tmux bridge) that must not move the identity's hub watermark
+    as_json: bool = False  # print the wake as one JSON object (``synapse wait --json``) instead of text lines
 
 
 @dataclass(slots=True)
@@ -52,6 +62,8 @@ class Waiter:
     seen: set[int] = field(default_factory=set)
     cursor: int = 0
     final: bool = False  # the last attempt failed in a way retrying cannot fix (an insecure transport)
+    last_error: str = ""  # what the last failed attempt said (for ``--json``)
+    last_unreachable: bool = False  # and whether nothing answered at all
 
     def __post_init__(self) -> None:
         from ..paths import read_int
@@ -104,6 +116,8 @@ class Waiter:
             return EXIT_OK
         except HubError as exc:
             _say(s.connect_name, f"{exc} ({s.uri})")
+            self.last_error = str(exc)
+            self.last_unreachable = isinstance(exc, HubUnreachable)
             self.final = not exc.retryable
             if getattr(exc, "ready", False) and exc.exit_code == EXIT_DROPPED:
                 return None
@@ -187,6 +201,10 @@ class Waiter:
             if f.get("replayed") and isinstance(ts, int | float) and now - ts > STALE_REPLAY_SECONDS:
                 prefix = f"[replayed {int((now - ts) // 60)}m ago] "
             lines.append(f"{prefix}{f.get('sender')}: {f.get('payload')}")
+        if self.spec.as_json:
+            import json
+
+            lines = [json.dumps({"ok": True, "outcome": "woken", "messages": frames}, sort_keys=True, default=str)]
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
 
