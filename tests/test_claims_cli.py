@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,23 +13,6 @@ from synapse_channel.hub.server import Hub
 from .conftest import HubFactory, open_raw, run_cli
 from .hubproc import HubProcess
 from .test_interop import need_ref, ref
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A git repository to claim files in (the CLI's worktree default)."""
-    root = tmp_path / "repo"
-    (root / "src").mkdir(parents=True)
-    (root / "src" / "a.py").write_text("x = 1\n")
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
-    subprocess.run(["git", "add", "."], cwd=root, check=True)
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "init"],
-        cwd=root,
-        check=True,
-    )
-    monkeypatch.chdir(root)
-    return root
 
 
 async def test_claim_conflict_release_cycle(hub: Hub, repo: Path) -> None:

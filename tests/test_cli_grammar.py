@@ -20,9 +20,6 @@ from synapse_channel.cli.common import CONNECTION_OPTIONS, NAME_ALIASES
 from synapse_channel.hub.server import Hub
 
 from .conftest import open_raw, read_line_containing, run_cli, start_cli
-from .test_claims_cli import repo as repo_fixture
-
-repo = repo_fixture  # the git checkout fixture, shared with the claim tests
 
 # Commands that open a connection to a hub as a client.
 TALKS_TO_HUB = {
