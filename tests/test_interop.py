@@ -192,6 +192,12 @@ def ref_hub(tmp_path: Path) -> str:
     for _ in range(200):
         if subprocess.run([SYNAPSE, "health", "--uri", uri, "--timeout", "0.5"], capture_output=True).returncode == 0:
             break
+        if proc.poll() is not None:
+            pytest.fail(f"the reference hub exited before it answered (rc={proc.returncode})")
+    else:
+        proc.terminate()
+        proc.wait(10)
+        pytest.fail(f"the reference hub never answered health at {uri}")
     yield uri  # type: ignore[misc]
     proc.terminate()
     proc.wait(10)
