@@ -118,7 +118,9 @@ async def _send(req: SendRequest) -> int:
         say(req.name, str(exc) + (f" ({req.uri})" if "reach" not in str(exc) else ""))
         dropped = exc.exit_code == EXIT_DROPPED  # it may have reached the hub: the outcome is unknown
         if req.as_json:
-            click.echo(json.dumps({"outcome": "unknown" if dropped else "refused", "error": str(exc)}, sort_keys=True))
+            outcome = "unknown" if dropped else "refused"
+            body = {"ok": False, "outcome": outcome, "code": None, "error": str(exc)}
+            click.echo(json.dumps(body, sort_keys=True))
         return SEND_UNKNOWN if dropped else SEND_REFUSED
     finally:
         await client.close()
@@ -162,7 +164,8 @@ _EXIT = {
 def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want_receipt: bool) -> int:
     if reply is None:
         if req.as_json:
-            click.echo(json.dumps({"outcome": "unknown", "client_msg_id": msg_id}, sort_keys=True))
+            body = {"ok": False, "outcome": "unknown", "code": None, "client_msg_id": msg_id}
+            click.echo(json.dumps(body, sort_keys=True))
         else:
             click.echo(
                 f"delivery unknown: no answer from the hub for {req.target} within {req.timeout:g}s;"
@@ -171,13 +174,19 @@ def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want
         return SEND_UNKNOWN
     outcome = outcome_of(reply, want_receipt)
     if req.as_json:
-        click.echo(json.dumps({**reply, "outcome": outcome}, sort_keys=True))
+        ok = _EXIT[outcome] == SEND_OK
+        click.echo(json.dumps({**reply, "ok": ok, "outcome": outcome, "code": reply.get("code")}, sort_keys=True))
     elif outcome == "refused":
         click.echo(f"refused by the hub ({reply.get('code', 'error')}): {reply.get('payload')}")
     elif outcome == "queued":
         holder = reply.get("held_by")
         if holder:
             click.echo(str(reply.get("payload", "queued")))
+        elif reply.get("recipient_known") is False:  # our hub says so; a 0.99 hub sends no such field
+            click.echo(
+                f"queued for {req.target} (offline), but the hub does not know that name or its project"
+                " (check the spelling); it reaches them when they first wait"
+            )
         else:
             click.echo(f"queued for {req.target} (offline); it reaches them when they next wait")
     elif outcome == "no_recipient":
