@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pytest
 
 from synapse_channel.cli import cli
 from synapse_channel.cli.common import CONNECTION_OPTIONS, NAME_ALIASES
@@ -203,3 +204,47 @@ async def test_listen_json_prints_one_frame_per_line(hub: Hub) -> None:
     assert (frame["type"], frame["sender"], frame["payload"]) == ("chat", "p/a", "hello json")
     proc.terminate()
     await proc.communicate()
+
+
+# --------------------------------------------------------------------------- --paths, as 0.99 users type it
+
+
+def parsed(command: str, *args: str) -> dict[str, Any]:
+    """The parameters click hands ``command`` for ``args`` (no hub: only the grammar runs)."""
+    cmd = cli.get_command(click.Context(cli), command)
+    assert cmd is not None
+    with cmd.make_context(command, list(args)) as ctx:
+        return dict(ctx.params)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "paths", "task", "rest"),
+    [
+        ("claim", ["T-1", "--paths", "a", "b"], ("a", "b"), "T-1", None),
+        ("claim", ["--paths", "a", "b", "T-1"], ("a", "b"), "T-1", None),
+        ("claim", ["--name", "n", "--paths", "a", "T-1", "--note", "x"], ("a",), "T-1", None),
+        ("claim", ["--paths", "a", "b", "--", "T-1"], ("a", "b"), "T-1", None),
+        ("claim", ["--paths", "a", "--paths", "b", "T-1"], ("a", "b"), "T-1", None),
+        ("claim", ["--paths=a", "T-1"], ("a",), "T-1", None),
+        ("lock", ["--paths", "x", "T-6", "--", "true"], ("x",), "T-6", ("true",)),
+        ("lock", ["--paths", "x", "y", "T-6", "--", "make", "test"], ("x", "y"), "T-6", ("make", "test")),
+        ("lock", ["T-6", "--paths", "x", "y", "--", "true"], ("x", "y"), "T-6", ("true",)),
+        ("lock", ["--paths", "x", "T-6", "echo", "hi"], ("x",), "T-6", ("echo", "hi")),  # no --: one value, as 0.99
+        ("git-claim", ["--paths", "a", "b", "T-1"], ("a", "b"), "T-1", None),
+        ("git-claim", ["--paths", "a", "b", "--task-id", "T-1"], ("a", "b"), None, None),
+    ],
+)
+def test_paths_grammar(
+    command: str, args: list[str], paths: tuple[str, ...], task: str | None, rest: tuple[str, ...] | None
+) -> None:
+    """--paths takes words up to the next option or --; the last word is TASK when none is given elsewhere."""
+    params = parsed(command, *args)
+    assert (params["paths"], params["task"]) == (paths, task), params
+    if rest is not None:
+        assert params["command"] == rest
+
+
+def test_paths_keeps_at_least_one_path() -> None:
+    """`claim --paths T-1` is a missing TASK (exit 2), not a claim of the whole worktree named T-1."""
+    with pytest.raises(click.MissingParameter):
+        parsed("claim", "--paths", "T-1")

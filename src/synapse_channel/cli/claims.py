@@ -153,7 +153,12 @@ def claim_options(fn: Any) -> Any:
     fn = click.option("--note", default="", help="What you are doing (shown to others).")(fn)
     fn = click.option("--ttl", type=click.FloatRange(1), help="Lease seconds (default 3600).")(fn)
     fn = click.option("--worktree", help="Worktree the paths live in (default: the git top level, or none).")(fn)
-    fn = click.option("--paths", "paths", multiple=True, help="Files or folders to claim (several may follow).")(fn)
+    fn = click.option(
+        "--paths",
+        "paths",
+        multiple=True,
+        help="Files or folders to claim; several may follow (the last is TASK if TASK is not given elsewhere).",
+    )(fn)
     return fn
 
 
@@ -215,7 +220,8 @@ def claim(
 ) -> None:
     """Lease TASK with a file scope; refused if it overlaps a live claim (exit 1).
 
-    Both orders work: ``claim T-1 --paths a b`` and ``claim --paths a b T-1``.
+    Both orders work: 'claim T-1 --paths a b' and 'claim --paths a b T-1'. With no
+    --name, SYN_IDENTITY or [identity], the claim is USER's (as in 0.99).
     """
     who = caller(uri, name, token, token_file)
     wt, rel = scope(paths, worktree)
@@ -395,8 +401,8 @@ def lock(
 ) -> None:
     """Claim TASK, run COMMAND (after --), release even if it fails; exit with its code.
 
-    ``lock --paths a b T-1 -- cmd`` works too: before ``--`` the last word of
-    ``--paths`` is TASK.
+    'lock --paths a b T-1 -- cmd' works too: before '--' the last word of
+    --paths is TASK. Without '--', --paths takes one value (as in 0.99).
     """
     import asyncio
     import sys
