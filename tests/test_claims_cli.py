@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,20 @@ async def test_max_claims_per_agent_is_a_hub_setting(hub_factory: HubFactory, re
 async def test_hub_refuses_a_negative_claim_quota() -> None:
     code, _, err = await run_cli("hub", "--port", "0", "--max-claims-per-agent", "-1")
     assert code == 2 and "max-claims-per-agent" in err and "Traceback" not in err
+
+
+async def test_git_claim_needs_a_branch(hub: Hub, repo: Path, tmp_path: Path) -> None:
+    """git-claim records the branch; a detached HEAD or a plain directory is one line and exit 1."""
+    u = ["--uri", hub.uri, "--name", "p/a"]
+    code, out, err = await run_cli("git-claim", "--paths", "src/a.py", "G-1", "--base", "dev", *u)
+    assert code == 0 and out.strip() == "claimed 'G-1' on branch main (base dev, auto-release on merge)", err
+    assert "synapse release G-1" in err  # no hook of ours releases it: said, not implied
+    subprocess.run(["git", "checkout", "-q", "--detach"], cwd=repo, check=True)
+    code, out, err = await run_cli("git-claim", "--paths", "src/b.py", "G-2", *u)
+    assert code == 1 and "detached HEAD" in err and len(err.strip().splitlines()) == 1, err
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    code, _, err = await run_cli("git-claim", "--worktree", str(plain), "G-3", *u)
+    assert code == 1 and "not a git checkout" in err and "Traceback" not in err, err
+    code, _, err = await run_cli("git-claim", "G-4", "--task-id", "G-5", *u)
+    assert code == 2 and "disagree" in err

@@ -235,13 +235,22 @@ def claim(
 
 
 def git_branch(worktree: str) -> str:
-    """The checked-out branch of ``worktree``; a usage error on a detached HEAD."""
-    out = subprocess.run(
-        ["git", "symbolic-ref", "--quiet", "--short", "HEAD"], cwd=worktree, capture_output=True, text=True, timeout=5
-    )
+    """The checked-out branch of ``worktree``; exit 1 with one line on a detached HEAD or no checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "symbolic-ref", "--quiet", "--short", "HEAD"],
+            cwd=worktree,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise click.ClickException(f"git-claim cannot ask git for the branch in {worktree}: {exc}") from None
     branch = out.stdout.strip()
     if out.returncode != 0 or not branch:
-        raise click.ClickException("git-claim needs a checked-out branch (HEAD is detached); git switch BRANCH first")
+        raise click.ClickException(
+            f"git-claim needs a checked-out branch in {worktree} (a detached HEAD, or not a git checkout)"
+        )
     return branch
 
 
