@@ -16,23 +16,6 @@ from .hubproc import HubProcess
 from .test_interop import need_ref, ref
 
 
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A git repository to claim files in (the CLI's worktree default)."""
-    root = tmp_path / "repo"
-    (root / "src").mkdir(parents=True)
-    (root / "src" / "a.py").write_text("x = 1\n")
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
-    subprocess.run(["git", "add", "."], cwd=root, check=True)
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "init"],
-        cwd=root,
-        check=True,
-    )
-    monkeypatch.chdir(root)
-    return root
-
-
 async def test_claim_conflict_release_cycle(hub: Hub, repo: Path) -> None:
     """Overlap is refused with the holder named; after release the scope is free."""
     code, out, err = await run_cli(
@@ -186,8 +169,9 @@ async def test_task_board_commands(hub: Hub) -> None:
     code, out, _ = await run_cli("board", "--uri", hub.uri)
     assert code == 0
     assert "[done] T-100 — Build parser" in out and "Ready: T-101" in out and "p/a [note] T-100: lexer done" in out
-    code, _, err = await run_cli("claim", "T", "--paths", "x", "--uri", hub.uri)
-    assert code == 2 and "say who you are" in err
+    code, out, err = await run_cli("claim", "T", "--paths", "x", "--uri", hub.uri, "--json")
+    assert code == 0 and json.loads(out)["owner"] == "USER", err  # no name: 0.99's default, said on stderr
+    assert "acting as USER" in err
 
 
 # --------------------------------------------------------------------------- interop
@@ -244,3 +228,20 @@ async def test_max_claims_per_agent_is_a_hub_setting(hub_factory: HubFactory, re
 async def test_hub_refuses_a_negative_claim_quota() -> None:
     code, _, err = await run_cli("hub", "--port", "0", "--max-claims-per-agent", "-1")
     assert code == 2 and "max-claims-per-agent" in err and "Traceback" not in err
+
+
+async def test_git_claim_needs_a_branch(hub: Hub, repo: Path, tmp_path: Path) -> None:
+    """git-claim records the branch; a detached HEAD or a plain directory is one line and exit 1."""
+    u = ["--uri", hub.uri, "--name", "p/a"]
+    code, out, err = await run_cli("git-claim", "--paths", "src/a.py", "G-1", "--base", "dev", *u)
+    assert code == 0 and out.strip() == "claimed 'G-1' on branch main (base dev, auto-release on merge)", err
+    assert "synapse release G-1" in err  # no hook of ours releases it: said, not implied
+    subprocess.run(["git", "checkout", "-q", "--detach"], cwd=repo, check=True)
+    code, out, err = await run_cli("git-claim", "--paths", "src/b.py", "G-2", *u)
+    assert code == 1 and "detached HEAD" in err and len(err.strip().splitlines()) == 1, err
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    code, _, err = await run_cli("git-claim", "--worktree", str(plain), "G-3", *u)
+    assert code == 1 and "not a git checkout" in err and "Traceback" not in err, err
+    code, _, err = await run_cli("git-claim", "G-4", "--task-id", "G-5", *u)
+    assert code == 2 and "disagree" in err

@@ -52,11 +52,29 @@ async def test_send_to_live_waiter_exits_0_and_wakes_it(hub: Hub) -> None:
 
 async def test_send_to_offline_recipient_is_queued_exit_0(hub: Hub) -> None:
     """Nobody online for a directed message: it is queued in the mailbox, which is success (exit 0)."""
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--name", "boss", "--target", "api/claude-1", "hi")
+    assert code == 0  # a fresh hub: nobody in project api has been seen yet
+    code, out, _ = await run_cli("wait", "--uri", hub.uri, "--name", "api/claude-1", "--timeout", "5")
+    assert (code, out) == (0, "boss: hi\n")  # now api is a known project (claude-1 waited)
     code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "api/claude-2", "anyone?")
     assert (code, out) == (0, "queued for api/claude-2 (offline); it reaches them when they next wait\n")
     code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "bob", "--json", "again?")
     reply = json.loads(out)
     assert code == 0 and reply["outcome"] == "queued" and reply["queued"] is True and reply["delivered"] is False
+    assert reply["ok"] is True and reply["recipient_known"] is False
+
+
+async def test_send_to_a_name_never_seen_says_so(hub: Hub) -> None:
+    """A typo (no such name or project seen by the hub) is still queued, exit 0, but the line says so."""
+    code, out, _ = await run_cli("wait", "--uri", hub.uri, "--name", "api/claude-1", "--timeout", "0.5")
+    assert code == 2  # claude-1 has been online: project api is known from now on
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "apj/claude-1", "typo")
+    assert code == 0 and "queued for apj/claude-1 (offline), but the hub does not know that name" in out, out
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "api/claude-9", "--json", "new seat")
+    reply = json.loads(out)
+    assert code == 0 and (reply["outcome"], reply["recipient_known"]) == ("queued", True)  # a known project
+    code, out, _ = await run_cli("send", "--uri", hub.uri, "--target", "api/claude-1,apj/x", "--json", "one typo")
+    assert code == 0 and json.loads(out)["recipient_known"] is False  # every part of a list must be known
 
 
 async def test_send_json_outcome_tells_delivered_from_broadcast(hub: Hub) -> None:

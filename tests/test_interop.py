@@ -192,6 +192,12 @@ def ref_hub(tmp_path: Path) -> str:
     for _ in range(200):
         if subprocess.run([SYNAPSE, "health", "--uri", uri, "--timeout", "0.5"], capture_output=True).returncode == 0:
             break
+        if proc.poll() is not None:
+            pytest.fail(f"the reference hub exited before it answered (rc={proc.returncode})")
+    else:
+        proc.terminate()
+        proc.wait(10)
+        pytest.fail(f"the reference hub never answered health at {uri}")
     yield uri  # type: ignore[misc]
     proc.terminate()
     proc.wait(10)
@@ -257,3 +263,56 @@ async def test_ref_clients_with_seat_secrets(hub_factory: HubFactory, tmp_path: 
     env = {"SYNAPSE_TOKEN": alice, "SYN_IDENTITY": "api/alice", "SYN_PROJECT": "api"}
     code, out, err = await ref("--uri", hub.uri, tool="syn-wait", env=env, timeout=30)
     assert code == 0 and "queued for syn-wait" in out, (out, err)
+
+
+# --------------------------------------------------------------------------- 0.99 habits, as typed
+
+# Each line is typed exactly as a 0.99 user types it: options first, --paths before the task id,
+# no --name for lock and task declare (0.99 then acts as USER).
+OUR_HABITS = [
+    ("claim", "--name", "a", "--paths", "src/a.py", "src/b.py", "T-1"),
+    ("lock", "--paths", "x", "T-6", "--", "true"),
+    ("git-claim", "--name", "a", "--paths", "src/c.py", "T-2"),
+    ("task", "declare", "--title", "hello", "T-3"),
+]
+REF_HABITS = [  # 0.99 has no `claim`; its --paths takes one value, repeated
+    ("git-claim", "--name", "r", "--paths", "src/r.py", "--paths", "src/s.py", "R-1"),
+    ("lock", "--paths", "y", "R-6", "--", "true"),
+    ("task", "declare", "--title", "hello", "R-3"),
+]
+
+
+def with_uri(line: tuple[str, ...], uri: str) -> tuple[str, ...]:
+    """``line`` with ``--uri URI`` right after the command (before any ``--`` and its command)."""
+    n = 2 if line[0] == "task" else 1
+    return (*line[:n], "--uri", uri, *line[n:])
+
+
+async def check_099_habits(uri: str) -> None:
+    """Every line of OUR_HABITS (our CLI) and REF_HABITS (0.99's) exits 0 against ``uri``, meaning what it says."""
+    for line in OUR_HABITS:
+        code, out, err = await run_cli(*with_uri(line, uri))
+        assert code == 0, (line, out, err)
+    for line in REF_HABITS:
+        code, out, err = await ref(*with_uri(line, uri))
+        assert code == 0, (line, out, err)
+    code, out, err = await run_cli("state", "--uri", uri, "--json")
+    assert code == 0, err
+    claims = {c["task_id"]: c for c in json.loads(out)}
+    assert claims["T-1"]["owner"] == "a" and claims["T-1"]["paths"] == ["src/a.py", "src/b.py"]
+    assert claims["T-2"]["git"]["branch"] == "main" and claims["R-1"]["paths"] == ["src/r.py", "src/s.py"]
+    assert "T-6" not in claims and "R-6" not in claims  # each lock released after `true`
+    code, out, err = await run_cli("board", "--uri", uri, "--json")
+    assert code == 0, err
+    creators = {t["task_id"]: t["created_by"] for t in json.loads(out)["tasks"]}
+    assert creators == {"T-3": "USER", "R-3": "USER"}  # ours falls back to 0.99's default name
+
+
+async def test_099_habits_against_our_hub(hub: Hub, repo: Path) -> None:
+    """claim/lock/git-claim with --paths before the task, task declare with no --name: ours and 0.99's."""
+    await check_099_habits(hub.uri)
+
+
+async def test_099_habits_against_reference_hub(ref_hub: str, repo: Path) -> None:
+    """The same lines against the 0.99.38 hub."""
+    await check_099_habits(ref_hub)

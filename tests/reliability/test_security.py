@@ -7,6 +7,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from ..conftest import SYNAPSE, open_raw, report, run_cli
 from ..hubproc import free_port
 
@@ -36,6 +38,8 @@ async def test_token_never_leaks_and_files_are_owner_only(tmp_path: Path) -> Non
         for _ in range(100):
             if (await run_cli("health", "--uri", uri, "--timeout", "0.5", env={"SYNAPSE_TOKEN": TOKEN}))[0] == 0:
                 break
+        else:
+            pytest.fail(f"the hub never answered health at {uri}")
         code, _, err = await run_cli("send", "--uri", uri, "--target", "x", "no token")
         assert code == 1 and "authentication rejected" in err
         code, _, err = await run_cli("send", "--uri", uri, "--token", "wrong-" + TOKEN[::-1], "--target", "x", "bad")

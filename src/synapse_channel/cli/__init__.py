@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "receipt": ("synapse_channel.cli.roster", "receipt", "Show a directed message's state: stored, delivered, acked."),
     "claim": ("synapse_channel.cli.claims", "claim", "Lease a task with a file scope."),
     "release": ("synapse_channel.cli.claims", "release", "Release your claim on a task."),
+    "git-claim": ("synapse_channel.cli.claims", "git_claim", "Claim a task scoped to the current git branch (0.99)."),
     "lock": ("synapse_channel.cli.claims", "lock", "Claim, run a command, release."),
     "renew": ("synapse_channel.cli.claims", "renew", "Extend your lease on a task."),
     "checkpoint": ("synapse_channel.cli.claims", "checkpoint", "Store a resume note on your claim."),

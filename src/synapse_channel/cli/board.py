@@ -9,7 +9,9 @@ from typing import Any
 import click
 
 from .common import connection_options, one_shot, resolve_token
-from .requests import Caller, ask, ask_pages, caller, run_request
+from .requests import Caller, ask, ask_pages, caller, emit_json, run_request
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON object for the outcome.")
 
 
 @click.group()
@@ -28,6 +30,7 @@ def _posted(kind: str, task_id: str) -> Any:
 @click.option("--depends-on", "depends_on", multiple=True, help="A task this one waits for (repeatable).")
 @click.option("--project", default="")
 @click.option("--suggested-owner", default="")
+@JSON_OPTION
 @click.argument("task_id")
 def declare(
     uri: str,
@@ -39,6 +42,7 @@ def declare(
     depends_on: tuple[str, ...],
     project: str,
     suggested_owner: str,
+    as_json: bool,
     task_id: str,
 ) -> None:
     """Put TASK_ID on the board (unknown dependencies and cycles are refused)."""
@@ -53,11 +57,14 @@ def declare(
             "project": project,
             "suggested_owner": suggested_owner,
         }
-        await ask(who, "ledger_task", _posted("ledger_task_posted", task_id), **fields)
-        click.echo(f"declared {task_id} — {title} (deps: {', '.join(depends_on) or 'none'})")
+        reply = await ask(who, "ledger_task", _posted("ledger_task_posted", task_id), **fields)
+        if as_json:
+            emit_json({"ok": True, "outcome": "declared", "task_id": task_id, "task": reply.get("task")})
+        else:
+            click.echo(f"declared {task_id} — {title} (deps: {', '.join(depends_on) or 'none'})")
         return 0
 
-    run_request(go())
+    run_request(go(), as_json, task_id=task_id)
 
 
 @task.command()
@@ -68,6 +75,7 @@ def declare(
 @click.option("--description")
 @click.option("--suggested-owner")
 @click.option("--depends-on", "depends_on", multiple=True)
+@JSON_OPTION
 @click.argument("task_id")
 def update(
     uri: str,
@@ -80,6 +88,7 @@ def update(
     description: str | None,
     suggested_owner: str | None,
     depends_on: tuple[str, ...],
+    as_json: bool,
     task_id: str,
 ) -> None:
     """Change TASK_ID's status or fields (exit 1 on a version conflict)."""
@@ -99,15 +108,19 @@ def update(
 
     async def go() -> int:
         reply = await ask(who, "ledger_task_update", _posted("ledger_task_updated", task_id), **fields)
-        click.echo(f"updated {task_id} -> status={reply['task']['status']} (v{reply['task']['version']})")
+        if as_json:
+            emit_json({"ok": True, "outcome": "updated", "task_id": task_id, "task": reply.get("task")})
+        else:
+            click.echo(f"updated {task_id} -> status={reply['task']['status']} (v{reply['task']['version']})")
         return 0
 
-    run_request(go())
+    run_request(go(), as_json, task_id=task_id)
 
 
 @task.command()
 @connection_options()
 @click.option("--kind", default="note", show_default=True)
+@JSON_OPTION
 @click.argument("task_id")
 @click.argument("text", nargs=-1, required=True)
 def progress(
@@ -116,6 +129,7 @@ def progress(
     token: str | None,
     token_file: Path | None,
     kind: str,
+    as_json: bool,
     task_id: str,
     text: tuple[str, ...],
 ) -> None:
@@ -131,10 +145,13 @@ def progress(
             task_id=task_id,
             kind=kind,
         )
-        click.echo(f"posted {kind} on {task_id}: {' '.join(text)}")
+        if as_json:
+            emit_json({"ok": True, "outcome": "posted", "task_id": task_id, "kind": kind, "text": " ".join(text)})
+        else:
+            click.echo(f"posted {kind} on {task_id}: {' '.join(text)}")
         return 0
 
-    run_request(go())
+    run_request(go(), as_json, task_id=task_id)
 
 
 @click.command()

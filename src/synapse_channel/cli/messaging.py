@@ -118,7 +118,9 @@ async def _send(req: SendRequest) -> int:
         say(req.name, str(exc) + (f" ({req.uri})" if "reach" not in str(exc) else ""))
         dropped = exc.exit_code == EXIT_DROPPED  # it may have reached the hub: the outcome is unknown
         if req.as_json:
-            click.echo(json.dumps({"outcome": "unknown" if dropped else "refused", "error": str(exc)}, sort_keys=True))
+            outcome = "unknown" if dropped else "refused"
+            body = {"ok": False, "outcome": outcome, "code": None, "error": str(exc)}
+            click.echo(json.dumps(body, sort_keys=True))
         return SEND_UNKNOWN if dropped else SEND_REFUSED
     finally:
         await client.close()
@@ -162,7 +164,8 @@ _EXIT = {
 def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want_receipt: bool) -> int:
     if reply is None:
         if req.as_json:
-            click.echo(json.dumps({"outcome": "unknown", "client_msg_id": msg_id}, sort_keys=True))
+            body = {"ok": False, "outcome": "unknown", "code": None, "client_msg_id": msg_id}
+            click.echo(json.dumps(body, sort_keys=True))
         else:
             click.echo(
                 f"delivery unknown: no answer from the hub for {req.target} within {req.timeout:g}s;"
@@ -171,13 +174,19 @@ def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want
         return SEND_UNKNOWN
     outcome = outcome_of(reply, want_receipt)
     if req.as_json:
-        click.echo(json.dumps({**reply, "outcome": outcome}, sort_keys=True))
+        ok = _EXIT[outcome] == SEND_OK
+        click.echo(json.dumps({**reply, "ok": ok, "outcome": outcome, "code": reply.get("code")}, sort_keys=True))
     elif outcome == "refused":
         click.echo(f"refused by the hub ({reply.get('code', 'error')}): {reply.get('payload')}")
     elif outcome == "queued":
         holder = reply.get("held_by")
         if holder:
             click.echo(str(reply.get("payload", "queued")))
+        elif reply.get("recipient_known") is False:  # our hub says so; a 0.99 hub sends no such field
+            click.echo(
+                f"queued for {req.target} (offline), but the hub does not know that name or its project"
+                " (check the spelling); it reaches them when they first wait"
+            )
         else:
             click.echo(f"queued for {req.target} (offline); it reaches them when they next wait")
     elif outcome == "no_recipient":
@@ -192,7 +201,10 @@ def _report(req: SendRequest, reply: dict[str, object] | None, msg_id: str, want
     "for_name",
     help="Only print chats addressed to this identity (connects as IDENTITY~listen-PID to see its directed chats).",
 )
-def listen(uri: str, name: str | None, token: str | None, token_file: Path | None, for_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: each chat or presence frame as sent.")
+def listen(
+    uri: str, name: str | None, token: str | None, token_file: Path | None, for_name: str | None, as_json: bool
+) -> None:
     """Print chats (and, without --for, presence changes) until interrupted."""
     run(
         _listen(
@@ -200,11 +212,12 @@ def listen(uri: str, name: str | None, token: str | None, token_file: Path | Non
             name or (f"{for_name}~listen-{os.getpid()}" if for_name else one_shot("listen")),
             resolve_token(token, token_file),
             for_name,
+            as_json,
         )
     )
 
 
-async def _listen(uri: str, name: str, token: str | None, for_name: str | None) -> int:
+async def _listen(uri: str, name: str, token: str | None, for_name: str | None, as_json: bool = False) -> int:
     import asyncio
     import signal
 
@@ -220,21 +233,28 @@ async def _listen(uri: str, name: str, token: str | None, for_name: str | None) 
         await client.connect()
         say(name, f"listening{' for ' + for_name if for_name else ''} on {uri}")
         while (frame := await client.recv_until(stop)) is not None:
-            _print_frame(frame, for_name, addresses)
+            _print_frame(frame, for_name, addresses, as_json)
     except HubError as exc:
         say(name, str(exc))
+        if as_json:
+            from .roster import _failure
+
+            click.echo(json.dumps(_failure(exc), sort_keys=True))
         return exc.exit_code
     finally:
         await client.close()
     return 0
 
 
-def _print_frame(frame: dict[str, object], for_name: str | None, addresses: object) -> None:
+def _print_frame(frame: dict[str, object], for_name: str | None, addresses: object, as_json: bool = False) -> None:
     ftype = frame.get("type")
     if ftype == "chat":
         target = str(frame.get("target", ""))
         if for_name and not addresses(target, for_name):  # type: ignore[operator]
             return
-        click.echo(f"{frame.get('sender')}: {frame.get('payload')}")
+        text = f"{frame.get('sender')}: {frame.get('payload')}"
     elif ftype == "presence_update" and not for_name:
-        click.echo(f"* {frame.get('agent')} {frame.get('event')}")
+        text = f"* {frame.get('agent')} {frame.get('event')}"
+    else:
+        return
+    click.echo(json.dumps(frame, sort_keys=True, default=str) if as_json else text)

@@ -31,20 +31,48 @@ class Caller:
     token: str | None
 
 
+#: The name the 0.99 CLI acts under when given no ``--name`` (it ignores the environment).
+FALLBACK_NAME = "USER"
+
+
 def caller(uri: str, name: str | None, token: str | None, token_file: Path | None) -> Caller:
-    """Resolve the identity (``--name`` or ``SYN_IDENTITY``); claims need a real owner."""
+    """Resolve the identity: ``--name``, ``SYN_IDENTITY``, the project's ``[identity]``, else ``USER``.
+
+    The 0.99 CLI acts as ``USER`` when no name is given, and its users' scripts
+    rely on that; we do the same, but say so on stderr so a forgotten
+    ``--name`` is noticed (every anonymous caller shares that one owner).
+    """
     who = name or default_identity()
     if not who:
-        raise click.UsageError("say who you are: --name PROJECT/SEAT (or set SYN_IDENTITY)")
+        who = FALLBACK_NAME
+        click.echo(f"note: no --name or SYN_IDENTITY; acting as {FALLBACK_NAME} (the 0.99 default name)", err=True)
     return Caller(uri, who, resolve_token(token, token_file))
 
 
 class Verdict(Exception):
-    """A settled request that is not a success: message and exit code."""
+    """A settled request that is not a success.
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    ``code`` is the exit code; ``outcome`` names it for ``--json``
+    (``refused``, ``denied``, ``unreachable``, ``unknown``); ``reason`` is the
+    hub's reason code (``reason_code`` or an error's ``code``) when it gave one.
+    """
+
+    def __init__(self, message: str, code: int = 1, *, outcome: str = "refused", reason: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.outcome = outcome
+        self.reason = reason
+
+    def as_json(self, **fields: Any) -> dict[str, Any]:
+        """The ``--json`` object for this verdict: ``ok`` false, the outcome, the hub's ``code``."""
+        return {"ok": False, "outcome": self.outcome, "code": self.reason, "error": str(self), **fields}
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """One JSON object on one line of stdout (the ``--json`` contract: one object per outcome)."""
+    import json
+
+    click.echo(json.dumps(obj, sort_keys=True, default=str))
 
 
 async def ask(
@@ -66,14 +94,28 @@ async def ask(
 
         reply = await client.wait_for(done, timeout)
     except HubError as exc:
-        raise Verdict(f"[{who.name}] {exc}", 1) from None
+        raise unreachable(who, exc) from None
     finally:
         await client.close()
     if reply is None:
-        raise Verdict(f"no answer from the hub within {timeout:g}s; the outcome is unknown", 3)
+        raise Verdict(f"no answer from the hub within {timeout:g}s; the outcome is unknown", 3, outcome="unknown")
     if reply.get("type") == "error":
-        raise Verdict(str(reply.get("payload")), 1)
+        raise Verdict(str(reply.get("payload")), 1, reason=_code(reply))
     return reply
+
+
+def _code(frame: Frame) -> str | None:
+    code = frame.get("reason_code") or frame.get("code")
+    return None if code is None else str(code)
+
+
+def unreachable(who: Caller, exc: Exception) -> Verdict:
+    """A connection-level failure (unreachable, refused at the door) as a verdict with exit 1."""
+    from ..client.connection import HubClosed, HubUnreachable
+
+    outcome = "unreachable" if isinstance(exc, HubUnreachable) else "refused"
+    reason = str(exc.code) if isinstance(exc, HubClosed) and exc.code is not None else None
+    return Verdict(f"[{who.name}] {exc}", 1, outcome=outcome, reason=reason)
 
 
 async def ask_pages(
@@ -91,27 +133,34 @@ async def ask_pages(
         await client.connect(client.frame(frame_type, **fields))
         reply = await client.wait_for(done, timeout)
         if reply is None:
-            raise Verdict(f"no answer from the hub within {timeout:g}s; the outcome is unknown", 3)
+            raise Verdict(f"no answer from the hub within {timeout:g}s; the outcome is unknown", 3, outcome="unknown")
         pages = await client.follow_pages(reply, next_after(client, frame_type, **fields), done, timeout)
     except HubError as exc:
-        raise Verdict(f"[{who.name}] {exc}", 1) from None
+        raise unreachable(who, exc) from None
     finally:
         await client.close()
     for page in pages:
         if page.get("type") == "error":
-            raise Verdict(str(page.get("payload")), 1)
+            raise Verdict(str(page.get("payload")), 1, reason=_code(page))
     return pages
 
 
-def run_request(coro: Any) -> None:
-    """Run a request coroutine; print a verdict's message and exit with its code."""
+def run_request(coro: Any, as_json: bool = False, **json_fields: Any) -> None:
+    """Run a request coroutine; print a verdict's message (or its JSON object) and exit with its code.
+
+    Exit codes do not depend on ``--json``: 0 accepted, 1 refused or
+    unreachable, 3 no verdict in time.
+    """
     import asyncio
     import sys
 
     try:
         code = asyncio.run(coro)
     except Verdict as verdict:
-        click.echo(str(verdict), err=verdict.code != 1)
+        if as_json:
+            emit_json(verdict.as_json(**json_fields))
+        else:
+            click.echo(str(verdict), err=verdict.code != 1)
         code = verdict.code
     except KeyboardInterrupt:
         code = 130

@@ -116,23 +116,49 @@ def render_who(snap: dict[str, Any], me: str, project: str | None) -> str:
 @click.command()
 @connection_options()
 @click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1))
-def health(uri: str, name: str | None, token: str | None, token_file: Path | None, timeout: float) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: ok, outcome, hub_id, clients.")
+def health(
+    uri: str, name: str | None, token: str | None, token_file: Path | None, timeout: float, as_json: bool
+) -> None:
     """Exit 0 if the hub answers with welcome, 1 if not."""
-    run(_health(uri, name or one_shot("health"), resolve_token(token, token_file), timeout))
+    run(_health(uri, name or one_shot("health"), resolve_token(token, token_file), timeout, as_json))
 
 
-async def _health(uri: str, name: str, token: str | None, timeout: float) -> int:
+def _failure(exc: Exception) -> dict[str, Any]:
+    """The ``--json`` object for a connection that failed: unreachable, or refused with the close code."""
+    from ..client.connection import HubClosed, HubUnreachable
+
+    code = exc.code if isinstance(exc, HubClosed) else None
+    outcome = "unreachable" if isinstance(exc, HubUnreachable) else "refused"
+    return {"ok": False, "outcome": outcome, "code": None if code is None else str(code), "error": str(exc)}
+
+
+async def _health(uri: str, name: str, token: str | None, timeout: float, as_json: bool = False) -> int:
     from ..client.connection import HubClient, HubError
 
     client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
     try:
         welcome = await client.connect()
     except HubError as exc:
-        click.echo(f"unhealthy: {exc}", err=True)
+        if as_json:
+            click.echo(json.dumps({**_failure(exc), "uri": uri}, sort_keys=True))
+        else:
+            click.echo(f"unhealthy: {exc}", err=True)
         return 1
     finally:
         await client.close()
     n = welcome.get("connected_clients")
+    if as_json:
+        body = {
+            "ok": True,
+            "outcome": "healthy",
+            "uri": uri,
+            "hub_id": welcome.get("hub_id"),
+            "protocol_version": welcome.get("protocol_version"),
+            "connected_clients": n,
+        }
+        click.echo(json.dumps(body, sort_keys=True))
+        return 0
     click.echo(
         f"ok: hub {welcome.get('hub_id')} at {uri} (protocol {welcome.get('protocol_version')}, "
         f"{n} client{'' if n == 1 else 's'})"
@@ -144,12 +170,15 @@ async def _health(uri: str, name: str, token: str | None, timeout: float) -> int
 @connection_options()
 @click.argument("seq", type=click.IntRange(1))
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1))
-def receipt(uri: str, name: str | None, token: str | None, token_file: Path | None, seq: int, timeout: float) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: ok, outcome (the state), seq.")
+def receipt(
+    uri: str, name: str | None, token: str | None, token_file: Path | None, seq: int, timeout: float, as_json: bool
+) -> None:
     """Print the state of directed message SEQ: stored, delivered, acked (exit 1 if unknown)."""
-    run(_receipt(uri, name or one_shot("receipt"), resolve_token(token, token_file), seq, timeout))
+    run(_receipt(uri, name or one_shot("receipt"), resolve_token(token, token_file), seq, timeout, as_json))
 
 
-async def _receipt(uri: str, name: str, token: str | None, seq: int, timeout: float) -> int:
+async def _receipt(uri: str, name: str, token: str | None, seq: int, timeout: float, as_json: bool = False) -> int:
     from ..client.connection import HubClient, HubError
 
     client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
@@ -157,12 +186,32 @@ async def _receipt(uri: str, name: str, token: str | None, seq: int, timeout: fl
         await client.connect(client.frame("message_status_request", seq=seq))
         reply = await client.wait_for(lambda f: f.get("type") in ("message_status", "error"), timeout)
     except HubError as exc:
+        if as_json:
+            click.echo(json.dumps({**_failure(exc), "seq": seq}, sort_keys=True))
         say(name, str(exc))
         return 1
     finally:
         await client.close()
     if reply is None or reply.get("type") != "message_status":
+        if as_json:
+            body = {
+                "ok": False,
+                "outcome": "refused" if reply else "unknown",
+                "code": reply.get("code") if reply else None,
+                "error": str(reply.get("payload")) if reply else "no answer before the timeout",
+                "seq": seq,
+            }
+            click.echo(json.dumps(body, sort_keys=True))
         click.echo(f"no answer: {reply.get('payload') if reply else 'timeout'}", err=True)
         return 1
+    if as_json:
+        fields = {k: v for k, v in reply.items() if k not in ("type", "sender", "target", "timestamp", "payload")}
+        click.echo(
+            json.dumps(
+                {**fields, "ok": reply.get("state") != "unknown", "outcome": reply.get("state"), "seq": seq},
+                sort_keys=True,
+            )
+        )
+        return 0 if reply.get("state") != "unknown" else 1
     click.echo(f"{seq}: {reply.get('state')}")
     return 0 if reply.get("state") != "unknown" else 1

@@ -33,6 +33,12 @@ from .common import connection_options, default_identity, finite, resolve_token,
 )
 @click.option("--role", "roles", multiple=True, help="Also wake for messages to this role (P/R); repeatable.")
 @click.option("--no-mailbox", is_flag=True, help="Do not replay directed messages missed since the last wait.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print one JSON object: {"ok", "outcome": woken|timeout|..., "messages"}; exit codes unchanged.',
+)
 def wait(
     uri: str,
     name: str | None,
@@ -44,6 +50,7 @@ def wait(
     wake_jitter: float | None,
     roles: tuple[str, ...],
     no_mailbox: bool,
+    as_json: bool,
 ) -> None:
     """Wait for a message to NAME and print it as 'sender: payload'.
 
@@ -80,8 +87,29 @@ def wait(
         mailbox=not no_mailbox,
         cursor_path=None if no_mailbox else mailbox_cursor_path(for_name),
         pm=_plugins(),
+        as_json=as_json,
     )
-    run(Waiter(spec).run())
+    waiter = Waiter(spec)
+    run(_wait(waiter) if as_json else waiter.run())
+
+
+#: ``--json`` outcome for each exit code of ``synapse wait`` other than 0 (which prints the wake itself).
+WAIT_OUTCOMES = {1: "refused", 2: "timeout", 3: "dropped", 4: "superseded"}
+
+
+async def _wait(waiter: object) -> int:
+    """Run the waiter; for an exit other than a wake, print its one JSON object."""
+    import json
+
+    from ..client.waiter import Waiter
+
+    assert isinstance(waiter, Waiter)
+    code = await waiter.run()
+    if code != 0:
+        outcome = "unreachable" if code == 1 and waiter.last_unreachable else WAIT_OUTCOMES.get(code, "error")
+        body = {"ok": False, "outcome": outcome, "code": None, "error": waiter.last_error or outcome}
+        click.echo(json.dumps(body, sort_keys=True))
+    return code
 
 
 def _check_names(*names: str) -> None:

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import WakeFilter, is_one_to_many
-from .connection import EXIT_DROPPED, EXIT_OK, EXIT_REFUSED, EXIT_TIMEOUT, Forbidden, HubClient, HubError
+from .connection import (
+    EXIT_DROPPED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_TIMEOUT,
+    Forbidden,
+    HubClient,
+    HubError,
+    HubUnreachable,
+)
 
 STALE_REPLAY_SECONDS = 900
 DRAIN_WINDOW = 0.01
@@ -44,6 +53,7 @@ class WaitSpec:
     pm: Any = None
     ack: bool = True  # False: a bystander (a tmux bridge) that must not move the identity's hub watermark
     quiet: bool = False  # no status lines on stderr (the API reports through exceptions instead)
+    as_json: bool = False  # print the wake as one JSON object (``synapse wait --json``) instead of text lines
 
 
 @dataclass(slots=True)
@@ -54,10 +64,20 @@ class Waiter:
     seen: set[int] = field(default_factory=set)
     cursor: int = 0
     final: bool = False  # the last attempt failed in a way retrying cannot fix (an insecure transport)
-    #: Where surfaced frames go (default: printed as ``sender: payload`` lines on stdout).
+    #: Where surfaced frames go (default: printed on stdout, as lines or ``as_json``).
     output: Callable[[list[dict[str, Any]]], None] | None = None
     #: The failure behind the last non-zero exit code (None after a wake or a timeout).
     error: HubError | None = None
+
+    @property
+    def last_error(self) -> str:
+        """What the last failed attempt said (for ``--json``)."""
+        return "" if self.error is None else str(self.error)
+
+    @property
+    def last_unreachable(self) -> bool:
+        """Whether nothing answered at all on the last failed attempt."""
+        return isinstance(self.error, HubUnreachable)
 
     def __post_init__(self) -> None:
         from ..paths import read_int
@@ -202,6 +222,10 @@ class Waiter:
             if f.get("replayed") and isinstance(ts, int | float) and now - ts > STALE_REPLAY_SECONDS:
                 prefix = f"[replayed {int((now - ts) // 60)}m ago] "
             lines.append(f"{prefix}{f.get('sender')}: {f.get('payload')}")
+        if self.spec.as_json:
+            import json
+
+            lines = [json.dumps({"ok": True, "outcome": "woken", "messages": frames}, sort_keys=True, default=str)]
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
 

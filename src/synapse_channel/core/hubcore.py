@@ -37,6 +37,7 @@ from ..protocol import (
     is_reserved,
     name_problem,
     owner_of,
+    project_of,
     registration_of,
     target_parts,
 )
@@ -584,12 +585,40 @@ def _receipt(
         queued=not delivered and directed,
         held_by=held_by,
         reason="" if delivered else ("queued_for_presence" if held_by else "no_online_recipient"),
+        recipient_known=delivered or bool(held_by) or not directed or recipient_known(core, target),
         matched_recipients=names,
         recipients=names,
         stale_recipients=[],
         recipient_wake_capabilities=caps,
         receipt_notification_id=f"delivery-receipt:{frame['seq']}:{phase}",
     )
+
+
+def recipient_known(core: HubCore, target: str) -> bool:
+    """Whether every named part of ``target`` is a name this hub knows, so a typo is not just "queued".
+
+    Known: seen online since the hub started (as an identity or a project;
+    :attr:`Roster.seen`, bounded), a mailbox that has waited (an ack
+    watermark, kept across restarts), a role online, or the owner of a live
+    claim. A name in a known project counts as known, so a new seat of a
+    known project is not flagged. Globs are not judged.
+    """
+    roster, mailbox = core.roster, core.mailbox
+    for part in target_parts(target):
+        if part == "all" or any(c in part for c in "*?["):
+            continue
+        owner = owner_of(part)
+        project = project_of(owner)
+        if not (
+            owner in roster.seen
+            or project in roster.seen
+            or owner in mailbox.watermarks
+            or project in mailbox.readers
+            or part in roster.by_role
+            or core.claims.per_owner.get(owner)
+        ):
+            return False
+    return True
 
 
 def _ack(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:

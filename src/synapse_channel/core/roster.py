@@ -42,6 +42,9 @@ class Conn:
     refused: bool = False
 
 
+#: Identities (and projects) remembered as seen, oldest forgotten first: bounds what a name flood can cost.
+SEEN_MEMORY = 65536
+
 #: Takeover stamps kept before a sweep; stamps older than the horizon are dropped then.
 TAKEOVER_MEMORY = 1024
 TAKEOVER_HORIZON = 300.0
@@ -66,6 +69,9 @@ class Roster:
     watchers: dict[str, set[int]] = field(default_factory=dict)
     #: Base identity (sidecar suffixes and ``~tag`` stripped) -> every connection speaking for it.
     by_base: dict[str, set[int]] = field(default_factory=dict)
+    #: Identities and projects bound since the hub started (at most SEEN_MEMORY, oldest dropped first),
+    #: so a receipt can tell an offline agent from a misspelt one. Not persisted: mailbox watermarks are.
+    seen: dict[str, None] = field(default_factory=dict)
 
     def online(self) -> list[str]:
         """Every bound name, sorted (waiter sidecars included)."""
@@ -92,6 +98,7 @@ class Roster:
         owner = owner_of(name)
         self.by_owner.setdefault(owner, set()).add(conn.conn_id)
         self.by_base.setdefault(base_identity(name), set()).add(conn.conn_id)
+        self._remember(base_identity(name))
         if "/" in owner:
             self.by_project.setdefault(project_of(owner), set()).add(conn.conn_id)
         for role in roles:
@@ -100,6 +107,14 @@ class Roster:
             self.admins.add(conn.conn_id)
         if "~" in name and not conn.quiet:
             self.watchers.setdefault(name.split("~", 1)[0], set()).add(conn.conn_id)
+
+    def _remember(self, identity: str) -> None:
+        for key in (identity, project_of(identity)):
+            if key in self.seen:
+                continue
+            if len(self.seen) >= SEEN_MEMORY:
+                del self.seen[next(iter(self.seen))]
+            self.seen[key] = None
 
     def _unindex(self, conn: Conn) -> None:
         if conn.name is None:
