@@ -245,3 +245,14 @@ async def test_git_claim_needs_a_branch(hub: Hub, repo: Path, tmp_path: Path) ->
     assert code == 1 and "not a git checkout" in err and "Traceback" not in err, err
     code, _, err = await run_cli("git-claim", "G-4", "--task-id", "G-5", *u)
     assert code == 2 and "disagree" in err
+
+
+async def test_a_dot_task_id_keeps_its_epoch_in_a_file(hub: Hub, tmp_path: Path) -> None:
+    """Task ids "." and ".." are stored as files under the name's folder, not as the folder or its parent."""
+    for task in ("..", "."):
+        code, _, err = await run_cli("claim", task, "--name", "api/c", "--paths", f"d{len(task)}/", "--uri", hub.uri)
+        assert code == 0 and "Traceback" not in err, err
+        code, _, err = await run_cli("release", task, "--name", "api/c", "--uri", hub.uri)
+        assert code == 0, err
+    home = tmp_path / "synhome"
+    assert not [p for p in home.rglob("*") if p.name.endswith(".tmp")]

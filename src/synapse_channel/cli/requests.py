@@ -173,7 +173,11 @@ def epoch_file(name: str, task: str) -> Path:
 
     from ..paths import syn_home
 
-    return syn_home() / "claims" / quote(name, safe="") / quote(task, safe="")
+    def part(text: str) -> str:  # "." and ".." would name a directory, not a file under it
+        quoted = quote(text, safe="")
+        return "%2E" + quoted[1:] if quoted.startswith(".") else quoted
+
+    return syn_home() / "claims" / part(name) / part(task)
 
 
 def save_epoch(name: str, task: str, epoch: int, hub_id: str) -> None:
