@@ -18,6 +18,10 @@ from synapse_channel.cli.common import CONNECTION_OPTIONS, NAME_ALIASES
 # Commands that open a connection to a hub as a client.
 TALKS_TO_HUB = {
     "announce",
+    "ask-human",
+    "attention answer",
+    "attention cancel",
+    "attention list",
     "board",
     "checkpoint",
     "handoff",

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from synapse_channel.api import Session
 from synapse_channel.hub.server import Hub
 from synapse_channel.seats import SeatStore
 
@@ -103,6 +104,8 @@ async def test_metrics_parse_and_move_with_traffic(hub: Hub, raw: RawFactory) ->
     await agent.chat_seq("shop/web", "for later")  # shop/web is offline: the mailbox keeps it
     await agent.send("claim", payload="API-1", task_id="API-1", paths=["src/api/"], worktree="/w")
     await agent.expect("claim_granted")
+    async with Session("shop/db", uri=hub.uri) as asker:
+        await asker.file_question("ship it?")
     await agent.send("some_unknown_verb")
     await agent.expect("error")
     await agent.sync()
@@ -123,7 +126,7 @@ async def test_metrics_parse_and_move_with_traffic(hub: Hub, raw: RawFactory) ->
     assert commits > sample(before, "synapse_journal_commit_seconds_count")
     assert sample(after, "synapse_journal_commit_seconds_bucket", le="+Inf") == commits
     assert sample(after, "synapse_event_loop_lag_seconds") >= 0
-    assert sample(after, "synapse_attention_open") == 0
+    assert sample(after, "synapse_attention_open") == 1
 
 
 async def test_unknown_paths_other_methods_and_the_root_answer_plainly(hub: Hub) -> None:
