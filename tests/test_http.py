@@ -140,6 +140,10 @@ async def test_unknown_paths_other_methods_and_the_root_answer_plainly(hub: Hub)
     assert status == 426 and "WebSocket" in body and headers["cache-control"] == "no-store"
     status, _, _ = await http(hub, "/healthz?probe=1")
     assert status == 200
+    samples = await scrape(hub)
+    assert sample(samples, "synapse_http_requests_total", route="other", status="404") == 1
+    assert sample(samples, "synapse_http_requests_total", route="metrics", status="405") == 1
+    assert sample(samples, "synapse_http_requests_total", route="healthz", status="200") == 1
 
 
 async def seated(hub_factory: HubFactory, tmp_path: Path) -> tuple[Hub, dict[str, str]]:

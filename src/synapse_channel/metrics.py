@@ -118,6 +118,13 @@ class Exposition:
         for value_label, value in sorted(values):
             self.lines.append(f"{full}{suffix}{_labels({label: value_label})} {_number(value)}")
 
+    def samples(self, name: str, kind: str, help_text: str, values: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        """A family of samples with any labels (``_total`` appended for counters)."""
+        full = self._family(name, kind, help_text)
+        suffix = "_total" if kind == "counter" else ""
+        for labels, value in values:
+            self.lines.append(f"{full}{suffix}{_labels(labels)} {_number(value)}")
+
     def histogram(self, name: str, help_text: str, hist: Histogram) -> None:
         """A histogram: cumulative buckets, ``_sum`` and ``_count``."""
         full = self._family(name, "histogram", help_text)

@@ -105,6 +105,13 @@ def render(hub: Hub) -> str:
     for door in ("websocket", "http"):
         refusals.setdefault(door, 0)
     page.labelled("auth_refusals", "counter", "Refused credentials, by door.", "door", refusals.items())
+    responses = sorted(key.rsplit("_", 1) for key in m.http.counts)
+    page.samples(
+        "http_requests",
+        "counter",
+        "Plain HTTP requests answered, by route and status.",
+        (({"route": route, "status": status}, m.http.counts[f"{route}_{status}"]) for route, status in responses),
+    )
     page.counter("internal_errors", "Frames a core bug kept from being applied.", hub.internal_errors)
     path = getattr(journal, "path", None)
     if path is not None:
