@@ -352,6 +352,9 @@ async def _serve(config: HubConfig) -> None:
         f"(journal: {where}; {hub.journal.report})",
         err=True,
     )
+    web = hub.uri.replace("ws", "http", 1)
+    who = "an observer or admin seat" if hub.secured else "loopback peers"
+    click.echo(f"synapse hub: {web}/healthz for probes, {web}/metrics for {who}", err=True)
     await hub.stopped.wait()
     if hub.failure:
         raise HubFailed(f"stopped: {hub.failure}; restart it to replay what is on disk")
