@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from synapse_channel.api import Forbidden, Question, Refused, Session, Timeout
 from synapse_channel.hub.server import Hub
 from synapse_channel.seats import SeatStore
 
-from .conftest import TIMEOUT, HubFactory, finish, run_cli, start_cli, start_waiter
+from .conftest import SYNAPSE, TIMEOUT, HubFactory, finish, run_cli, start_cli, start_waiter
 
 
 async def listed(uri: str, *args: str) -> list[dict[str, Any]]:
@@ -205,3 +207,43 @@ async def test_compaction_keeps_open_questions_and_ages_closed_ones(hub_factory:
     async with Session("ops/alice", uri=third.uri) as alice:
         assert [q.id for q in await alice.attention()] == [keep.id]
         assert isinstance(await alice.question(gone.id), Question)  # closed ones stay listable from the snapshot
+
+
+def _hub_process(db: Path) -> tuple[subprocess.Popen[str], str]:
+    """`synapse hub` on a free port in its own process; returns it and its URI."""
+    proc = subprocess.Popen(
+        [SYNAPSE, "hub", "--port", "0", "--db", str(db), "--relay-log", ""],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "listening on" in line:
+            proc.stderr.close()
+            return proc, line.split("listening on ", 1)[1].split()[0]
+    raise AssertionError(f"hub did not start (rc={proc.wait()})")
+
+
+async def test_an_open_question_survives_a_hub_killed_without_a_snapshot(tmp_path: Path) -> None:
+    """SIGKILL: no final snapshot, so the question comes back from the journal's events alone."""
+    db = tmp_path / "hub.db"
+    proc, uri = _hub_process(db)
+    try:
+        code, _, err = await run_cli("ask-human", "Rewrite it?", "--name", "api/x", "--uri", uri, "--timeout", "0.2")
+        assert code == 2, err
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _rows(db, "SELECT COUNT(*) FROM snapshots") == [(0,)]
+    proc, uri = _hub_process(db)
+    try:
+        (question,) = await listed(uri)
+        assert (question["id"], question["asker"], question["status"]) == ("q-1", "api/x", "open")
+        code, out, err = await run_cli("attention", "answer", "q-1", "no", "--name", "human/ana", "--uri", uri)
+        assert code == 0, err
+        code, out, err = await run_cli("wait", "--name", "api/x", "--timeout", "5", "--uri", uri)
+        assert code == 0 and out.rstrip().endswith(": no"), err
+    finally:
+        proc.terminate()
+        proc.wait()
