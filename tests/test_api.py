@@ -201,3 +201,27 @@ def hub_uri_thread(tmp_path: Path) -> object:
     yield box["uri"]
     box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
     thread.join(20)
+
+
+async def test_ask_human_waits_for_a_person_and_returns_the_answer(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api, Session("ops/ana", uri=hub.uri) as ana:
+        asking = asyncio.create_task(api.ask_human("Drop the legacy table?", choices=["drop", "keep"], timeout=10))
+        async with asyncio.timeout(10):
+            while not (open_ := await ana.attention()):
+                await asyncio.sleep(0.02)
+        (question,) = open_
+        assert (question.asker, question.text, question.choices, question.is_open) == (
+            "shop/api",
+            "Drop the legacy table?",
+            ("drop", "keep"),
+            True,
+        )
+        with pytest.raises(Refused) as bad:
+            await ana.answer(question.id, "burn it")
+        assert bad.value.code == "BAD_ANSWER"
+        answered = await ana.answer(question.id, "keep")
+        got = await asking
+        assert (got.id, got.status, got.answer, got.answered_by) == (question.id, "answered", "keep", "ops/ana")
+        assert answered.answer == "keep" and await ana.attention() == ()
+    mail = await wait("shop/api", uri=hub.uri, timeout=5)
+    assert [(m.sender, m.raw.get("attention_id")) for m in mail] == [("ops/ana", question.id)]

@@ -25,6 +25,10 @@ from .conftest import open_raw, read_line_containing, run_cli, start_cli
 # Commands that open a connection to a hub as a client.
 TALKS_TO_HUB = {
     "announce",
+    "ask-human",
+    "attention answer",
+    "attention cancel",
+    "attention list",
     "board",
     "checkpoint",
     "handoff",

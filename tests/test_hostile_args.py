@@ -93,6 +93,11 @@ TEMPLATES = [
     ["who", "--project", "{name}"],
     ["config", "get", "{name}"],
     ["seat", "add", "{name}", "--db", "{db}"],
+    ["ask-human", "ship it?", "--name", "{name}", "--timeout", "0.2"],
+    ["ask-human", "ship it?", "--name", "api/a", "--timeout", "{number}", "--choices", "{name}"],
+    ["attention", "list", "--name", "{name}"],
+    ["attention", "answer", "{name}", "yes", "--name", "ops/human"],
+    ["attention", "cancel", "{name}", "--name", "{name}"],
 ]
 
 

@@ -6,10 +6,12 @@ except what someone may still want from the journal itself:
 
 * a directed chat still in the snapshot's mailbox (unacked) is never dropped,
   whatever its age; neither is the event that granted a live claim (its
-  current epoch and version), a task's current board entry, or the newest
-  ack watermark of each identity;
-* chats (broadcasts and acked mail), audit refusals (``synapse audit``) and
-  board progress notes are kept ``retain_days`` after they were journalled;
+  current epoch and version), a task's current board entry, the newest
+  ack watermark of each identity, or any event of a question still open
+  in the human attention queue (``ask-human``);
+* chats (broadcasts and acked mail), audit refusals (``synapse audit``),
+  board progress notes and the events of answered, cancelled or expired
+  questions are kept ``retain_days`` after they were journalled;
 * superseded claim and lease events (grants and renewals of claims since
   released, expired or re-granted; releases; expiries), superseded board
   entries and watermarks go at once;
@@ -64,6 +66,8 @@ class Keep:
     claims: frozenset[tuple[str, int, int]] = frozenset()
     watermarks: frozenset[tuple[str, int]] = frozenset()
     tasks: frozenset[tuple[str, int]] = frozenset()
+    #: Ids of the questions still open in the attention queue.
+    questions: frozenset[str] = frozenset()
 
 
 def keep_of(state: dict[str, Any]) -> Keep:
@@ -71,12 +75,14 @@ def keep_of(state: dict[str, Any]) -> Keep:
     mailbox = state.get("mailbox") or {}
     claims = state.get("claims") or {}
     board = state.get("board") or {}
+    attention = state.get("attention") or {}
     return Keep(
         seq=int(state["seq"]),
         mailbox=frozenset(int(m["seq"]) for m in mailbox.get("messages", ())),
         claims=frozenset(_claim_key(c) for c in claims.get("live", ())),
         watermarks=frozenset((str(k), int(v)) for k, v in (mailbox.get("watermarks") or {}).items()),
         tasks=frozenset((str(t["task_id"]), int(t.get("version", 0))) for t in board.get("tasks", ())),
+        questions=frozenset(str(q["id"]) for q in attention.get("questions", ()) if q.get("status") == "open"),
     )
 
 
@@ -101,6 +107,8 @@ def droppable(seq: int, ts: float, kind: str, text: str, keep: Keep, cutoff: flo
         if kind == "ledger_task":
             task = json.loads(text)["task"]
             return (str(task["task_id"]), int(task.get("version", 0))) not in keep.tasks
+        if kind == "attention":
+            return str(json.loads(text)["question"]["id"]) not in keep.questions and ts < cutoff
     except (ValueError, KeyError, TypeError):
         return False  # a row we cannot read is not ours to judge: keep it (db check reports it)
     return False

@@ -123,6 +123,10 @@ KNOWN_TYPES = frozenset(
         "ledger_progress",
         "board_request",
         "message_status_request",
+        "attention_ask",
+        "attention_answer",
+        "attention_cancel",
+        "attention_request",
     }
 )
 

@@ -30,7 +30,7 @@ log = logging.getLogger("synapse_channel.store")
 #: Largest part of a snapshot in one row: far below SQLite's 1 GB value limit.
 CHUNK_BYTES = 4 * 1024 * 1024
 #: Sections of a snapshot that can be mutated in place by the core later: encoded on the loop.
-MUTABLE_SECTIONS = ("claims", "board")
+MUTABLE_SECTIONS = ("claims", "board", "attention")
 _HEADER = '{"chunked":'
 
 CHUNK_SCHEMA = """

@@ -28,6 +28,7 @@ import json.scanner
 import logging
 import os
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import snapshots
 from .core.outcome import Event, compact_json
+from .metrics import Histogram
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -114,6 +116,8 @@ class Journal:
         self.snapshot_source: Callable[[], dict[str, Any]] | None = None
         #: The error of the first failed commit; once set, nothing more is written.
         self.failed: BaseException | None = None
+        #: Seconds each durable commit (the fsync) took, for ``/metrics``; empty in memory.
+        self.commit_seconds = Histogram()
 
     def submit(self, events: list[Event]) -> asyncio.Future[None]:
         """Queue ``events``; the future resolves once they are durable."""
@@ -183,7 +187,9 @@ class SqliteJournal(Journal):
             await self.db.executemany(INSERT_EVENT, rows)
             if self.snapshot_source is not None and last - self.last_snapshot_seq >= self.snapshot_every:
                 await self._try_snapshot(last, rows[-1][1])
+            started = time.perf_counter()
             await self.db.commit()
+            self.commit_seconds.observe(time.perf_counter() - started)
             self.commits += 1
         except Exception as exc:
             self.failed = exc

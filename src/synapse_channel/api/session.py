@@ -9,6 +9,8 @@ between are kept for :meth:`Session.next_message` instead of being lost.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -41,7 +43,7 @@ from .errors import (
     Timeout,
     Unreachable,
 )
-from .types import Board, Claim, InboxPage, Message, Roster, SendResult, Task
+from .types import Board, Claim, InboxPage, Message, Question, Roster, SendResult, Task
 
 Frame = dict[str, Any]
 
@@ -197,6 +199,11 @@ class Session:
         except HubError as exc:
             raise translate(exc) from None
         return pages
+
+    async def _reset(self) -> None:
+        """Drop a connection the hub closed, so the next request connects afresh."""
+        await self._client.close()
+        self._connected = False
 
     def _keep(self, frame: Frame) -> None:
         if frame.get("type") == "chat":
@@ -445,6 +452,115 @@ class Session:
         frame = self.frame("ledger_progress", payload=text, task_id=task_id, kind=kind)
         await self.request(frame, _posted("ledger_progress_posted", task_id))
 
+    # ------------------------------------------------------------------ human attention
+
+    async def file_question(self, question: str, *, choices: Iterable[str] = ()) -> Question:
+        """Put ``question`` in the human attention queue without waiting; returns it (``q-<n>``, open)."""
+        request_id = f"ask-{uuid.uuid4().hex}"
+        frame = self.frame("attention_ask", payload=question, question=question, request_id=request_id)
+        if listed := list(choices):
+            frame["choices"] = listed
+        reply = await self.request(
+            frame, lambda f: f.get("type") == "attention_filed" and f.get("request_id") == request_id
+        )
+        return Question.of(reply.get("question") or {})
+
+    async def ask_human(
+        self,
+        question: str,
+        *,
+        choices: Iterable[str] = (),
+        timeout: float | None = None,
+        cancel_on_timeout: bool = False,
+    ) -> Question:
+        """Ask a person and wait for the answer: the answered (or cancelled) :class:`Question`.
+
+        The answer also reaches this identity's mailbox as a directed chat, so
+        an agent's ``wait`` wakes with it too. :class:`Timeout` after
+        ``timeout`` seconds (None: no limit); the question stays open unless
+        ``cancel_on_timeout`` (then it is closed as ``expired``).
+        """
+        filed = await self.file_question(question, choices=choices)
+        return await self.await_answer(filed.id, timeout=timeout, cancel_on_timeout=cancel_on_timeout)
+
+    async def await_answer(
+        self, question_id: str, *, timeout: float | None = None, cancel_on_timeout: bool = False
+    ) -> Question:
+        """Wait until ``question_id`` is closed; rides out a hub restart (reconnects and asks again)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float:
+            return 30.0 if deadline is None else max(0.0, deadline - time.monotonic())
+
+        def closes(f: Frame) -> bool:
+            q = f.get("question")
+            return (
+                f.get("type") == "attention_update"
+                and isinstance(q, dict)
+                and q.get("id") == question_id
+                and (q.get("status") != "open")
+            )
+
+        while True:
+            try:
+                current = await self.question(question_id)
+                if not current.is_open:
+                    return current
+                if deadline is not None and left() <= 0:
+                    break
+                frame = await self._client.wait_for(closes, left())
+                if frame is not None:
+                    return Question.of(frame["question"])
+            except (Closed, Unreachable, HubError):
+                await self._reset()
+                if deadline is not None and left() <= 0:
+                    break
+                await asyncio.sleep(min(0.5, left()))
+            if deadline is not None and left() <= 0:
+                break
+        if cancel_on_timeout:
+            with _suppress_closed():
+                await self.cancel_question(question_id, reason="timeout")
+        raise Timeout(f"no answer to {question_id} within {timeout:g}s")
+
+    async def question(self, question_id: str) -> Question:
+        """One question by id, open or recently closed; :class:`Refused` (``UNKNOWN_QUESTION``) when unknown."""
+        found = await self.attention(status="all", question_id=question_id)
+        if not found:
+            raise Refused(f"no question {question_id!r} on this hub", "UNKNOWN_QUESTION")
+        return found[0]
+
+    async def attention(self, *, status: str = "open", question_id: str | None = None) -> tuple[Question, ...]:
+        """The attention queue: open questions (``status="all"`` adds recently closed ones), oldest first."""
+        fields: dict[str, Any] = {"status": status}
+        if question_id is not None:
+            fields["question_id"] = question_id
+        settles = lambda f: f.get("type") == "attention_snapshot"  # noqa: E731
+        pages = await self.pages(self.frame("attention_request", **fields), settles, **fields)
+        found = [Question.of(q) for p in pages for q in p.get("questions") or [] if isinstance(q, dict)]
+        return tuple(sorted(found, key=lambda q: q.number))
+
+    async def answer(self, question_id: str, text: str) -> Question:
+        """Answer a question as a person (see docs/security.md for who may); returns it, answered."""
+        return await self._close_question("attention_answer", question_id, answer=text, payload=text)
+
+    async def cancel_question(self, question_id: str, *, reason: str = "") -> Question:
+        """Close a question unanswered (the asker, or whoever may answer it); ``reason="timeout"`` marks it expired."""
+        return await self._close_question("attention_cancel", question_id, reason=reason)
+
+    async def _close_question(self, verb: str, question_id: str, **fields: Any) -> Question:
+        def settles(f: Frame) -> bool:
+            q = f.get("question")
+            return f.get("type") == "attention_update" and isinstance(q, dict) and q.get("id") == question_id
+
+        reply = await self.request(self.frame(verb, question_id=question_id, **fields), settles)
+        return Question.of(reply["question"])
+
 
 def _posted(kind: str, task_id: str) -> Callable[[Frame], bool]:
     return lambda f: f.get("type") == kind and (f.get("task") or f.get("note") or {}).get("task_id") == task_id
+
+
+def _suppress_closed() -> contextlib.suppress:
+    """Ignore a cancel that lost the race (answered meanwhile) or found the hub gone."""
+    return contextlib.suppress(SynapseError)

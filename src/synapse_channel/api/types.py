@@ -170,3 +170,48 @@ class Board:
     tasks: tuple[Task, ...]
     ready: tuple[str, ...]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A question in the human attention queue (``ask-human``) and, once closed, how it ended.
+
+    ``status`` is ``open``, ``answered``, ``cancelled`` or ``expired``.
+    """
+
+    id: str
+    asker: str
+    text: str
+    status: str
+    choices: tuple[str, ...] = ()
+    asked_at: float = 0.0
+    answer: str | None = None
+    answered_by: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_open(self) -> bool:
+        """True while nobody has answered or cancelled it."""
+        return self.status == "open"
+
+    @property
+    def number(self) -> int:
+        """The ``n`` of ``q-<n>``: questions sort by it in the order they were asked."""
+        tail = self.id.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    @classmethod
+    def of(cls, question: Mapping[str, Any]) -> Question:
+        """From the ``question`` object of an ``attention_*`` frame."""
+        answer, by, ts = question.get("answer"), question.get("answered_by"), question.get("asked_at")
+        return cls(
+            id=str(question.get("id", "")),
+            asker=str(question.get("asker", "")),
+            text=str(question.get("question", "")),
+            status=str(question.get("status", "")),
+            choices=_str_list(question.get("choices")),
+            asked_at=float(ts) if isinstance(ts, int | float) else 0.0,
+            answer=answer if isinstance(answer, str) else None,
+            answered_by=by if isinstance(by, str) else None,
+            raw=frozen(question),
+        )

@@ -347,9 +347,12 @@ async def _serve(config: HubConfig) -> None:
     await hub.start()
     assert hub.journal is not None
     where = str(hub.config.db) if hub.config.db else "memory only"
-    click.echo(
+    web = hub.uri.replace("ws", "http", 1)
+    who = "an observer or admin seat" if hub.secured else "loopback peers"
+    click.echo(  # one write: a supervisor may stop reading after the first line
         f"synapse hub {hub.core.hub_id if hub.core else ''} listening on {hub.uri} "
-        f"(journal: {where}; {hub.journal.report})",
+        f"(journal: {where}; {hub.journal.report})\n"
+        f"synapse hub: {web}/healthz for probes, {web}/metrics for {who}",
         err=True,
     )
     await hub.stopped.wait()

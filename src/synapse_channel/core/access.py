@@ -9,7 +9,8 @@ verb, later HTTP routes and MCP tools) shares the same rules:
   (:func:`speaks_for`);
 * a seat may register only the names it owns (:func:`seat_allows_name`);
 * an observer seat reads and never writes (:func:`verb_allowed`);
-* an admin seat may act for anyone.
+* an admin seat may act for anyone;
+* a question for a human is answered by a person (:func:`may_answer`).
 
 Pure functions over plain data: nothing here does I/O.
 """
@@ -40,9 +41,13 @@ READ_VERBS = frozenset(
         "state_request",
         "board_request",
         "message_status_request",
+        "attention_request",
         "ack",
     }
 )
+
+#: The project whose seats are people: their seats may answer ``ask-human`` questions.
+OPERATOR_PROJECT = "human"
 
 FORBIDDEN = "FORBIDDEN"
 
@@ -115,3 +120,29 @@ def may_see(conn: Conn, frame: dict[str, Any]) -> bool:
     if isinstance(sender, str) and base_identity(sender) == me:
         return True
     return addresses(target, me, conn.roles)
+
+
+def may_answer(conn: Conn, asker: str) -> str | None:
+    """Why ``conn`` may not answer a question ``asker`` filed (None: it may).
+
+    Nobody answers their own question: the point is a second opinion. On a
+    hub with seats the answer must come from a person: an admin seat or a
+    seat of the ``human`` project (``synapse seat add human/ana``); agent
+    seats may not, observers never write. A connection without a seat (the
+    open loopback hub's local user, or a shared-token holder, who can
+    already act as anyone) may answer.
+    """
+    me = base_identity(conn.name or "")
+    if me == asker:
+        return f"{asker!r} may not answer its own question; a person must"
+    grant = conn.grant
+    if grant is None or grant.is_admin:
+        return None
+    if grant.role == OBSERVER:
+        return "an observer seat may not answer questions"
+    if grant.seat.split("/", 1)[0] == OPERATOR_PROJECT:
+        return None
+    return (
+        f"seat {grant.seat!r} is an agent seat; a person answers: an admin seat "
+        f"or a seat of project {OPERATOR_PROJECT!r} (synapse seat add {OPERATOR_PROJECT}/NAME)"
+    )

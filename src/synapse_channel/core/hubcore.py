@@ -42,10 +42,12 @@ from ..protocol import (
     target_parts,
 )
 from . import access, catchup, paging, who
+from . import attention as attention_verbs
 from . import board as board_verbs
 from . import claims as claim_verbs
 from . import protocol_text as text
 from .access import Grant
+from .attention import Attention
 from .board import Board
 from .claims import Claims
 from .mailbox import Mailbox, MailboxLimits, is_directed_chat
@@ -119,8 +121,10 @@ class HubCore:
         }
         self.claims = Claims(max_claims_per_agent)
         self.board = Board()
+        self.attention = Attention()
         claim_verbs.install(self)
         board_verbs.install(self)
+        attention_verbs.install(self)
 
     # ------------------------------------------------------------------ events
 
@@ -180,6 +184,7 @@ class HubCore:
             "history_sizes": list(self.history_sizes),
             "claims": self.claims.dump(),
             "board": self.board.dump(),
+            "attention": self.attention.dump(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -195,6 +200,7 @@ class HubCore:
             self._remember(frame, size)
         self.claims.load(state.get("claims", {"live": [], "epoch": 0, "operations": []}))
         self.board.load(state.get("board", {"tasks": [], "progress": []}))
+        self.attention.load(state.get("attention", {}))
 
     def expire(self, now: float) -> Outcome:
         """Journal and announce every lease that has run out by ``now``; announce settled departures."""
@@ -476,6 +482,35 @@ class HubCore:
             self.mailbox.delivered.add(frame["seq"])
             out.send(conn.conn_id, replayed, encoded=data)
             out.notify("message_delivered", message=frame, recipients=[identity])
+
+    def post_chat(self, out: Outcome, conn: Conn, frame: dict[str, Any], now: float) -> None:
+        """Journal and deliver a chat the hub composes for ``conn`` (an ``ask-human`` answer).
+
+        It takes the path of a sent chat: stored in the mailbox when directed,
+        delivered to whoever is online for its target, seen by admins and
+        waiters. A mailbox at its bounds refuses it before anything is
+        journalled (``MAILBOX_FULL``).
+        """
+        frame.update(timestamp=now, hub_id=self.hub_id, msg_id=self.msg_id + 1, seq=self.seq + 1)
+        wire = encode(frame)
+        recips = self.recipients(frame["target"], conn.conn_id)
+        names = sorted({owner_of(c.name) for c in recips if c.name})
+        encoded = f'{{"frame":{wire},"recipients":{compact_json(names)}}}'
+        refused = self.mailbox.refusal(frame["target"], frame["sender"], len(encoded))
+        if refused is not None:
+            raise ProtocolError(MAILBOX_FULL, f"the mailbox of {frame['target']!r} is full: {refused[1]}")
+        self.emit(out, "chat", {"frame": frame, "recipients": names}, now, encoded)
+        if self.compat_fanout:
+            audience = self.roster.all_ids()
+        else:
+            ids = {c.conn_id for c in recips} | self.roster.admins
+            for identity in {*names, *target_parts(frame["target"])}:
+                ids.update(self.roster.watchers.get(identity, ()))
+            audience = tuple(sorted(ids))
+        out.send(audience, frame, public=True, encoded=wire)
+        out.notify("message_received", message=frame, recipients=names)
+        if names:
+            out.notify("message_delivered", message=frame, recipients=names)
 
     # ------------------------------------------------------------------ audiences
 

@@ -44,6 +44,7 @@ from ..protocol import (
 from ..trust import is_loopback_host
 from .config import REMOTE_PER_HOST, HubConfig, check_exposure, check_limits
 from .link import Link
+from .metrics import HubMetrics
 
 if TYPE_CHECKING:
     import sqlite3
@@ -60,6 +61,13 @@ log = logging.getLogger("synapse_channel.hub")
 EXPIRY_POLL = 0.5
 #: How often the hub looks for seat changes made by ``synapse seat`` (revocation takes effect within this).
 SEAT_POLL = 0.5
+
+
+class _NoDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' logger without DEBUG: those lines print request headers and frames, secrets included."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
 
 
 def new_hub_id() -> str:
@@ -98,6 +106,8 @@ class Hub:
         self._addrs: dict[int, tuple[Any, Any]] = {}
         #: Compacts the journal after each snapshot (None: in memory, or ``compaction`` off).
         self.compactor: AutoCompactor | None = None
+        #: Counters behind ``/metrics`` (frames, refusals, event-loop lag).
+        self.metrics = HubMetrics()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,10 +166,15 @@ class Hub:
         self._expirer = asyncio.create_task(self._run_expiry())
         if self._seat_db is not None:
             self._seat_watch = asyncio.create_task(self._watch_seats())
+        self.metrics.start()
+        from .http import HttpSurface
+
         self._server = await serve(
             self._handle,
             cfg.host,
             cfg.port,
+            process_request=HttpSurface(self),
+            logger=_NoDebug(logging.getLogger("websockets.server"), {}),
             ssl=self._ssl_context(),
             ping_interval=cfg.ping_interval,
             ping_timeout=cfg.ping_timeout,
@@ -200,6 +215,7 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._expirer = self._seat_watch = None
+        await self.metrics.stop()
         await self._stop_compactor()
         if self._seat_db is not None:
             self._seat_db.close()
@@ -224,6 +240,11 @@ class Hub:
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
+    def connection_count(self) -> int:
+        """Open WebSocket connections, registered or still silent."""
+        return len(self._links)
+
+    @property
     def uri(self) -> str:
         """A URI clients on this machine can use."""
         scheme = "wss" if self.config.tls else "ws"
@@ -246,6 +267,7 @@ class Hub:
             await link.stop()
         if self._expirer is not None:
             self._expirer.cancel()
+        await self.metrics.stop()
         if self.core is not None and self.core.leaving:
             with contextlib.suppress(Exception):  # the feed and plugins hear the last departures
                 await self._commit_and_deliver(self.core.settle_all(time.time()))
@@ -384,28 +406,41 @@ class Hub:
         with contextlib.suppress(ProtocolError):
             cmd = parse_frame(data)
             offered, sender = cmd.raw.get("token"), cmd.sender
-        if isinstance(offered, str) and offered:
-            token = self.config.token
-            if token and hmac.compare_digest(offered.encode(), token.encode()):
-                return data, None
-            grant = self._seats.verify(offered) if self._seats else None
-            if grant is not None:
-                return data, grant
+        accepted, grant = self.credential(offered)
+        if accepted:
+            return data, grant
         message = text.AUTH_INVALID if offered else text.AUTH_REQUIRED
-        log.info("auth denied for %r from %s (%s)", sender, remote, "wrong token" if offered else "no token")
-        out = Outcome()
-        self._core.audit(
-            out,
-            "auth_denied",
-            time.time(),
-            name=sender[:200],
-            remote=remote,
-            reason="wrong token" if offered else "no token",
-        )
-        await self._commit_and_deliver(out)
+        await self.refuse_credential("websocket", sender, remote, bool(offered))
         link.put(encode(hub_frame("auth_denied", sender, message, now=time.time(), hub_id=self._core.hub_id)))
         link.close(Close.SUPERSEDED, REASON_AUTH_DENIED)
         return None, None
+
+    def credential(self, offered: object) -> tuple[bool, Grant | None]:
+        """Check a presented secret: ``(True, None)`` for the shared token, ``(True, grant)`` for a seat.
+
+        The one check every door uses (the WebSocket registration and the HTTP
+        routes), so a seat revoked for one is revoked for all.
+        """
+        if not isinstance(offered, str) or not offered:
+            return False, None
+        token = self.config.token
+        if token and hmac.compare_digest(offered.encode(), token.encode()):
+            return True, None
+        grant = self._seats.verify(offered) if self._seats else None
+        return grant is not None, grant
+
+    async def refuse_credential(self, door: str, name: str, remote: str, offered: bool) -> None:
+        """Count, log and journal a refused credential (the peer and the reason, never the secret)."""
+        reason = "wrong token" if offered else "no token"
+        self.metrics.auth_refusals.add(door)
+        log.info("auth denied for %r from %s (%s)", name, remote, reason)
+        await self.audit("auth_denied", name=name[:200], remote=remote, reason=reason)
+
+    async def audit(self, kind: str, **data: Any) -> None:
+        """Journal a security fact (``synapse audit`` lists it) and wait until it is durable."""
+        out = Outcome()
+        self._core.audit(out, kind, time.time(), **data)
+        await self._commit_and_deliver(out)
 
     # ------------------------------------------------------------------ seats
 
@@ -502,12 +537,14 @@ class Hub:
         try:
             cmd = parse_frame(data)
         except ProtocolError as exc:
+            self.metrics.frames_in.add("invalid")
             conn = core.roster.conns.get(conn_id)
             out = Outcome()
             if conn is not None:
                 core.error(out, conn, str(exc), time.time(), code=exc.code)
             await self._commit_and_deliver(out)
             return
+        self.metrics.frames_in.add(cmd.type if cmd.type in core.handlers else "other")
         conn = core.roster.conns.get(conn_id)
         if conn is not None and conn.name is None:
             self._peer_uids(conn_id, cmd)
@@ -548,7 +585,9 @@ class Hub:
 
     def _deliver(self, out: Outcome) -> None:
         budget = self.config.max_frame_bytes
+        sent = self.metrics.frames_out
         for send in out.sends:
+            sent.add(str(send.frame.get("type")), len(send.to))
             data = send.encoded if send.encoded is not None else encode(send.frame)
             size = len(data) if len(data) * 4 <= budget else len(data.encode())  # UTF-8: at most 4 bytes a char
             if size > budget:
