@@ -86,6 +86,20 @@ async def test_ask_human_times_out_with_exit_2_and_can_expire_the_question(hub: 
     assert statuses == {"still there?": "open", "and now?": "expired"}
 
 
+async def test_json_outcomes_of_ask_answer_and_cancel(hub: Hub) -> None:
+    base = ("--name", "api/js", "--uri", hub.uri, "--timeout", "0.3", "--json")
+    code, out, _ = await run_cli("ask-human", "json?", *base)
+    timed_out = json.loads(out)
+    assert code == 2 and (timed_out["ok"], timed_out["outcome"], timed_out["open"]) == (False, "timeout", True)
+    qid = timed_out["id"]
+    code, out, _ = await run_cli("attention", "answer", qid, "yes", "--name", "ops/h", "--uri", hub.uri, "--json")
+    answered = json.loads(out)
+    assert code == 0 and (answered["ok"], answered["outcome"], answered["question"]["id"]) == (True, "answered", qid)
+    code, out, _ = await run_cli("attention", "cancel", qid, "--name", "ops/h", "--uri", hub.uri, "--json")
+    refused = json.loads(out)
+    assert code == 1 and (refused["ok"], refused["outcome"]) == (False, "refused") and refused["error"]
+
+
 async def test_bad_ask_human_input_is_one_line(hub: Hub) -> None:
     for args in (["q?"], ["q?", "--name", "api/a", "--timeout", "0"], ["q?", "--name", "api/a", "--choices", " , "]):
         code, _, err = await run_cli("ask-human", *args, "--uri", hub.uri)

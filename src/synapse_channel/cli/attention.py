@@ -35,18 +35,25 @@ def _session(uri: str, name: str, token: str | None, token_file: Path | None) ->
         raise click.UsageError(str(exc)) from None
 
 
-def _run(prog: str, go: Callable[[], Awaitable[int]]) -> None:
-    """Run ``go``; an API error becomes one line on stderr and its exit code, never a traceback."""
+def _run(prog: str, go: Callable[[], Awaitable[int]], as_json: bool = False) -> None:
+    """Run ``go``; an API error becomes one line on stderr (or its ``--json`` object) and its exit code."""
     import asyncio
     import sys
 
-    from ..api import SynapseError
+    from ..api import SynapseError, Timeout, Unreachable
     from . import one_line
+    from .requests import emit_json
 
     try:
         code: int = asyncio.run(_main(go))
     except SynapseError as exc:
-        click.echo(f"synapse {prog}: {one_line(str(exc))}", err=True)
+        if as_json:
+            outcome = (
+                "unreachable" if isinstance(exc, Unreachable) else "unknown" if isinstance(exc, Timeout) else "refused"
+            )
+            emit_json({"ok": False, "outcome": outcome, "code": getattr(exc, "code", None), "error": str(exc)})
+        else:
+            click.echo(f"synapse {prog}: {one_line(str(exc))}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
@@ -78,6 +85,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--choices", help="Allowed answers, comma-separated (e.g. yes,no,later).")
 @click.option("--timeout", type=float, callback=_positive, help="Give up after S seconds (exit 2). Default: wait.")
 @click.option("--cancel-on-timeout", is_flag=True, help="On timeout close the question (expired), not leave it open.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: ok, outcome, the question (with answer).")
 @click.argument("question")
 def ask_human(
     uri: str,
@@ -87,6 +95,7 @@ def ask_human(
     choices: str | None,
     timeout: float | None,
     cancel_on_timeout: bool,
+    as_json: bool,
     question: str,
 ) -> None:
     """Ask a person QUESTION and wait; print the answer and exit 0.
@@ -107,6 +116,7 @@ def ask_human(
         import sys
 
         from ..api import Timeout
+        from .requests import emit_json
 
         async with session:
             filed = await session.file_question(question, choices=listed)
@@ -116,16 +126,34 @@ def ask_human(
                 closed = await session.await_answer(filed.id, timeout=timeout, cancel_on_timeout=cancel_on_timeout)
             except Timeout:
                 left = "closed as expired" if cancel_on_timeout else "still open"
-                click.echo(f"synapse ask-human: no answer to {filed.id} within {timeout:g}s; it is {left}", err=True)
+                if as_json:
+                    emit_json(
+                        {"ok": False, "outcome": "timeout", "code": None, "id": filed.id, "open": not cancel_on_timeout}
+                    )
+                else:
+                    click.echo(
+                        f"synapse ask-human: no answer to {filed.id} within {timeout:g}s; it is {left}", err=True
+                    )
                 return EXIT_TIMEOUT
-        if closed.status != "answered":
+        answered = closed.status == "answered"
+        if as_json:
+            emit_json(
+                {
+                    "ok": answered,
+                    "outcome": closed.status,
+                    "code": None,
+                    "answer": closed.answer,
+                    "question": dict(closed.raw),
+                }
+            )
+        elif not answered:
             by = closed.raw.get("closed_by") or "someone"
             click.echo(f"synapse ask-human: {closed.id} was {closed.status} by {by}", err=True)
-            return 1
-        click.echo(closed.answer)
-        return 0
+        else:
+            click.echo(closed.answer)
+        return 0 if answered else 1
 
-    _run("ask-human", go)
+    _run("ask-human", go, as_json)
 
 
 @click.group()
@@ -168,10 +196,17 @@ def list_questions(
 
 @attention.command()
 @connection_options()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: ok, outcome, the question.")
 @click.argument("question_id")
 @click.argument("text", nargs=-1, required=True)
 def answer(
-    uri: str, name: str | None, token: str | None, token_file: Path | None, question_id: str, text: tuple[str, ...]
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
+    as_json: bool,
+    question_id: str,
+    text: tuple[str, ...],
 ) -> None:
     """Answer QUESTION_ID with TEXT; the asker wakes with it."""
     reply = " ".join(text)
@@ -180,25 +215,38 @@ def answer(
     session = _session(uri, name or one_shot("attention"), token, token_file)
 
     async def go() -> int:
+        from .requests import emit_json
+
         async with session:
             done = await session.answer(question_id, reply)
-        click.echo(f"answered {done.id} for {done.asker}: {done.answer}")
+        if as_json:
+            emit_json({"ok": True, "outcome": done.status, "code": None, "question": dict(done.raw)})
+        else:
+            click.echo(f"answered {done.id} for {done.asker}: {done.answer}")
         return 0
 
-    _run("attention answer", go)
+    _run("attention answer", go, as_json)
 
 
 @attention.command()
 @connection_options()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: ok, outcome, the question.")
 @click.argument("question_id")
-def cancel(uri: str, name: str | None, token: str | None, token_file: Path | None, question_id: str) -> None:
+def cancel(
+    uri: str, name: str | None, token: str | None, token_file: Path | None, as_json: bool, question_id: str
+) -> None:
     """Close QUESTION_ID unanswered (its asker, or whoever may answer it)."""
     session = _session(uri, name or one_shot("attention"), token, token_file)
 
     async def go() -> int:
+        from .requests import emit_json
+
         async with session:
             done = await session.cancel_question(question_id)
-        click.echo(f"cancelled {done.id} ({done.asker}: {done.text})")
+        if as_json:
+            emit_json({"ok": True, "outcome": done.status, "code": None, "question": dict(done.raw)})
+        else:
+            click.echo(f"cancelled {done.id} ({done.asker}: {done.text})")
         return 0
 
-    _run("attention cancel", go)
+    _run("attention cancel", go, as_json)
