@@ -38,11 +38,13 @@ TALKS_TO_HUB = {
     "wait",
     "who",
     "claim",
+    "mcp serve",
 }
 # Take --uri but are not client connections of an agent, and why.
 NOT_CLIENTS = {
     "doctor": "reports what a command given --uri/--token/--token-file would do; it has no identity to check",
     "service install": "--uri is written into unit files, not connected to",
+    "mcp install": "--uri is written into the assistant's MCP config, not connected to",
 }
 
 
