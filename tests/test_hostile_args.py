@@ -65,33 +65,50 @@ TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=(
 NAMES = st.one_of(st.sampled_from(ODD), TEXT)
 
 
+#: Every client command, with ``{name}`` and ``{number}`` where hostile values go.
+TEMPLATES = [
+    ["send", "--target", "{name}", "hi"],
+    ["send", "--name", "{name}", "--target", "api/x", "hi"],
+    ["send", "--receipt-timeout", "{number}", "--target", "api/x", "hi"],
+    ["wait", "--name", "{name}", "--timeout", "0.1"],
+    ["wait", "--for", "{name}", "--timeout", "0.1"],
+    ["wait", "--name", "api/w", "--timeout", "{number}"],
+    ["claim", "{name}", "--name", "api/c", "--paths", "src/"],
+    ["claim", "T-1", "--name", "api/c", "--paths", "{name}"],
+    ["release", "{name}", "--name", "api/c"],
+    ["renew", "{name}", "--name", "api/c", "--ttl", "{number}"],
+    ["handoff", "T-1", "{name}", "--name", "api/c"],
+    ["checkpoint", "{name}", "--name", "api/c", "note"],
+    ["lock", "T-2", "--name", "api/c", "--paths", "{name}", "--", "true"],
+    ["receipt", "{number}"],
+    ["task", "declare", "{name}", "--title", "t", "--name", "api/c"],
+    ["task", "update", "{name}", "--status", "done", "--name", "api/c"],
+    ["task", "progress", "{name}", "text", "--name", "api/c"],
+    ["board", "--name", "{name}"],
+    ["state", "--name", "{name}"],
+    ["health", "--name", "{name}"],
+    ["inbox", "--id", "{name}"],
+    ["resume", "--id", "{name}"],
+    ["relay", "--since", "{number}", "--for", "{name}"],
+    ["who", "--project", "{name}"],
+    ["config", "get", "{name}"],
+    ["seat", "add", "{name}", "--db", "{db}"],
+]
+
+
+def with_uri(args: list[str], uri: str) -> list[str]:
+    """Add ``--uri`` to a command that talks to a hub."""
+    return [*args, "--uri", uri] if args[0] not in ("config", "inbox", "resume", "relay", "seat") else args
+
+
 @st.composite
 def invocations(draw: st.DrawFn) -> list[str]:
     """One command line: a command with hostile values (``{uri}`` is the live hub)."""
     name = draw(NAMES)
     number = draw(st.sampled_from(NUMBERS))
     uri = draw(st.sampled_from(["{uri}", "{uri}", *URIS]))
-    args = draw(
-        st.sampled_from(
-            [
-                ["send", "--target", name, "hi"],
-                ["send", "--name", name, "--target", "api/x", "hi"],
-                ["send", "--receipt-timeout", number, "--target", "api/x", "hi"],
-                ["wait", "--name", name, "--timeout", "0.1"],
-                ["wait", "--for", name, "--timeout", "0.1"],
-                ["wait", "--name", "api/w", "--timeout", number],
-                ["claim", name, "--name", "api/c", "--paths", "src/"],
-                ["claim", "T-1", "--name", "api/c", "--paths", name],
-                ["release", name, "--name", "api/c"],
-                ["inbox", "--id", name],
-                ["who", "--project", name],
-                ["config", "get", name],
-            ]
-        )
-    )
-    if args[0] != "config" and args[0] != "inbox":
-        args += ["--uri", uri]
-    return args
+    args = [a.replace("{name}", name).replace("{number}", number) for a in draw(st.sampled_from(TEMPLATES))]
+    return with_uri(args, uri)
 
 
 @pytest.fixture(scope="module")
@@ -115,33 +132,52 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait()
 
 
-def test_hostile_arguments_never_trace_back(live_hub: str, tmp_path: Path) -> None:
-    """Any generated command line: documented exit, one-line error at most, no traceback, no stray files."""
+def clean_env(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
+    """An environment with no ambient identity, its $SYN_HOME and an empty working directory."""
     home = tmp_path / "synhome"
     cwd = tmp_path / "cwd"
-    cwd.mkdir()
+    cwd.mkdir(exist_ok=True)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SYN_", "SYNAPSE_"))},
         "SYN_HOME": str(home),
         "HOME": str(tmp_path / "home"),
         "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
     }
+    return env, home, cwd
 
-    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+def check_run(args: list[str], live_hub: str, tmp_path: Path) -> None:
+    """Run one command line: documented exit, one-line usage error, no traceback, no stray files."""
+    env, home, cwd = clean_env(tmp_path)
+    argv = [a.replace("{uri}", live_hub).replace("{db}", str(home / "seats.db")) for a in args]
+    done = subprocess.run([SYNAPSE, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr, (argv, done.stderr)
+    assert done.returncode in DOCUMENTED, (argv, done.returncode, done.stderr)
+    if done.returncode == 2:
+        assert done.stderr.count("\n") == 1, (argv, done.stderr)  # a usage error is one line
+    assert not list(cwd.iterdir()), argv
+    stray = [p for p in home.rglob("*") if p.name.endswith(".tmp")] if home.exists() else []
+    assert not stray, (argv, stray)
+    assert {p.name for p in tmp_path.iterdir()} <= {"synhome", "cwd", "home", "xdg"}, argv
+
+
+def test_hostile_arguments_never_trace_back(live_hub: str, tmp_path: Path) -> None:
+    """Any generated command line: documented exit, one-line error at most, no traceback, no stray files."""
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(invocations())
     def check(args: list[str]) -> None:
-        argv = [a.replace("{uri}", live_hub) for a in args]
-        done = subprocess.run([SYNAPSE, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-        assert "Traceback" not in done.stderr, (argv, done.stderr)
-        assert done.returncode in DOCUMENTED, (argv, done.returncode, done.stderr)
-        if done.returncode == 2:
-            assert done.stderr.count("\n") == 1, (argv, done.stderr)  # a usage error is one line
-        assert not list(cwd.iterdir()), argv
-        stray = [p for p in home.rglob("*") if p.name.endswith(".tmp")] if home.exists() else []
-        assert not stray, (argv, stray)
-        assert {p.name for p in tmp_path.iterdir()} <= {"synhome", "cwd", "home", "xdg"}, argv
+        check_run(args, live_hub, tmp_path)
 
     check()
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: "-".join(w for w in t[:2] if not w.startswith("{")))
+def test_every_command_takes_odd_values(template: list[str], live_hub: str, tmp_path: Path) -> None:
+    """Each command at least once with a path-like name, a control character and a non-number."""
+    for name, number in (("..", "nan"), ("tab\there\x1b[31m", "-1")):
+        args = [a.replace("{name}", name).replace("{number}", number) for a in template]
+        check_run(with_uri(args, "{uri}"), live_hub, tmp_path)
 
 
 async def test_wait_for_a_path_like_name_is_one_line_exit_1(hub: Hub, tmp_path: Path) -> None:

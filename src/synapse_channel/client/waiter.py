@@ -14,6 +14,7 @@ import contextlib
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class WaitSpec:
     cursor_path: Path | None = None
     pm: Any = None
     ack: bool = True  # False: a bystander (a tmux bridge) that must not move the identity's hub watermark
+    quiet: bool = False  # no status lines on stderr (the API reports through exceptions instead)
 
 
 @dataclass(slots=True)
@@ -52,6 +54,10 @@ class Waiter:
     seen: set[int] = field(default_factory=set)
     cursor: int = 0
     final: bool = False  # the last attempt failed in a way retrying cannot fix (an insecure transport)
+    #: Where surfaced frames go (default: printed as ``sender: payload`` lines on stdout).
+    output: Callable[[list[dict[str, Any]]], None] | None = None
+    #: The failure behind the last non-zero exit code (None after a wake or a timeout).
+    error: HubError | None = None
 
     def __post_init__(self) -> None:
         from ..paths import read_int
@@ -95,15 +101,17 @@ class Waiter:
         )
         try:
             await client.connect()
-            _say(s.connect_name, f"waiting for messages to {s.for_name}")
+            self._say(f"waiting for messages to {s.for_name}")
             frames = await self._collect(client, deadline)
+            self.error = None
             if frames is None:
                 return EXIT_TIMEOUT
             self._surface(frames)
             await self._ack(client, frames)
             return EXIT_OK
         except HubError as exc:
-            _say(s.connect_name, f"{exc} ({s.uri})")
+            self.error = exc
+            self._say(f"{exc} ({s.uri})")
             self.final = not exc.retryable
             if getattr(exc, "ready", False) and exc.exit_code == EXIT_DROPPED:
                 return None
@@ -176,9 +184,16 @@ class Waiter:
                 return max(0.0, float(value))
         return random.uniform(0, self.spec.jitter) if one_to_many and self.spec.jitter > 0 else 0.0
 
+    def _say(self, message: str) -> None:
+        if not self.spec.quiet:
+            _say(self.spec.connect_name, message)
+
     def _surface(self, frames: list[dict[str, Any]]) -> None:
-        """Print each frame as ``sender: payload`` and flush before anything else."""
+        """Hand the frames to ``output``, or print each as ``sender: payload`` and flush before anything else."""
         self.seen.update(f["seq"] for f in frames if isinstance(f.get("seq"), int))
+        if self.output is not None:
+            self.output(frames)
+            return
         now = time.time()
         lines = []
         for f in frames:

@@ -1,0 +1,450 @@
+"""The async :class:`Session`: one identity talking to one hub.
+
+A session connects lazily: the first request is written together with the
+registration (one round trip, like every ``synapse`` command), and the
+connection is reused for later requests until :meth:`Session.close`. Replies
+are matched by type and id, so chats and presence frames that arrive in
+between are kept for :meth:`Session.next_message` instead of being lost.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..client.connection import (
+    EXIT_YIELD,
+    HubClient,
+    HubClosed,
+    HubError,
+    HubUnreachable,
+    merge_pages,
+    merge_who,
+    new_client_msg_id,
+    next_after,
+)
+from ..client.connection import Forbidden as _ClientForbidden
+from ..client.connection import InsecureTransport as _ClientInsecure
+from ..protocol import HUB_SENDER, SYSTEM_TARGET, is_broadcast
+from .errors import (
+    Closed,
+    Conflict,
+    Forbidden,
+    InsecureTransport,
+    Refused,
+    Superseded,
+    SynapseError,
+    Timeout,
+    Unreachable,
+)
+from .types import Board, Claim, InboxPage, Message, Roster, SendResult, Task
+
+Frame = dict[str, Any]
+
+#: Reason codes that mean "someone else's state won", not "you asked wrongly".
+CONFLICT_CODES = frozenset(
+    {"SCOPE_CONFLICT", "CLAIM_DENIED", "LEASE_LIVE", "STALE_EPOCH", "VERSION_CONFLICT", "TASK_EXISTS", "NOT_OWNER"}
+)
+
+
+def translate(exc: HubError) -> SynapseError:
+    """The API exception for a client-level failure (same message, same exit code)."""
+    if isinstance(exc, _ClientInsecure):
+        return InsecureTransport(str(exc))
+    if isinstance(exc, _ClientForbidden):
+        return Forbidden(str(exc), "FORBIDDEN")
+    if isinstance(exc, HubUnreachable):
+        return Unreachable(str(exc))
+    if isinstance(exc, HubClosed) and exc.code == 4010 and "auth" in exc.reason.lower():
+        return Forbidden(str(exc), "AUTH_DENIED")  # a credential or seat refused: not a takeover
+    if isinstance(exc, HubClosed):
+        kind = Superseded if exc.exit_code == EXIT_YIELD else Closed
+        return kind(str(exc), exc.code, exc.reason, exc.exit_code)
+    return SynapseError(str(exc))
+
+
+def refusal(frame: Mapping[str, Any]) -> Refused:
+    """The typed exception for a refusing frame (``error``, ``claim_denied``, ``release_denied``)."""
+    code = str(frame.get("code") or frame.get("reason_code") or "")
+    message = str(frame.get("payload") or frame.get("type") or "refused")
+    kind = Forbidden if code == "FORBIDDEN" else Conflict if code in CONFLICT_CODES else Refused
+    return kind(message, code, dict(frame))
+
+
+class Session:
+    """One identity on one hub. Use as ``async with Session("proj/seat") as s: ...``.
+
+    ``name``, ``uri`` and the token default the way the CLI's do:
+    ``SYN_IDENTITY`` or the project config's identity, ``SYNAPSE_URI`` or
+    ``[hub] uri``, and ``--token``/``SYNAPSE_TOKEN``/token files. Without any
+    identity the session uses a one-shot name (enough to read the board or
+    the roster; a claim needs a real owner).
+
+    ``announce=False`` (the default) registers quietly: the name is not put
+    on the roster for others to see, like the CLI's one-shot commands. A
+    long-lived agent connection passes ``announce=True``.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        uri: str | None = None,
+        token: str | None = None,
+        token_file: Path | None = None,
+        timeout: float = 5.0,
+        announce: bool = False,
+        registration: Mapping[str, Any] | None = None,
+    ) -> None:
+        from ..client import context
+
+        try:
+            self.token = context.resolve_token(token, token_file)
+        except context.TokenFileError as exc:
+            raise Refused(str(exc), "TOKEN_FILE") from None
+        self.name = name or context.default_identity() or context.one_shot("api")
+        self.uri = uri or context.default_uri()
+        self.timeout = timeout
+        extra: dict[str, Any] = {} if announce else {"quiet": True}
+        extra.update(registration or {})
+        self._client = HubClient(self.uri, self.name, token=self.token, ready_timeout=timeout, registration=extra)
+        self._connected = False
+        self._kept: list[Frame] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> Mapping[str, Any]:
+        """Register now (requests do it on demand); returns the hub's ``welcome``."""
+        await self._ensure()
+        return dict(self._client.welcome or {})
+
+    @property
+    def hub_id(self) -> str:
+        """The hub's id once connected ("unknown" before)."""
+        return self._client.hub_id
+
+    async def close(self) -> None:
+        """Close the connection (safe to call twice)."""
+        if self._connected:
+            await self._client.close()
+            self._connected = False
+
+    async def _ensure(self, *first: Frame) -> bool:
+        """Connect if needed, pipelining ``first``; True when ``first`` was sent with the registration."""
+        if self._connected:
+            return False
+        try:
+            await self._client.connect(*first)
+        except HubError as exc:
+            await self._client.close()
+            raise translate(exc) from None
+        self._connected = True
+        return True
+
+    # ------------------------------------------------------------------ raw requests
+
+    def frame(self, ftype: str, target: str = SYSTEM_TARGET, payload: Any = "", **fields: Any) -> Frame:
+        """A frame from this session (for :meth:`request` with verbs the API does not model)."""
+        return self._client.frame(ftype, target, payload, **fields)
+
+    async def request(self, frame: Frame, settles: Callable[[Frame], bool], timeout: float | None = None) -> Frame:
+        """Send ``frame``; return the first reply ``settles`` accepts.
+
+        An ``error`` frame addressed to this name raises :class:`Refused` (or a
+        subclass); no verdict in time raises :class:`Timeout`. Frames that are
+        not the answer are kept for :meth:`next_message`.
+        """
+        wait = self.timeout if timeout is None else timeout
+
+        def done(f: Frame) -> bool:
+            if settles(f) or (f.get("type") == "error" and f.get("target") in (self.name, "self")):
+                return True
+            self._keep(f)
+            return False
+
+        try:
+            if not await self._ensure(frame):
+                await self._client.send(frame)
+            reply = await self._client.wait_for(done, wait)
+        except HubError as exc:
+            raise translate(exc) from None
+        if reply is None:
+            raise Timeout(f"no answer from the hub within {wait:g}s; the outcome is unknown")
+        if reply.get("type") == "error":
+            raise refusal(reply)
+        return reply
+
+    async def pages(self, frame: Frame, settles: Callable[[Frame], bool], **fields: Any) -> list[Frame]:
+        """Like :meth:`request` for a reply the hub may split by bytes (``has_more``): every page."""
+        first = await self.request(frame, settles)
+        ftype = str(frame.get("type"))
+        try:
+            pages = await self._client.follow_pages(
+                first, next_after(self._client, ftype, **fields), settles, self.timeout
+            )
+        except HubError as exc:
+            raise translate(exc) from None
+        return pages
+
+    def _keep(self, frame: Frame) -> None:
+        if frame.get("type") == "chat":
+            self._kept.append(frame)
+
+    # ------------------------------------------------------------------ messages
+
+    async def send(
+        self, target: str, text: str, *, priority: bool = False, require_recipient: bool = False
+    ) -> SendResult:
+        """Send a chat; directed chats wait for the hub's receipt (delivered, or queued for later)."""
+        msg_id = new_client_msg_id()
+        want_receipt = not is_broadcast(target) or require_recipient
+        fields: dict[str, Any] = {"client_msg_id": msg_id}
+        if want_receipt:
+            fields["receipt_requested"] = True
+        if priority:
+            fields["priority"] = True
+
+        def answers(f: Frame) -> bool:
+            if f.get("client_msg_id") != msg_id:
+                return False
+            if not want_receipt:
+                return f.get("type") == "chat"
+            return f.get("type") == "delivery_receipt" and f.get("sender") == HUB_SENDER
+
+        reply = await self.request(self.frame("chat", target, text, **fields), answers)
+        seq = reply.get("message_seq", reply.get("seq"))
+        if not want_receipt:
+            outcome = "broadcast"
+        elif reply.get("delivered") is True:
+            outcome = "delivered"
+        elif reply.get("queued", not is_broadcast(str(reply.get("message_target", target)))) is True:
+            outcome = "queued"
+        else:
+            outcome = "no_recipient"
+        recipients = reply.get("recipients") or reply.get("delivered_to") or ()
+        return SendResult(
+            outcome=outcome,  # type: ignore[arg-type]
+            client_msg_id=msg_id,
+            seq=seq if isinstance(seq, int) else None,
+            recipients=tuple(str(r) for r in recipients) if isinstance(recipients, list | tuple) else (),
+            raw=dict(reply),
+        )
+
+    async def broadcast(self, text: str, *, require_recipient: bool = False) -> SendResult:
+        """Send to everyone (``all``)."""
+        return await self.send("all", text, require_recipient=require_recipient)
+
+    async def next_message(self, timeout: float | None = None) -> Message | None:
+        """The next chat this connection saw (kept while waiting for replies, or arriving now); None on timeout.
+
+        Only an announced session (``announce=True``) or one addressed by
+        name receives chats live; for the durable mailbox use :meth:`inbox`
+        or :func:`synapse_channel.api.wait`.
+        """
+        if self._kept:
+            return Message.of(self._kept.pop(0))
+        await self._ensure()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                frame = await self._client.recv(left)
+                if frame is None:
+                    return None
+                if frame.get("type") == "chat":
+                    return Message.of(frame)
+        except HubError as exc:
+            raise translate(exc) from None
+
+    async def inbox(self, *, after: int = 0, limit: int = 100, identity: str | None = None) -> InboxPage:
+        """Directed messages to ``identity`` (default: this name) with ``seq`` above ``after``, oldest first."""
+        who = identity or self.name
+        query = {"identity": who, "since_seq": after, "limit": limit}
+
+        def settles(f: Frame) -> bool:
+            return f.get("type") == "history_snapshot" and isinstance(f.get("inbox_page"), dict)
+
+        reply = await self.request(self.frame("history_request", inbox_query=query), settles)
+        page = reply["inbox_page"]
+        messages = tuple(Message.of(m) for m in page.get("messages") or [] if isinstance(m, dict))
+        return InboxPage(messages, int(page.get("cursor") or after), page.get("has_more") is True)
+
+    async def ack(self, through_seq: int, *, identity: str | None = None) -> None:
+        """Acknowledge the mailbox of ``identity`` (default: this name) through ``through_seq``.
+
+        The hub answers an ack only when it refuses it; a refusal raises.
+        """
+        frame = self.frame("ack", "all", "", seq=through_seq, mailbox_for=identity or self.name)
+        try:
+            if not await self._ensure(frame):
+                await self._client.send(frame)
+            # a round trip that is answered proves the ack was read (and refused or not) before we return
+            probe = self.frame("message_status_request", seq=through_seq, request_id=f"ack-{uuid.uuid4().hex}")
+            await self._client.send(probe)
+            reply = await self._client.wait_for(
+                lambda f: (
+                    f.get("request_id") == probe["request_id"]
+                    or (f.get("type") == "error" and f.get("target") == self.name)
+                ),
+                self.timeout,
+            )
+        except HubError as exc:
+            raise translate(exc) from None
+        if reply is not None and reply.get("type") == "error":
+            raise refusal(reply)
+
+    # ------------------------------------------------------------------ roster
+
+    async def who(self) -> Roster:
+        """Who is online (every page of the roster)."""
+        settles = lambda f: f.get("type") == "who_snapshot"  # noqa: E731
+        pages = await self.pages(self.frame("who_request", payload="who"), settles, payload="who")
+        return Roster.of(merge_who(pages))
+
+    # ------------------------------------------------------------------ claims
+
+    async def claim(
+        self,
+        task: str,
+        paths: Iterable[str] = (),
+        *,
+        worktree: str = "",
+        ttl: float | None = None,
+        note: str = "",
+    ) -> Claim:
+        """Lease ``task`` over ``paths``; :class:`Conflict` when it overlaps someone else's live claim."""
+        fields: dict[str, Any] = {"task_id": task, "note": note, "worktree": worktree, "paths": list(paths)}
+        if ttl is not None:
+            fields["ttl_seconds"] = ttl
+
+        def settles(f: Frame) -> bool:
+            return f.get("task_id") == task and (
+                f.get("type") == "claim_denied" or (f.get("type") == "claim_granted" and f.get("owner") == self.name)
+            )
+
+        reply = await self.request(self.frame("claim", payload=task, **fields), settles)
+        if reply["type"] == "claim_denied":
+            raise refusal(reply)
+        return Claim.of(reply)
+
+    async def renew(self, task: str, epoch: int, *, ttl: float | None = None) -> Claim:
+        """Extend the lease on ``task`` (``epoch`` from the grant fences a stale caller)."""
+        fields: dict[str, Any] = {"task_id": task, "epoch": epoch}
+        if ttl is not None:
+            fields["ttl_seconds"] = ttl
+        return Claim.of(await self._owned("renew", "claim_renewed", fields))
+
+    async def handoff(self, task: str, to: str, epoch: int) -> Claim:
+        """Give the claim on ``task`` to ``to`` (same scope, a new epoch)."""
+        return Claim.of(await self._owned("handoff", "claim_handoff", {"task_id": task, "epoch": epoch, "to": to}))
+
+    async def _owned(self, verb: str, answer: str, fields: dict[str, Any]) -> Frame:
+        task = fields["task_id"]
+        return await self.request(
+            self.frame(verb, **fields), lambda f: f.get("type") == answer and f.get("task_id") == task
+        )
+
+    async def release(self, task: str, epoch: int | None = None, *, evidence: Iterable[str] = ()) -> None:
+        """Release ``task`` (idempotent on retry: the hub remembers the operation id)."""
+        fields: dict[str, Any] = {"task_id": task, "idem_key": uuid.uuid4().hex}
+        if epoch is not None:
+            fields["epoch"] = epoch
+        if proof := list(evidence):
+            fields["evidence"] = proof
+
+        def settles(f: Frame) -> bool:
+            return f.get("type") in ("release_granted", "release_denied") and (
+                f.get("release_operation_id") == fields["idem_key"]
+            )
+
+        reply = await self.request(self.frame("release", payload=task, **fields), settles)
+        if reply["type"] == "release_denied":
+            raise refusal(reply)
+
+    async def claims(self) -> tuple[Claim, ...]:
+        """Every live claim on the hub."""
+        settles = lambda f: f.get("type") == "state_snapshot"  # noqa: E731
+        pages = await self.pages(self.frame("state_request", payload="snapshot"), settles, payload="snapshot")
+        body = merge_pages(pages, "snapshot", "active_claims")
+        return tuple(Claim.of(c) for c in body.get("active_claims") or [] if isinstance(c, dict))
+
+    # ------------------------------------------------------------------ board
+
+    async def board(self) -> Board:
+        """Every task on the board and the ready ones."""
+        settles = lambda f: f.get("type") == "board_snapshot"  # noqa: E731
+        pages = await self.pages(self.frame("board_request", payload="board"), settles, payload="board")
+        body = merge_pages(pages, "board", "tasks", "ready")
+        tasks = tuple(Task.of(t) for t in body.get("tasks") or [] if isinstance(t, dict))
+        ready = tuple(str(t.get("task_id")) if isinstance(t, dict) else str(t) for t in body.get("ready") or [])
+        return Board(tasks, ready, dict(body))
+
+    async def declare_task(
+        self,
+        task_id: str,
+        title: str,
+        *,
+        description: str = "",
+        depends_on: Iterable[str] = (),
+        project: str = "",
+        suggested_owner: str = "",
+    ) -> Task:
+        """Put a task on the board; unknown dependencies and cycles are refused."""
+        fields: dict[str, Any] = {
+            "task_id": task_id,
+            "title": title,
+            "description": description,
+            "depends_on": list(depends_on),
+            "project": project,
+            "suggested_owner": suggested_owner,
+        }
+        reply = await self.request(self.frame("ledger_task", **fields), _posted("ledger_task_posted", task_id))
+        return Task.of(reply.get("task") or {})
+
+    async def update_task(
+        self,
+        task_id: str,
+        *,
+        status: str | None = None,
+        expected_version: int | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        suggested_owner: str | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> Task:
+        """Change a task; :class:`Conflict` (``VERSION_CONFLICT``) when ``expected_version`` is stale."""
+        fields: dict[str, Any] = {"task_id": task_id}
+        for key, value in (
+            ("status", status),
+            ("expected_version", expected_version),
+            ("title", title),
+            ("description", description),
+            ("suggested_owner", suggested_owner),
+        ):
+            if value is not None:
+                fields[key] = value
+        if depends_on is not None:
+            fields["depends_on"] = list(depends_on)
+        reply = await self.request(self.frame("ledger_task_update", **fields), _posted("ledger_task_updated", task_id))
+        return Task.of(reply.get("task") or {})
+
+    async def progress(self, task_id: str, text: str, *, kind: str = "note") -> None:
+        """Post a progress note on a task."""
+        frame = self.frame("ledger_progress", payload=text, task_id=task_id, kind=kind)
+        await self.request(frame, _posted("ledger_progress_posted", task_id))
+
+
+def _posted(kind: str, task_id: str) -> Callable[[Frame], bool]:
+    return lambda f: f.get("type") == kind and (f.get("task") or f.get("note") or {}).get("task_id") == task_id

@@ -1,0 +1,203 @@
+"""synapse_channel.api against a real hub: typed results, typed refusals, one connection reused."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from synapse_channel.api import (
+    Conflict,
+    Forbidden,
+    Refused,
+    Session,
+    Superseded,
+    SyncSession,
+    Timeout,
+    Unreachable,
+    wait,
+)
+from synapse_channel.hub.server import Hub
+from synapse_channel.seats import SeatStore
+
+from .conftest import HubFactory
+
+
+async def test_send_queues_for_an_offline_agent_and_its_inbox_pages_it(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api:
+        queued = await api.send("shop/web", "API-12 is mine")
+        assert (queued.outcome, queued.ok) == ("queued", True) and queued.seq
+        broadcast = await api.broadcast("hello all")
+        assert broadcast.outcome == "broadcast"
+    async with Session("shop/web", uri=hub.uri) as web:
+        page = await web.inbox()
+        assert [(m.sender, m.text, m.seq) for m in page.messages] == [("shop/api", "API-12 is mine", queued.seq)]
+        assert page.cursor == queued.seq and not page.has_more
+        await web.ack(page.cursor)
+        assert (await web.inbox(after=page.cursor)).messages == ()
+        with pytest.raises(TypeError):
+            page.messages[0].raw["payload"] = "rewritten"  # type: ignore[index]
+
+
+async def test_send_to_a_live_agent_is_delivered_and_seen_by_next_message(hub: Hub) -> None:
+    async with Session("shop/web", uri=hub.uri, announce=True) as web, Session("shop/api", uri=hub.uri) as api:
+        await web.connect()
+        sent = await api.send("shop/web", "are you there?", priority=True)
+        assert sent.outcome == "delivered"
+        got = await web.next_message(timeout=5)
+        assert got is not None and (got.sender, got.text, got.priority, got.seq) == (
+            "shop/api",
+            "are you there?",
+            True,
+            sent.seq,
+        )
+        assert await web.next_message(timeout=0.2) is None
+
+
+async def test_one_session_reuses_one_connection(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api:
+        await api.who()
+        before = len(hub.core.roster.conns)
+        for _ in range(5):
+            await api.board()
+            await api.claims()
+        assert len(hub.core.roster.conns) == before
+
+
+async def test_claims_conflict_renew_release(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api, Session("shop/web", uri=hub.uri) as web:
+        claim = await api.claim("API-12", ["src/api/"], worktree="/w", ttl=60, note="routes")
+        assert (claim.task_id, claim.owner, claim.paths, claim.worktree) == ("API-12", "shop/api", ("src/api/",), "/w")
+        with pytest.raises(Conflict) as denied:
+            await web.claim("WEB-1", ["src/api/routes.py"], worktree="/w")
+        assert denied.value.code == "SCOPE_CONFLICT" and "API-12" in str(denied.value)
+        renewed = await api.renew("API-12", claim.epoch, ttl=120)
+        assert renewed.lease_expires_at > claim.lease_expires_at
+        with pytest.raises(Refused) as stale:
+            await api.renew("API-12", claim.epoch + 99)
+        assert stale.value.code == "STALE_EPOCH"
+        assert [c.task_id for c in await web.claims()] == ["API-12"]
+        with pytest.raises(Refused):
+            await web.release("API-12")  # not the owner
+        await api.release("API-12", renewed.epoch, evidence=["tests pass"])
+        assert await web.claims() == ()
+        assert (await web.claim("WEB-1", ["src/api/routes.py"], worktree="/w")).owner == "shop/web"
+
+
+async def test_board_declare_update_conflict(hub: Hub) -> None:
+    async with Session("shop/lead", uri=hub.uri) as lead:
+        base = await lead.declare_task("T-1", "schema")
+        await lead.declare_task("T-2", "api", depends_on=["T-1"])
+        assert (base.task_id, base.status) == ("T-1", "open")
+        board = await lead.board()
+        assert {t.task_id for t in board.tasks} == {"T-1", "T-2"} and board.ready == ("T-1",)
+        done = await lead.update_task("T-1", status="done", expected_version=base.version)
+        assert done.status == "done" and done.version > base.version
+        with pytest.raises(Conflict) as stale:
+            await lead.update_task("T-1", title="again", expected_version=base.version)
+        assert stale.value.code == "VERSION_CONFLICT"
+        with pytest.raises(Refused) as unknown:
+            await lead.declare_task("T-3", "x", depends_on=["NOPE"])
+        assert unknown.value.code == "UNKNOWN_DEPENDENCY"
+        assert (await lead.board()).ready == ("T-2",)
+        await lead.progress("T-2", "halfway")
+
+
+async def test_who_shows_announced_agents_and_pending_mail(hub: Hub) -> None:
+    async with Session("shop/web", uri=hub.uri, announce=True) as web, Session("shop/api", uri=hub.uri) as api:
+        await web.connect()
+        await api.send("shop/db", "later")
+        roster = await api.who()
+        assert "shop/web" in roster.online and roster.liveness["shop/web"]["proven_live"] is True
+        assert roster.pending.get("shop/db") == 1
+
+
+async def test_wait_returns_mail_once_and_times_out_empty(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api:
+        sent = await api.send("shop/web", "wake up")
+    got = await wait("shop/web", uri=hub.uri, timeout=5)
+    assert [(m.text, m.seq) for m in got] == [("wake up", sent.seq)]
+    assert await wait("shop/web", uri=hub.uri, timeout=0.5) == ()
+    waiter = asyncio.create_task(wait("shop/web", uri=hub.uri, timeout=10))
+    await asyncio.sleep(0.3)
+    async with Session("shop/api", uri=hub.uri) as api:
+        await api.send("shop/web", "second")
+    assert [m.text for m in await waiter] == ["second"]
+
+
+async def test_errors_are_typed(hub_factory: HubFactory, tmp_path: Path) -> None:
+    with pytest.raises(Unreachable):
+        async with Session("a", uri="ws://127.0.0.1:9", timeout=1) as s:
+            await s.who()
+    with SeatStore(tmp_path / "hub.db") as store:
+        alice = store.add("alice", "agent")
+        mallory = store.add("mallory", "agent")
+    hub = await hub_factory()
+    async with Session("alice", uri=hub.uri, token=alice) as s:
+        await s.send("carol", "hi")
+        with pytest.raises(Forbidden):
+            await s.inbox(identity="carol")
+        with pytest.raises(Forbidden):
+            await s.ack(1, identity="carol")
+    with pytest.raises(Forbidden, match="may not use that name"):  # another seat's name: closed, "not granted"
+        async with Session("alice", uri=hub.uri, token=mallory) as s:
+            await s.who()
+    holder = Session("alice", uri=hub.uri, token=alice, announce=True)
+    await holder.connect()
+    async with Session("alice", uri=hub.uri, token=alice, announce=True, registration={"takeover": True}) as taker:
+        await taker.connect()
+        with pytest.raises(Superseded):
+            await holder.who()
+    await holder.close()
+
+
+async def test_a_refused_frame_leaves_the_session_usable(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api:
+        with pytest.raises(Refused) as bad:
+            await api.request(api.frame("renew", task_id="NOPE", epoch=1), lambda f: f.get("type") == "claim_renewed")
+        assert bad.value.code == "NOT_CLAIMED" and bad.value.frame.get("type") == "error"
+        with pytest.raises(Timeout):
+            await api.request(api.frame("who_request"), lambda f: False, timeout=0.3)
+        assert (await api.send("shop/web", "still fine")).outcome == "queued"
+
+
+def test_sync_session_and_wait_from_plain_code(hub_uri_thread: str) -> None:
+    with SyncSession("shop/api", uri=hub_uri_thread) as api:
+        assert api.send("shop/web", "from a script").outcome == "queued"
+        claim = api.claim("S-1", ["a.py"])
+        assert [c.task_id for c in api.claims()] == ["S-1"]
+        api.release("S-1", claim.epoch)
+    from synapse_channel.api import wait_sync
+
+    assert [m.text for m in wait_sync("shop/web", uri=hub_uri_thread, timeout=5)] == ["from a script"]
+
+
+@pytest.fixture
+def hub_uri_thread(tmp_path: Path) -> object:
+    """A hub on its own event loop in a thread, for the blocking facade (which runs its own loop)."""
+    import threading
+
+    from synapse_channel.hub.config import HubConfig
+
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    def serve() -> None:
+        async def main() -> None:
+            hub = Hub(HubConfig(host="127.0.0.1", port=0, db=tmp_path / "t.db", relay_log=tmp_path / "f.ndjson"))
+            await hub.start()
+            box["uri"], box["stop"] = hub.uri, asyncio.Event()
+            box["loop"] = asyncio.get_running_loop()
+            ready.set()
+            await box["stop"].wait()  # type: ignore[attr-defined]
+            await hub.stop()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(20), "the hub thread did not start"
+    yield box["uri"]
+    box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
+    thread.join(20)
