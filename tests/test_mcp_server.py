@@ -121,6 +121,13 @@ async def test_board_and_task_update_and_bad_arguments(hub: Hub) -> None:
         assert failed and "text is required" in said, said
 
 
+async def test_calls_made_together_take_turns_instead_of_refusing_each_other(hub: Hub) -> None:
+    """The hub lets one connection hold a name; parallel tool calls of one agent must not collide on it."""
+    async with stdio(hub, "proj/alice") as alice:
+        results = await asyncio.gather(*(call(alice, "send", to="proj/bob", text=f"n{i}") for i in range(4)))
+    assert all(not failed for failed, _ in results), results
+
+
 async def test_an_unreachable_hub_is_a_tool_error_that_says_start_it(tmp_path: Path) -> None:
     mcp = sdk()
     params = mcp.StdioServerParameters(

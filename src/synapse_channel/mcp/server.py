@@ -14,10 +14,12 @@ reached again on the next call.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +92,7 @@ class Tools:
     timeout: float = 5.0
     cursor: int = 0
     _calls: dict[str, Callable[[dict[str, Any]], Awaitable[str]]] = field(default_factory=dict, repr=False)
+    _lock: asyncio.Lock | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._calls = {
@@ -104,11 +107,18 @@ class Tools:
             "task_update": self.task_update,
         }
 
-    def session(self, *, announce: bool = False, name: str | None = None) -> api.Session:
-        """A fresh session as this identity (quiet unless ``announce``)."""
-        return api.Session(
-            name or self.identity, uri=self.uri, token=self.token, timeout=self.timeout, announce=announce
-        )
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[api.Session]:
+        """A fresh quiet session as this identity, one at a time.
+
+        The hub lets one connection hold a name, so calls that arrive
+        together (an assistant may run tools in parallel; HTTP clients share
+        this server) take turns instead of refusing each other.
+        """
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock, api.Session(self.identity, uri=self.uri, token=self.token, timeout=self.timeout) as s:
+            yield s
 
     async def call(self, name: str, args: dict[str, Any]) -> str:
         """Run tool ``name``; every failure becomes a :class:`ToolFailure` that says what to do next."""
@@ -130,6 +140,10 @@ class Tools:
             raise ToolFailure(f"the synapse hub is not reachable ({exc}); start it with `synapse hub`") from None
         except api.Superseded as exc:
             raise ToolFailure(f"{exc}; another connection holds the name {self.identity!r}, try again") from None
+        except api.Closed as exc:
+            raise ToolFailure(
+                f"{exc}; another connection holds {self.identity!r} just now (another synapse command?), try again"
+            ) from None
         except api.Forbidden as exc:
             raise ToolFailure(f"refused: {exc}; this identity may not do that, ask a human with access") from None
         except api.Timeout as exc:
