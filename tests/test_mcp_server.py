@@ -197,9 +197,14 @@ async def test_http_off_loopback_without_a_token_is_refused(hub: Hub) -> None:
     assert code == 2 and "refusing to serve MCP on 0.0.0.0 without a token" in err and "Traceback" not in err, err
 
 
-async def test_serve_without_an_identity_is_a_one_line_error() -> None:
-    code, _, err = await run_cli("mcp", "serve")
-    assert code == 2 and "no identity" in err and len(err.strip().splitlines()) == 1, err
+async def test_without_an_identity_it_serves_and_every_call_says_how_to_set_one(hub: Hub) -> None:
+    """An assistant shows a server that will not start only as "failed"; a running one can say what is missing."""
+    mcp = sdk()
+    params = mcp.StdioServerParameters(command=SYNAPSE, args=["mcp", "serve", "--uri", hub.uri], env=dict(os.environ))
+    async with mcp.Client(params, read_timeout_seconds=TIMEOUT * 3) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        failed, said = await call(client, "who")
+    assert failed and "SYN_IDENTITY" in said and "--name NAME" in said, said
 
 
 def test_the_cli_does_not_import_the_sdk_for_other_commands() -> None:

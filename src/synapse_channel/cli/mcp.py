@@ -13,6 +13,10 @@ import click
 
 from .common import connection_options, default_identity, refuse_insecure, resolve_token
 
+NO_IDENTITY = (
+    "no identity: set SYN_IDENTITY where the assistant starts, or [identity] in the project's synapse.toml,"
+    " or reinstall with `synapse mcp install ASSISTANT --name NAME`"
+)
 EXTRA_HINT = "the MCP server needs the mcp extra: pip install 'synapse-channel[mcp]'"
 
 
@@ -50,9 +54,11 @@ def serve(
     ``Authorization: Bearer TOKEN``; without one the server binds loopback
     only.
     """
-    identity = name or default_identity()
+    identity = name or default_identity() or ""
     if not identity:
-        raise click.UsageError("no identity: pass --name NAME or set SYN_IDENTITY (the agent the tools act as)")
+        # Still serve: an assistant shows a server that will not start only as "failed to connect", while a
+        # running one answers every tool call with the missing step, where the model and the user read it.
+        click.echo(f"synapse mcp serve: warning: {NO_IDENTITY}", err=True)
     secret = resolve_token(token, token_file)
     refuse_insecure(uri, secret)
     try:
@@ -63,7 +69,7 @@ def serve(
 
     if use_http and not secret and not is_loopback(host):
         raise click.UsageError(
-            f"refusing to serve MCP on {host} without a token: anyone who reaches it would act as {identity}; "
+            f"refusing to serve MCP on {host} without a token: anyone who reaches it would act as {identity or 'you'}; "
             "bind 127.0.0.1, or configure a token (--token-file) that clients must send as a bearer token"
         )
     import asyncio
@@ -71,11 +77,11 @@ def serve(
     from .. import __version__
     from ..mcp.server import Tools, serve_http, serve_stdio
 
-    tools = Tools(identity, uri=uri, token=secret, timeout=timeout)
+    tools = Tools(identity, uri=uri, token=secret, timeout=timeout, missing=NO_IDENTITY if not identity else "")
 
     def ready(url: str) -> None:
         gate = "bearer token required" if secret else "no token: loopback only"
-        click.echo(f"[{identity}] MCP on {url} ({gate})", err=True)
+        click.echo(f"[{identity or '?'}] MCP on {url} ({gate})", err=True)
 
     try:
         if use_http:

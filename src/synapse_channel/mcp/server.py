@@ -91,6 +91,8 @@ class Tools:
     token: str | None = None
     timeout: float = 5.0
     cursor: int = 0
+    #: Why this server cannot act (no identity), said in answer to every call; empty when it can.
+    missing: str = ""
     _calls: dict[str, Callable[[dict[str, Any]], Awaitable[str]]] = field(default_factory=dict, repr=False)
     _lock: asyncio.Lock | None = field(default=None, repr=False)
 
@@ -125,10 +127,14 @@ class Tools:
         fn = self._calls.get(name)
         if fn is None:
             raise ToolFailure(f"unknown tool {name!r}; call one of: {', '.join(TOOLS)}")
+        if self.missing:
+            raise ToolFailure(self.missing)
         return await self._guarded(fn(args))
 
     async def call_resource(self, uri: str) -> str:
         """Read resource ``uri``, failures translated like a tool's."""
+        if self.missing:
+            raise ToolFailure(self.missing)
         return await self._guarded(self.resource(uri))
 
     async def _guarded(self, work: Awaitable[str]) -> str:
@@ -435,8 +441,8 @@ def build(tools: Tools, version: str = "") -> Server[Any]:
         "synapse",
         version=version,
         instructions=(
-            f"You are {tools.identity} on a synapse hub shared with other agents. Check inbox (or wait) for "
-            "messages and ack them; claim the files you will edit before editing; release when done."
+            f"You are {tools.identity or 'an agent'} on a synapse hub shared with other agents. Check inbox "
+            "(or wait) for messages and ack them; claim the files you will edit before editing; release when done."
         ),
         on_list_tools=list_tools,
         on_call_tool=call_tool,
