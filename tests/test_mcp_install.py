@@ -2,7 +2,7 @@
 
 Runs the real CLI on real files in a temporary project and $HOME; the
 formats are the ones the pinned assistants' own `mcp add` write (checked in
-tests/assistants/test_mcp_claude.py against the real Claude Code).
+tests/assistants/test_mcp_install_real.py against the real Claude Code).
 """
 
 from __future__ import annotations
