@@ -111,6 +111,28 @@ async def test_user_scope_writes_the_home_config(assistant: str, project: Path, 
     assert home_file.read_text() == original
 
 
+@pytest.mark.parametrize("assistant", ["codex", "gemini"])
+async def test_edits_made_after_install_survive_uninstall(assistant: str, project: Path) -> None:
+    """When the user changed the file since, uninstall removes only our entry (no restore over their edit)."""
+    rel, original = ORIGINALS[assistant]
+    path = project / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(original)
+    code, _, err = await run_cli("mcp", "install", assistant)
+    assert code == 0, err
+    if path.suffix == ".toml":
+        path.write_text(path.read_text() + '\n[mcp_servers.later]\ncommand = "later-mcp"\n')
+    else:
+        doc = json.loads(path.read_text())
+        doc["mcpServers"]["later"] = {"command": "later-mcp"}
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    code, _, err = await run_cli("mcp", "uninstall", assistant)
+    assert code == 0, err
+    assert set(servers(path)) == {"other", "later"}
+    if path.suffix == ".toml":
+        assert path.read_text().startswith('# my codex settings\nmodel = "o4"  # keep me\n')
+
+
 async def test_a_server_named_synapse_that_is_not_ours_is_never_overwritten(project: Path) -> None:
     path = project / ".mcp.json"
     original = '{"mcpServers": {"synapse": {"command": "someone-elses"}}}\n'

@@ -72,6 +72,12 @@ def serve(
             f"refusing to serve MCP on {host} without a token: anyone who reaches it would act as {identity or 'you'}; "
             "bind 127.0.0.1, or configure a token (--token-file) that clients must send as a bearer token"
         )
+    if use_http and secret and not is_loopback(host):
+        click.echo(
+            f"synapse mcp serve: warning: clients send the token in clear over http:// to {host}; "
+            "put a TLS proxy in front, or reach it through an SSH tunnel",
+            err=True,
+        )
     import asyncio
 
     from .. import __version__
