@@ -176,3 +176,26 @@ async def test_dry_run_prints_the_diff_and_changes_nothing(project: Path) -> Non
     assert code == 0, err
     assert '"mcpServers"' in out and "+" in out
     assert not (project / ".gemini").exists()
+
+
+def test_the_mcp_server_talks_to_the_hub_only_through_the_public_api() -> None:
+    """synapse_channel.mcp stands on synapse_channel.api: no CLI internals, no client/core/hub modules."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "src" / "synapse_channel" / "mcp"
+    forbidden = ("cli", "client", "core", "hub", "store", "protocol")
+    found = []
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                names = [module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.replace("synapse_channel.", "..").lstrip(".").split(".")
+                if parts[0] in forbidden:
+                    found.append(f"{source.name}: {name}")
+    assert not found, found

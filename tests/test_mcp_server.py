@@ -168,8 +168,14 @@ async def http_client(url: str, token: str | None) -> AsyncIterator[Any]:
         yield client
 
 
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    inner = getattr(exc, "exceptions", None)
+    return [leaf for e in inner for leaf in leaves(e)] if inner else [exc]
+
+
 async def test_http_with_a_token_refuses_a_client_without_it(hub_factory: Any, tmp_path: Path) -> None:
-    sdk()
+    mcp = sdk()
     secret = "s3cret-token-for-the-mcp-http-test"
     hub = await hub_factory(token=secret)
     token_file = tmp_path / "token"
@@ -182,9 +188,10 @@ async def test_http_with_a_token_refuses_a_client_without_it(hub_factory: Any, t
         async with httpx2.AsyncClient() as plain:
             answer = await plain.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert answer.status_code == 401 and "bearer token" in answer.text
-        with pytest.raises(BaseException):  # noqa: B017  (the SDK surfaces the 401 as its own error types)
+        with pytest.raises(BaseException) as refused:
             async with http_client(url, "wrong-token") as client:
                 await client.list_tools()
+        assert any(isinstance(e, mcp.MCPError) for e in leaves(refused.value)), refused.value
         async with http_client(url, secret) as client:
             listed = await client.list_tools()
             assert {t.name for t in listed.tools} == TOOLS
