@@ -36,11 +36,11 @@ def sdk() -> Any:
 
 
 @asynccontextmanager
-async def stdio(hub: Hub, name: str) -> AsyncIterator[Any]:
-    """An SDK client session with `synapse mcp serve --name NAME` over stdio."""
+async def stdio(hub: Hub, name: str, cwd: Path | None = None) -> AsyncIterator[Any]:
+    """An SDK client session with `synapse mcp serve --name NAME` over stdio (started in ``cwd``)."""
     mcp = sdk()
     params = mcp.StdioServerParameters(
-        command=SYNAPSE, args=["mcp", "serve", "--uri", hub.uri, "--name", name], env=dict(os.environ)
+        command=SYNAPSE, args=["mcp", "serve", "--uri", hub.uri, "--name", name], env=dict(os.environ), cwd=cwd
     )
     async with mcp.Client(params, read_timeout_seconds=TIMEOUT * 3) as client:
         yield client
@@ -102,6 +102,25 @@ async def test_an_overlapping_claim_is_refused_with_the_holder_and_what_to_do(hu
         assert not failed, said
         failed, said = await call(bob, "claim", task="T-2", paths=["src/"])
         assert not failed, said
+
+
+async def test_claims_made_here_and_from_the_cli_collide(hub: Hub, tmp_path: Path, monkeypatch: Any) -> None:
+    """Both scope paths to the git top level, so an MCP claim and a `synapse claim` over one file conflict."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    monkeypatch.chdir(repo / "src")
+    code, _, err = await run_cli("claim", "--uri", hub.uri, "--name", "proj/bob", "T-7", "--paths", "a.py")
+    assert code == 0, err
+    async with stdio(hub, "proj/alice", cwd=repo) as alice:
+        failed, said = await call(alice, "claim", task="T-8", paths=["src/"])
+        assert failed and "proj/bob holds T-7 over src/a.py" in said, said
+        failed, said = await call(alice, "claim", task="T-8", paths=["../outside"])
+        assert failed and "outside the worktree" in said, said
+        failed, said = await call(alice, "claim", task="T-8", paths=["docs/"])
+        assert not failed and "over docs" in said, said
 
 
 async def test_board_and_task_update_and_bad_arguments(hub: Hub) -> None:

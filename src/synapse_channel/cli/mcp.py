@@ -82,8 +82,18 @@ def serve(
 
     from .. import __version__
     from ..mcp.server import Tools, serve_http, serve_stdio
+    from .claims import git_toplevel
 
-    tools = Tools(identity, uri=uri, token=secret, timeout=timeout, missing=NO_IDENTITY if not identity else "")
+    cwd = Path.cwd()
+    tools = Tools(
+        identity,
+        uri=uri,
+        token=secret,
+        timeout=timeout,
+        missing=NO_IDENTITY if not identity else "",
+        worktree=str(Path(top).resolve()) if (top := git_toplevel(cwd)) else "",
+        cwd=str(cwd),
+    )
 
     def ready(url: str) -> None:
         gate = "bearer token required" if secret else "no token: loopback only"

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mcp.types as types
@@ -62,7 +63,7 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "who": ("Who is online, with pending mail counts.", _obj({})),
     "claim": (
-        "Lease a task over file paths so others keep off them. ttl in s.",
+        "Lease a task over file paths (relative to the project) so others keep off them; again to extend. ttl s.",
         _obj({"task": _S, "paths": {"type": "array", "items": _S}, "ttl": {"type": "number"}, "note": _S}, ("task",)),
     ),
     "release": ("Release your claim on a task.", _obj({"task": _S}, ("task",))),
@@ -93,8 +94,13 @@ class Tools:
     cursor: int = 0
     #: Why this server cannot act (no identity), said in answer to every call; empty when it can.
     missing: str = ""
+    #: The worktree claims are scoped to ("" for none) and the directory relative paths start from: the same
+    #: rule as ``synapse claim`` (the git top level), so claims made here and from the CLI or hooks collide.
+    worktree: str = ""
+    cwd: str = "."
     _calls: dict[str, Callable[[dict[str, Any]], Awaitable[str]]] = field(default_factory=dict, repr=False)
     _lock: asyncio.Lock | None = field(default=None, repr=False)
+    _wait_lock: asyncio.Lock | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._calls = {
@@ -192,7 +198,10 @@ class Tools:
     async def wait(self, args: dict[str, Any]) -> str:
         """``synapse wait`` as a call (it shares that command's cursor): the messages that came, acked."""
         timeout = _number(args, "timeout", 60.0, low=1.0, high=MAX_WAIT)
-        got = await api.wait(self.identity, uri=self.uri, token=self.token, timeout=timeout, directed_only=True)
+        if self._wait_lock is None:
+            self._wait_lock = asyncio.Lock()
+        async with self._wait_lock:  # one waiter per identity at a time (it registers as IDENTITY-rx)
+            got = await api.wait(self.identity, uri=self.uri, token=self.token, timeout=timeout, directed_only=True)
         if not got:
             return f"no message within {timeout:g}s; call wait again, or get on with your work"
         self.cursor = max(self.cursor, *(m.seq for m in got))
@@ -225,15 +234,30 @@ class Tools:
             raise ToolFailure('paths must be a list of file or directory paths, e.g. ["src/a.py", "docs/"]')
         ttl = _number(args, "ttl", None, low=1.0, high=86400.0) if args.get("ttl") is not None else None
         note = str(args.get("note") or "")
+        scoped = self.scoped(paths)
         async with self.session() as s:
             try:
-                granted = await s.claim(task, paths, ttl=ttl, note=note)
+                granted = await s.claim(task, scoped, worktree=self.worktree, ttl=ttl, note=note)
             except api.Conflict as exc:
                 raise ToolFailure(await _conflict_help(s, task, exc)) from None
             except api.Refused as exc:
                 raise ToolFailure(f"{exc} Fix the request (task id, paths, ttl) and claim again.") from None
         scope = ", ".join(granted.paths) or "no paths"
         return f"claimed {task} (epoch {granted.epoch}) over {scope} until {_clock(granted.lease_expires_at)}"
+
+    def scoped(self, paths: list[str]) -> list[str]:
+        """``paths`` relative to the worktree (as ``synapse claim`` sends them); one outside it is refused."""
+        if not self.worktree:
+            return list(paths)
+        root = Path(self.worktree).resolve()
+        out = []
+        for p in paths:
+            full = (Path(self.cwd) / p).resolve()
+            try:
+                out.append(full.relative_to(root).as_posix() or ".")
+            except ValueError:
+                raise ToolFailure(f"path {p} is outside the worktree {root}; claim paths inside it") from None
+        return out
 
     async def release(self, args: dict[str, Any]) -> str:
         task = _text(args, "task")
