@@ -36,11 +36,12 @@ def sdk() -> Any:
 
 
 @asynccontextmanager
-async def stdio(hub: Hub, name: str, cwd: Path | None = None) -> AsyncIterator[Any]:
+async def stdio(hub: Hub, name: str, cwd: Path | None = None, token: str | None = None) -> AsyncIterator[Any]:
     """An SDK client session with `synapse mcp serve --name NAME` over stdio (started in ``cwd``)."""
     mcp = sdk()
+    env = {**os.environ, **({"SYNAPSE_TOKEN": token} if token else {})}
     params = mcp.StdioServerParameters(
-        command=SYNAPSE, args=["mcp", "serve", "--uri", hub.uri, "--name", name], env=dict(os.environ), cwd=cwd
+        command=SYNAPSE, args=["mcp", "serve", "--uri", hub.uri, "--name", name], env=env, cwd=cwd
     )
     async with mcp.Client(params, read_timeout_seconds=TIMEOUT * 3) as client:
         yield client
@@ -102,6 +103,25 @@ async def test_an_overlapping_claim_is_refused_with_the_holder_and_what_to_do(hu
         assert not failed, said
         failed, said = await call(bob, "claim", task="T-2", paths=["src/"])
         assert not failed, said
+
+
+async def test_on_a_seated_hub_each_server_acts_only_with_its_seat(hub_factory: Any, tmp_path: Path) -> None:
+    from synapse_channel.seats import SeatStore
+
+    with SeatStore(tmp_path / "hub.db") as store:
+        alice, bob = store.add("proj/alice", "agent"), store.add("proj/bob", "agent")
+    hub = await hub_factory()
+    async with (
+        stdio(hub, "proj/alice", token=alice) as as_alice,
+        stdio(hub, "proj/bob", token=bob) as as_bob,
+        stdio(hub, "proj/bob", token=alice) as impostor,
+    ):
+        failed, said = await call(as_alice, "send", to="proj/bob", text="seated hello")
+        assert not failed, said
+        failed, said = await call(impostor, "inbox")
+        assert failed and "may not use that name" in said and "MCP config" in said, said
+        failed, said = await call(as_bob, "inbox")
+        assert not failed and "seated hello" in said, said
 
 
 async def test_claims_made_here_and_from_the_cli_collide(hub: Hub, tmp_path: Path, monkeypatch: Any) -> None:

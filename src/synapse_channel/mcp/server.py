@@ -157,7 +157,10 @@ class Tools:
                 f"{exc}; another connection holds {self.identity!r} just now (another synapse command?), try again"
             ) from None
         except api.Forbidden as exc:
-            raise ToolFailure(f"refused: {exc}; this identity may not do that, ask a human with access") from None
+            raise ToolFailure(
+                f"refused: {exc} (this server acts as {self.identity!r}: its --name and token are in the assistant's"
+                " MCP config; fix them there, or ask whoever runs the hub for access)"
+            ) from None
         except api.Timeout as exc:
             raise ToolFailure(f"{exc}; check with board/inbox before retrying") from None
         except api.SynapseError as exc:
