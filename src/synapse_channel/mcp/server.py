@@ -32,6 +32,8 @@ from synapse_channel import api
 #: The longest ``wait`` the tool allows (an MCP call should not hang an assistant indefinitely).
 MAX_WAIT = 300.0
 INBOX_LIMIT = 50
+#: The hub's longest lease (30 days); a longer ttl is cut to it rather than refused.
+MAX_TTL = 30 * 86400.0
 URI_INBOX, URI_BOARD, URI_CLAIMS = "synapse://inbox", "synapse://board", "synapse://claims"
 
 # ---------------------------------------------------------------------- schemas (compact on purpose)
@@ -69,7 +71,7 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
     "release": ("Release your claim on a task.", _obj({"task": _S}, ("task",))),
     "board": ("The task board: tasks, status, owner; ready = deps done.", _obj({})),
     "task_update": (
-        "Change a task's status (open, claimed, in_progress, blocked, done...) and/or post a progress note.",
+        "Set a task's status (open, in_progress, blocked, done, cancelled) and/or post a progress note.",
         _obj({"task": _S, "status": _S, "note": _S, "version": {**_I, "description": "expected version"}}, ("task",)),
     ),
 }
@@ -181,14 +183,11 @@ class Tools:
             raise ToolFailure(f"nobody matches {to!r} and nothing was kept; call who for the names online")
         return f"sent to {to}{seq}"
 
-    async def _page(self, s: api.Session, after: int, limit: int) -> api.InboxPage:
-        return await s.inbox(after=after, limit=limit)
-
     async def inbox(self, args: dict[str, Any]) -> str:
         after = _int(args, "after", self.cursor, low=0)
         limit = _int(args, "limit", INBOX_LIMIT, low=1, high=INBOX_LIMIT)
         async with self.session() as s:
-            page = await self._page(s, after, limit)
+            page = await s.inbox(after=after, limit=limit)
         return _messages(page.messages, page.has_more)
 
     async def ack(self, args: dict[str, Any]) -> str:
@@ -235,7 +234,7 @@ class Tools:
         paths = args.get("paths") or []
         if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
             raise ToolFailure('paths must be a list of file or directory paths, e.g. ["src/a.py", "docs/"]')
-        ttl = _number(args, "ttl", None, low=1.0, high=86400.0) if args.get("ttl") is not None else None
+        ttl = _number(args, "ttl", None, low=1.0, high=MAX_TTL) if args.get("ttl") is not None else None
         note = str(args.get("note") or "")
         scoped = self.scoped(paths)
         async with self.session() as s:
