@@ -272,6 +272,25 @@ def security_section(after: dict[str, Any], before: dict[str, Any]) -> list[str]
     return [*out, ""]
 
 
+def mcp_section(data: dict[str, Any]) -> list[str]:
+    out = [
+        "## MCP tool surface",
+        "",
+        host_line(data),
+        "What a model pays in context for our MCP server: the compact JSON of `tools/list` as the SDK's own "
+        f"client received it from `synapse mcp serve` (`benchmarks/mcp_tools.py`). Target: under "
+        f"{data['budget_bytes']:,} bytes.",
+        "",
+        f"`tools/list`: {data['tools']} tools, **{data['tools_list_bytes']:,} bytes**; `resources/list`: "
+        f"{data['resources']} resources, {data['resources_list_bytes']:,} bytes.",
+        "",
+        "| tool | bytes |",
+        "|---|---|",
+    ]
+    out += [f"| `{n}` | {b:,} |" for n, b in sorted(data["per_tool_bytes"].items(), key=lambda kv: -kv[1])]
+    return [*out, ""]
+
+
 def render() -> str:
     out = [
         "# Benchmarks",
@@ -296,6 +315,9 @@ def render() -> str:
     sec_after, sec_before = load("security_overhead-after-paired"), load("security_overhead-before-paired")
     if sec_after and sec_before:
         out += security_section(sec_after, sec_before)
+    tools = load("mcp_tools")
+    if tools:
+        out += mcp_section(tools)
     return "\n".join(out).rstrip() + "\n"
 
 

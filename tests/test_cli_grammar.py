@@ -50,11 +50,13 @@ TALKS_TO_HUB = {
     "who",
     "claim",
     "git-claim",
+    "mcp serve",
 }
 # Take --uri but are not client connections of an agent, and why.
 NOT_CLIENTS = {
     "doctor": "reports what a command given --uri/--token/--token-file would do; it has no identity to check",
     "service install": "--uri is written into unit files, not connected to",
+    "mcp install": "--uri is written into the assistant's MCP config, not connected to",
 }
 
 
@@ -64,6 +66,7 @@ NO_JSON = {
     "presence": "a long-running presence holder: it has no outcome to report, only a connection to keep",
     "tmux-bridge": "a long-running bridge that types wakes into a tmux pane; `listen --json` is the scriptable stream",
     "resume": "a human digest for a returning agent; `syn-inbox --json`, `state --json`, `board --json` are its parts",
+    "mcp serve": "a long-running MCP server speaking JSON-RPC on stdio or HTTP; its replies are structured already",
 }
 
 

@@ -1,10 +1,14 @@
-"""Edit an assistant's JSON settings file without clobbering it.
+"""Edit an assistant's settings file without clobbering it.
 
-Install merges our hook entries in (once, marked by their ``synapse hook``
-command so uninstall removes exactly ours), keeps every key and hook the user
-had, writes atomically and keeps a backup of the original beside it.
+Install merges our entries in (hooks, marked by their ``synapse hook``
+command; or one MCP server entry, marked by its ``synapse mcp serve``
+command) so uninstall removes exactly ours, keeps every key, hook and server
+the user had, writes atomically and keeps a backup of the original beside it.
 Uninstall restores the original bytes when nothing else changed since, so the
-user's file is byte-for-byte what it was.
+user's file is byte-for-byte what it was. Hooks and the MCP server may share
+one file (Gemini's ``settings.json``, Codex's ``config.toml``): the backup is
+the file as it was before our first edit of either, and it stays until
+nothing of ours is left in the file.
 """
 
 from __future__ import annotations
@@ -225,7 +229,11 @@ def plan_uninstall(path: Path) -> Change:
 
 
 def apply(change: Change, *, installing: bool) -> None:
-    """Write (or delete) atomically; on the first install keep the original beside it."""
+    """Write (or delete) atomically; on the first install keep the original beside it.
+
+    The markers (backup, created) go on uninstall only once nothing of ours
+    is left in the file: another of our features may still be installed there.
+    """
     path = change.path
     backup = path.with_name(path.name + BACKUP_SUFFIX)
     created = path.with_name(path.name + CREATED_SUFFIX)
@@ -233,7 +241,7 @@ def apply(change: Change, *, installing: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if change.before is None:
             created.touch()
-        elif not backup.exists():
+        elif not backup.exists() and not created.exists():
             backup.write_text(change.before)
     if change.after is None:
         if path.exists():
@@ -244,10 +252,183 @@ def apply(change: Change, *, installing: bool) -> None:
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
         os.replace(tmp, path)
-    if not installing:
+    if not installing and not holds_ours(path, change.after):
         for marker in (backup, created):
             if marker.exists():
                 marker.unlink()
+
+
+def holds_ours(path: Path, text: str | None) -> bool:
+    """True when ``text`` (``path``'s new content) still carries a hook or an MCP server of ours."""
+    if not text or not text.strip():
+        return False
+    try:
+        doc: Any = _parse_toml(text) if path.suffix == ".toml" else json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(doc, dict):
+        return False
+    servers = [doc.get(key) for key in SERVER_SECTIONS]
+    if any(isinstance(s, dict) and any(is_our_server(e) for e in s.values()) for s in servers):
+        return True
+    return bool(strip_ours(json.loads(json.dumps(doc, default=str))) != json.loads(json.dumps(doc, default=str)))
+
+
+# ---------------------------------------------------------------------- one MCP server entry
+
+#: Where each assistant keeps its MCP servers: JSON ``mcpServers`` (Claude Code, Gemini), TOML ``mcp_servers`` (Codex).
+SERVER_SECTIONS = ("mcpServers", "mcp_servers")
+SERVE = ("mcp", "serve")
+
+
+def is_our_server(entry: Any) -> bool:
+    """True for a server entry this tool installed: a ``synapse`` command whose arguments start ``mcp serve``."""
+    if not isinstance(entry, dict):
+        return False
+    command, args = entry.get("command"), entry.get("args")
+    return (
+        isinstance(command, str)
+        and Path(command).name == "synapse"
+        and isinstance(args, list)
+        and tuple(args[: len(SERVE)]) == SERVE
+    )
+
+
+def _parse_toml(text: str) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _load_any(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """``_load`` for JSON or TOML (by suffix)."""
+    if path.suffix != ".toml":
+        return _load(path)
+    if not path.exists():
+        return None, {}
+    text = path.read_text()
+    try:
+        return text, _parse_toml(text)
+    except ValueError as exc:
+        raise SettingsError(f"{path} is not valid TOML ({exc}); fix it first, nothing was changed") from None
+
+
+def _servers(doc: dict[str, Any], path: Path, section: str) -> dict[str, Any]:
+    found = doc.get(section, {})
+    if not isinstance(found, dict):
+        raise SettingsError(f"{path}: {section!r} is not a table of servers; nothing was changed")
+    return found
+
+
+def plan_server_install(path: Path, section: str, name: str, entry: dict[str, Any]) -> Change:
+    """Our MCP server as ``section.name``, added or brought up to date; every other server and key kept.
+
+    A server of that name that is not ours is never overwritten (a
+    :class:`SettingsError` says so). Installing what is already there leaves
+    the bytes alone (idempotent).
+    """
+    before, doc = _load_any(path)
+    servers = _servers(doc, path, section)
+    current = servers.get(name)
+    if current is not None and not is_our_server(current):
+        raise SettingsError(
+            f"{path} already has an MCP server named {name!r} that synapse did not install;"
+            f" remove or rename it first, nothing was changed"
+        )
+    if current == entry:
+        return Change(path, before, before)
+    if path.suffix == ".toml":
+        return Change(path, before, _toml_set_server(before or "", section, name, entry))
+    doc.setdefault(section, {})[name] = entry
+    return Change(path, before, _dump(doc, before))
+
+
+def plan_server_uninstall(path: Path, section: str, name: str) -> Change:
+    """Remove our ``section.name``; restore the original bytes when nothing else changed since install."""
+    before, doc = _load_any(path)
+    if before is None:
+        return Change(path, None, None)
+    servers = _servers(doc, path, section)
+    if not is_our_server(servers.get(name)):
+        return Change(path, before, before)
+    cleaned = json.loads(json.dumps(doc, default=str))
+    del cleaned[section][name]
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    created = path.with_name(path.name + CREATED_SUFFIX)
+    if not cleaned[section] and not _had_section(backup, section):
+        del cleaned[section]
+    if backup.exists():
+        original = backup.read_text()
+        try:
+            if _plain(_parse_toml(original) if path.suffix == ".toml" else json.loads(original or "{}")) == cleaned:
+                return Change(path, before, original)
+        except ValueError:
+            pass
+    if created.exists() and not cleaned:
+        return Change(path, before, None)
+    if path.suffix == ".toml":
+        return Change(path, before, _toml_drop_server(before, section, name, keep_section=section in cleaned))
+    return Change(path, before, _dump(cleaned, before))
+
+
+def _plain(doc: dict[str, Any]) -> Any:
+    """``doc`` as plain JSON values (TOML dates become strings), for comparing two parses."""
+    return json.loads(json.dumps(doc, default=str))
+
+
+def _had_section(backup: Path, section: str) -> bool:
+    """True when the original file (the backup) already had ``section``, even empty: it stays."""
+    if not backup.exists():
+        return False
+    try:
+        text = backup.read_text()
+        doc = _parse_toml(text) if backup.name.endswith(".toml" + BACKUP_SUFFIX) else json.loads(text or "{}")
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and section in doc
+
+
+def _toml_set_server(text: str, section: str, name: str, entry: dict[str, Any]) -> str:
+    """``text`` with ``[section.name]`` set to ``entry``, every other line kept as written (tomlkit)."""
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    servers = doc.get(section)
+    if servers is None:
+        servers = tomlkit.table(is_super_table=True)
+        doc[section] = servers
+    table = tomlkit.table()
+    for key, value in entry.items():
+        table[key] = value
+    servers[name] = table
+    out = tomlkit.dumps(doc)
+    return out if out.endswith("\n") else out + "\n"
+
+
+def _toml_drop_server(text: str, section: str, name: str, *, keep_section: bool) -> str:
+    """``text`` without ``[section.name]`` (and without ``section`` when we emptied it)."""
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    servers = doc[section]
+    del servers[name]
+    if not keep_section:
+        del doc[section]
+    return tomlkit.dumps(doc)
+
+
+def server_entry(path: Path, section: str, name: str) -> dict[str, Any] | None:
+    """Our installed server entry in ``path`` (None when absent, not ours, or the file is unreadable)."""
+    try:
+        _, doc = _load_any(path)
+    except SettingsError:
+        return None
+    found = doc.get(section)
+    entry = found.get(name) if isinstance(found, dict) else None
+    return entry if is_our_server(entry) else None
 
 
 def installed_events(path: Path) -> list[str]:

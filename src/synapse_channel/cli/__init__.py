@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "seat": ("synapse_channel.cli.seats", "seat", "Manage seats: per-agent credentials (add, list, revoke, rotate)."),
     "audit": ("synapse_channel.cli.seats", "audit", "Show refused auth, refused access and seat changes."),
     "hook": ("synapse_channel.cli.adapters", "hook", "Run by an assistant's hook: deliver synapse messages."),
+    "mcp": ("synapse_channel.cli.mcp", "mcp", "Serve the hub's tools over MCP; install them into assistants."),
     "doctor": ("synapse_channel.cli.doctor", "doctor", "Report which protections are in force (token, URI, trust)."),
     "ask-human": ("synapse_channel.cli.attention", "ask_human", "Ask a person a question and wait for the answer."),
     "attention": ("synapse_channel.cli.attention", "attention", "List and answer the questions agents asked people."),
