@@ -72,6 +72,8 @@ async def test_claims_conflict_renew_release(hub: Hub) -> None:
         with pytest.raises(Conflict) as denied:
             await web.claim("WEB-1", ["src/api/routes.py"], worktree="/w")
         assert denied.value.code == "SCOPE_CONFLICT" and "API-12" in str(denied.value)
+        assert (denied.value.held_by, denied.value.held_task) == ("shop/api", "API-12")
+        assert denied.value.held_until == claim.lease_expires_at
         renewed = await api.renew("API-12", claim.epoch, ttl=120)
         assert renewed.lease_expires_at > claim.lease_expires_at
         with pytest.raises(Refused) as stale:
@@ -83,6 +85,8 @@ async def test_claims_conflict_renew_release(hub: Hub) -> None:
         await api.release("API-12", renewed.epoch, evidence=["tests pass"])
         assert await web.claims() == ()
         assert (await web.claim("WEB-1", ["src/api/routes.py"], worktree="/w")).owner == "shop/web"
+        await web.release("WEB-1")  # no epoch kept: the session looks it up
+        assert await api.claims() == ()
 
 
 async def test_board_declare_update_conflict(hub: Hub) -> None:

@@ -30,6 +30,7 @@ from .errors import (
     Timeout,
     Unreachable,
 )
+from .scope import OutsideWorktree, claim_scope, git_toplevel
 from .session import Session
 from .sync import SyncSession
 from .sync import wait as wait_sync
@@ -45,6 +46,7 @@ __all__ = [
     "InboxPage",
     "InsecureTransport",
     "Message",
+    "OutsideWorktree",
     "Question",
     "Refused",
     "Roster",
@@ -56,6 +58,8 @@ __all__ = [
     "Task",
     "Timeout",
     "Unreachable",
+    "claim_scope",
+    "git_toplevel",
     "wait",
     "wait_sync",
 ]

@@ -71,4 +71,27 @@ class Forbidden(Refused):
 
 
 class Conflict(Refused):
-    """The request lost to someone else's state: an overlapping claim, a stale epoch or board version."""
+    """The request lost to someone else's state: an overlapping claim, a stale epoch or board version.
+
+    For a claim refused over someone else's live claim, ``held_by``,
+    ``held_task`` and ``held_until`` (epoch seconds) say who is in the way
+    and until when (None from a hub that does not send them).
+    """
+
+    @property
+    def held_by(self) -> str | None:
+        """The owner of the claim in the way."""
+        value = self.frame.get("held_by")
+        return value if isinstance(value, str) else None
+
+    @property
+    def held_task(self) -> str | None:
+        """The task id of the claim in the way."""
+        value = self.frame.get("held_task")
+        return value if isinstance(value, str) else None
+
+    @property
+    def held_until(self) -> float | None:
+        """When that claim's lease ends unless renewed (epoch seconds)."""
+        value = self.frame.get("held_until")
+        return float(value) if isinstance(value, int | float) else None

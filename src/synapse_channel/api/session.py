@@ -364,7 +364,15 @@ class Session:
         )
 
     async def release(self, task: str, epoch: int | None = None, *, evidence: Iterable[str] = ()) -> None:
-        """Release ``task`` (idempotent on retry: the hub remembers the operation id)."""
+        """Release ``task`` (idempotent on retry: the hub remembers the operation id).
+
+        Without ``epoch`` the session looks the claim up first (one more round
+        trip) and presents its current epoch, so a caller that kept only the
+        task id can still release what it holds.
+        """
+        if epoch is None:
+            held = next((c for c in await self.claims() if c.task_id == task and c.owner == self.name), None)
+            epoch = held.epoch if held is not None else None
         fields: dict[str, Any] = {"task_id": task, "idem_key": uuid.uuid4().hex}
         if epoch is not None:
             fields["epoch"] = epoch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -123,30 +122,19 @@ class GitClaimCommand(PathsCommand):
 
 def git_toplevel(cwd: Path) -> str:
     """The git top level of ``cwd`` ("" outside a repository)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+    from ..api.scope import git_toplevel as top
+
+    return top(cwd)
 
 
 def scope(paths: tuple[str, ...], worktree: str | None) -> tuple[str, list[str]]:
-    """The worktree (default: git top level) and paths made relative to it."""
-    cwd = Path.cwd()
-    wt = worktree if worktree is not None else git_toplevel(cwd)
-    if not wt:
-        return "", list(paths)
-    root = Path(wt).resolve()
-    rel = []
-    for p in paths:
-        full = (cwd / p).resolve() if not os.path.isabs(p) else Path(p).resolve()
-        try:
-            rel.append(full.relative_to(root).as_posix() or ".")
-        except ValueError:
-            raise click.UsageError(f"path {p} is outside the worktree {root}") from None
-    return str(root), rel
+    """The worktree (default: git top level) and paths made relative to it (a usage error outside it)."""
+    from ..api.scope import OutsideWorktree, claim_scope
+
+    try:
+        return claim_scope(paths, worktree)
+    except OutsideWorktree as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def claim_options(fn: Any) -> Any:

@@ -81,8 +81,8 @@ def serve(
     import asyncio
 
     from .. import __version__
+    from ..api.scope import git_toplevel
     from ..mcp.server import Tools, serve_http, serve_stdio
-    from .claims import git_toplevel
 
     cwd = Path.cwd()
     tools = Tools(

@@ -192,13 +192,24 @@ def _audited(handler: Any) -> Any:
     return run
 
 
-def _deny(core: HubCore, conn: Conn, out: Outcome, now: float, task: str, code: str, message: str) -> None:
+def _deny(
+    core: HubCore, conn: Conn, out: Outcome, now: float, task: str, code: str, message: str, **extra: Any
+) -> None:
     core.emit(
         out, "claim_denial", {"task_id": task, "claimant": conn.name, "reason_code": code, "reason": message}, now
     )
-    out.send(
-        conn.conn_id, core.frame("claim_denied", conn.name or "self", message, now, task_id=task, reason_code=code)
-    )
+    frame = core.frame("claim_denied", conn.name or "self", message, now, task_id=task, reason_code=code, **extra)
+    out.send(conn.conn_id, frame)
+
+
+def _holder(claim: dict[str, Any]) -> dict[str, Any]:
+    """Who is in the way, as fields of ``claim_denied`` (ours; 0.99 clients read only the text)."""
+    return {
+        "held_by": claim["owner"],
+        "held_task": claim["task_id"],
+        "held_until": claim["lease_expires_at"],
+        "held_paths": list(claim.get("paths") or []),
+    }
 
 
 def handle_claim(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
@@ -209,7 +220,8 @@ def handle_claim(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outco
         return
     held = claims.live.get(task)
     if held is not None and held["owner"] != owner:
-        _deny(core, conn, out, now, task, "LEASE_LIVE", f"Task '{task}' is already claimed by {held['owner']}.")
+        message = f"Task '{task}' is already claimed by {held['owner']}."
+        _deny(core, conn, out, now, task, "LEASE_LIVE", message, **_holder(held))
         return
     ttl = number_field(raw, "ttl_seconds", DEFAULT_TTL)
     paths = raw.get("paths") or []
@@ -227,7 +239,7 @@ def handle_claim(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outco
     if clash is not None:
         holder = claims.live[clash]["owner"]
         message = f"Task '{task}' file scope conflicts with '{clash}' held by {holder}."
-        _deny(core, conn, out, now, task, "SCOPE_CONFLICT", message)
+        _deny(core, conn, out, now, task, "SCOPE_CONFLICT", message, **_holder(claims.live[clash]))
         return
     cap = claims.max_per_owner
     if held is None and cap and claims.per_owner.get(owner, 0) >= cap:

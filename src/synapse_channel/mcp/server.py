@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import mcp.types as types
@@ -251,15 +249,10 @@ class Tools:
         """``paths`` relative to the worktree (as ``synapse claim`` sends them); one outside it is refused."""
         if not self.worktree:
             return list(paths)
-        root = Path(self.worktree).resolve()
-        out = []
-        for p in paths:
-            full = (Path(self.cwd) / p).resolve()
-            try:
-                out.append(full.relative_to(root).as_posix() or ".")
-            except ValueError:
-                raise ToolFailure(f"path {p} is outside the worktree {root}; claim paths inside it") from None
-        return out
+        try:
+            return api.claim_scope(paths, self.worktree, self.cwd)[1]
+        except api.OutsideWorktree as exc:
+            raise ToolFailure(f"{exc}; claim paths inside it") from None
 
     async def release(self, args: dict[str, Any]) -> str:
         task = _text(args, "task")
@@ -348,15 +341,13 @@ class Tools:
 
 
 async def _conflict_help(s: api.Session, task: str, exc: api.Conflict) -> str:
-    """Who holds what, until when, and the two ways forward."""
-    match = re.search(r"'([^']+)' held by (\S+?)\.?$", str(exc)) or re.search(r"claimed by (\S+?)\.?$", str(exc))
-    if match is None:
+    """Who holds what, until when, and the two ways forward (from the refusal's own fields)."""
+    holder, other = exc.held_by, exc.held_task
+    if holder is None or other is None:
         return f"{exc} Pick other paths, or ask the holder with send."
-    other = match.group(1) if match.lastindex == 2 else task
-    holder = match.group(match.lastindex or 1)
-    held = next((c for c in await s.claims() if c.task_id == other), None)
-    until = f" until {_clock(held.lease_expires_at)}" if held else ""
-    paths = f" over {', '.join(held.paths)}" if held and held.paths else ""
+    held_paths = exc.frame.get("held_paths")
+    paths = f" over {', '.join(map(str, held_paths))}" if isinstance(held_paths, list) and held_paths else ""
+    until = f" until {_clock(exc.held_until)}" if exc.held_until else ""
     return (
         f"claim on {task} refused: {holder} holds {other}{paths}{until}. "
         f'Pick other paths, or ask the holder: send(to="{holder}", text="...").'
