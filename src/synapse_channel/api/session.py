@@ -9,9 +9,10 @@ between are kept for :meth:`Session.next_message` instead of being lost.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -87,6 +88,11 @@ class Session:
     ``announce=False`` (the default) registers quietly: the name is not put
     on the roster for others to see, like the CLI's one-shot commands. A
     long-lived agent connection passes ``announce=True``.
+
+    ``wake_capability`` tells the hub how this connection can be woken:
+    ``direct`` (default), ``passive`` (a waiter) or ``presence`` (it holds a
+    project's presence and never reads mail); ``registration`` adds fields
+    to the registration frame (``takeover``, ``roles``, ``presence_for``).
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class Session:
         timeout: float = 5.0,
         announce: bool = False,
         registration: Mapping[str, Any] | None = None,
+        wake_capability: str = "direct",
     ) -> None:
         from ..client import context
 
@@ -111,7 +118,14 @@ class Session:
         self.timeout = timeout
         extra: dict[str, Any] = {} if announce else {"quiet": True}
         extra.update(registration or {})
-        self._client = HubClient(self.uri, self.name, token=self.token, ready_timeout=timeout, registration=extra)
+        self._client = HubClient(
+            self.uri,
+            self.name,
+            token=self.token,
+            ready_timeout=timeout,
+            registration=extra,
+            wake_capability=wake_capability,
+        )
         self._connected = False
         self._kept: list[Frame] = []
 
@@ -267,6 +281,39 @@ class Session:
                     return Message.of(frame)
         except HubError as exc:
             raise translate(exc) from None
+
+    async def events(self, until: asyncio.Event | None = None) -> AsyncIterator[Message]:
+        """Every chat this connection receives, as it arrives, until ``until`` is set (then it just ends).
+
+        For long-lived connections (``announce=True``): ``async for message in
+        s.events(stop): ...``. When the hub closes the connection the loop
+        raises: :class:`Superseded` if another connection took this name over
+        (yield, do not reconnect), else :class:`Closed`.
+        """
+        await self._ensure()
+        stop = until if until is not None else asyncio.Event()
+        while not stop.is_set():
+            if self._kept:
+                yield Message.of(self._kept.pop(0))
+                continue
+            try:
+                frame = await self._client.recv_until(stop)
+            except HubError as exc:
+                raise translate(exc) from None
+            if frame is None:
+                return
+            if frame.get("type") == "chat":
+                yield Message.of(frame)
+
+    async def message_status(self, seq: int) -> str:
+        """Where message ``seq`` stands for its recipient: ``stored``, ``delivered``, ``acked`` or ``unknown``.
+
+        ``unknown`` also when this identity may not see the message.
+        """
+        request_id = f"status-{uuid.uuid4().hex}"
+        frame = self.frame("message_status_request", seq=seq, request_id=request_id)
+        reply = await self.request(frame, lambda f: f.get("request_id") == request_id)
+        return str(reply.get("state", "unknown"))
 
     async def inbox(self, *, after: int = 0, limit: int = 100, identity: str | None = None) -> InboxPage:
         """Directed messages to ``identity`` (default: this name) with ``seq`` above ``after``, oldest first."""
