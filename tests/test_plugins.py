@@ -262,7 +262,8 @@ async def test_hook_message_delivered(conns: tuple[Any, Connections]) -> None:
         assert loop.time() < deadline
         await asyncio.sleep(0.01)
     got = [kw for n, kw in rec.calls if n == "message_delivered"]
-    assert got == [{"payload": "queued one", "recipients": ("later",)}, {"payload": "live one", "recipients": ("later",)}]
+    later = ("later",)
+    assert got == [{"payload": "queued one", "recipients": later}, {"payload": "live one", "recipients": later}]
     await s.close()
     await w.close()
 
