@@ -284,3 +284,17 @@ def test_api_cli_does_not_load_the_session_machinery() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_a_board_broadcast_already_in_flight_is_not_taken_for_the_answer(hub: Hub) -> None:
+    """web is connected when api updates a task: that broadcast, still unread, must not answer web's own update."""
+    async with Session("shop/api", uri=hub.uri) as api, Session("shop/web", uri=hub.uri) as web:
+        await web.connect()
+        await api.declare_task("T-1", "one")
+        task = await api.update_task("T-1", status="in_progress")
+        with pytest.raises(Conflict) as stale:
+            await web.update_task("T-1", status="done", expected_version=task.version - 1)
+        assert stale.value.code == "VERSION_CONFLICT"
+        done = await web.update_task("T-1", status="done", expected_version=task.version)
+        assert (done.status, done.version) == ("done", task.version + 1)
+        await web.progress("T-1", "shipped")

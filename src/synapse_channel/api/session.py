@@ -173,24 +173,46 @@ class Session:
         """A frame from this session (for :meth:`request` with verbs the API does not model)."""
         return self._client.frame(ftype, target, payload, **fields)
 
-    async def request(self, frame: Frame, settles: Callable[[Frame], bool], timeout: float | None = None) -> Frame:
+    async def request(
+        self, frame: Frame, settles: Callable[[Frame], bool], timeout: float | None = None, *, fresh: bool = False
+    ) -> Frame:
         """Send ``frame``; return the first reply ``settles`` accepts.
 
         An ``error`` frame addressed to this name raises :class:`Refused` (or a
         subclass); no verdict in time raises :class:`Timeout`. Frames that are
         not the answer are kept for :meth:`next_message`.
+
+        ``fresh=True`` is for answers the hub broadcasts (board updates): a
+        frame that was already on its way before this request (another
+        client's update of the same task) must not pass for the answer. A
+        probe is pipelined ahead of ``frame`` and nothing counts until its
+        reply is in; the hub answers one connection in order, so what follows
+        it was caused no earlier than this request.
         """
         wait = self.timeout if timeout is None else timeout
+        frames = [frame]
+        barrier: str | None = None
+        if fresh and self._connected:  # a new connection has nothing stale in flight
+            barrier = f"barrier-{uuid.uuid4().hex}"
+            frames.insert(0, self.frame("message_status_request", seq=0, request_id=barrier))
 
         def done(f: Frame) -> bool:
+            nonlocal barrier
+            if barrier is not None:
+                if f.get("request_id") == barrier or (f.get("type") == "error" and f.get("code") == "UNKNOWN_TYPE"):
+                    barrier = None  # from here on, replies are to this request (an older hub lacks the probe)
+                else:
+                    self._keep(f)
+                return False
             if settles(f) or (f.get("type") == "error" and f.get("target") in (self.name, "self")):
                 return True
             self._keep(f)
             return False
 
         try:
-            if not await self._ensure(frame):
-                await self._client.send(frame)
+            if not await self._ensure(*frames):
+                for f in frames:
+                    await self._client.send(f)
             reply = await self._client.wait_for(done, wait)
         except HubError as exc:
             raise translate(exc) from None
@@ -400,7 +422,7 @@ class Session:
     async def _owned(self, verb: str, answer: str, fields: dict[str, Any]) -> Frame:
         task = fields["task_id"]
         return await self.request(
-            self.frame(verb, **fields), lambda f: f.get("type") == answer and f.get("task_id") == task
+            self.frame(verb, **fields), lambda f: f.get("type") == answer and f.get("task_id") == task, fresh=True
         )
 
     async def release(self, task: str, epoch: int | None = None, *, evidence: Iterable[str] = ()) -> None:
@@ -457,7 +479,9 @@ class Session:
             "project": project,
             "suggested_owner": suggested_owner,
         }
-        reply = await self.request(self.frame("ledger_task", **fields), _posted("ledger_task_posted", task_id))
+        reply = await self.request(
+            self.frame("ledger_task", **fields), _posted("ledger_task_posted", task_id), fresh=True
+        )
         return Task.of(reply.get("task") or {})
 
     async def update_task(
@@ -484,13 +508,15 @@ class Session:
                 fields[key] = value
         if depends_on is not None:
             fields["depends_on"] = list(depends_on)
-        reply = await self.request(self.frame("ledger_task_update", **fields), _posted("ledger_task_updated", task_id))
+        reply = await self.request(
+            self.frame("ledger_task_update", **fields), _posted("ledger_task_updated", task_id), fresh=True
+        )
         return Task.of(reply.get("task") or {})
 
     async def progress(self, task_id: str, text: str, *, kind: str = "note") -> None:
         """Post a progress note on a task."""
         frame = self.frame("ledger_progress", payload=text, task_id=task_id, kind=kind)
-        await self.request(frame, _posted("ledger_progress_posted", task_id))
+        await self.request(frame, _posted("ledger_progress_posted", task_id), fresh=True)
 
 
 def _posted(kind: str, task_id: str) -> Callable[[Frame], bool]:
