@@ -22,11 +22,23 @@ from typing import Any
 __all__ = ["ClientInfo", "HubInfo", "freeze"]
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def freeze(value: Any) -> Any:
     """A deep read-only copy: mappings become ``MappingProxyType``, lists and tuples tuples, sets frozensets.
 
     Anything else (numbers, strings, the frozen info objects) is returned as is.
+    Runs once per hook event on the hub's event loop, so the common JSON types
+    are tested by exact type first (an ABC ``isinstance`` costs more).
     """
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is dict:
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if kind is list:
+        return tuple(freeze(v) for v in value)
     if isinstance(value, Mapping):
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
