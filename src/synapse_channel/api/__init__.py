@@ -13,8 +13,9 @@ Async first::
         await s.send("shop/web", "API-12 is mine until lunch")
         await s.release("API-12", claim.epoch)
 
-and blocking for scripts (:class:`SyncSession`, :func:`wait_sync`). See
-docs/api.md.
+and blocking for scripts (:class:`SyncSession`, :func:`wait_sync`). A
+plugin's click command takes the standard connection flags from
+:mod:`synapse_channel.api.cli`. See docs/api.md.
 """
 
 from __future__ import annotations
