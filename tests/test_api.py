@@ -229,3 +229,100 @@ async def test_ask_human_waits_for_a_person_and_returns_the_answer(hub: Hub) -> 
         assert answered.answer == "keep" and await ana.attention() == ()
     mail = await wait("shop/api", uri=hub.uri, timeout=5)
     assert [(m.sender, m.raw.get("attention_id")) for m in mail] == [("ops/ana", question.id)]
+
+
+async def test_events_streams_chats_until_stopped_and_raises_superseded_on_takeover(hub: Hub) -> None:
+    stop = asyncio.Event()
+    async with Session("shop/web", uri=hub.uri, announce=True) as web, Session("shop/api", uri=hub.uri) as api:
+        await web.connect()
+        for text in ("one", "two"):
+            await api.send("shop/web", text)
+        seen = []
+        async for message in web.events(stop):
+            seen.append(message.text)
+            if len(seen) == 2:
+                stop.set()
+        assert seen == ["one", "two"]  # and the loop ended because stop was set
+        async with Session("shop/web", uri=hub.uri, announce=True, registration={"takeover": True}) as taker:
+            await taker.connect()
+            with pytest.raises(Superseded) as gone:
+                async for _ in web.events():
+                    pass
+            assert gone.value.code == 4010 and gone.value.exit_code == 4
+
+
+async def test_wake_capability_reaches_the_hub(hub: Hub) -> None:
+    async with Session(
+        "shop-presence", uri=hub.uri, announce=True, wake_capability="presence", registration={"presence_for": "shop"}
+    ) as holder:
+        await holder.connect()
+        async with Session("ops", uri=hub.uri) as ops:
+            sent = await ops.send("shop/web", "anyone?")  # the project is held: queued, not a dead letter
+        assert sent.outcome == "queued"
+        caps = {c.name: c.wake_capability for c in hub.core.roster.conns.values()}
+        assert caps["shop-presence"] == "presence"
+
+
+async def test_message_status_follows_a_message_to_its_ack(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api, Session("shop/web", uri=hub.uri) as web:
+        sent = await api.send("shop/web", "track me")
+        assert sent.seq is not None
+        assert await web.message_status(sent.seq) == "stored"
+        await web.ack(sent.seq)
+        assert await web.message_status(sent.seq) == "acked"
+        assert await web.message_status(10**9) == "unknown"
+
+
+async def test_a_bystander_wait_has_its_own_receiver_and_cursor_and_never_acks(hub: Hub, tmp_path: Path) -> None:
+    cursor = tmp_path / "bystander.cursor"
+    async with Session("shop/api", uri=hub.uri) as api:
+        sent = await api.send("shop/web", "for web")
+    got = await wait("shop/web", uri=hub.uri, timeout=5, ack=False, receiver="shop/web-pane-rx", cursor=cursor)
+    assert [m.seq for m in got] == [sent.seq] and cursor.read_text().strip() == str(sent.seq)
+    assert await wait("shop/web", uri=hub.uri, timeout=0.5, receiver="shop/web-pane-rx", cursor=cursor) == ()
+    async with Session("shop/web", uri=hub.uri) as web:
+        assert sent.seq is not None and await web.message_status(sent.seq) != "acked"
+    assert [m.text for m in await wait("shop/web", uri=hub.uri, timeout=5)] == ["for web"]  # the agent still gets it
+
+
+def test_context_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synapse_channel.api import one_shot, owner_of, resolve_token, setting
+
+    assert owner_of("shop/web-rx") == owner_of("shop/web-pane-rx") == "shop/web"
+    assert one_shot("tool", "shop/web").startswith("shop/web~tool-")
+    monkeypatch.setenv("SYNAPSE_TOKEN", "from-env")
+    assert resolve_token() == "from-env" and resolve_token("given") == "given"
+    loose = tmp_path / "token"
+    loose.write_text("secret\n")
+    loose.chmod(0o644)
+    with pytest.raises(Refused) as bad:
+        resolve_token(token_file=loose)
+    assert bad.value.code == "TOKEN_FILE" and "chmod 600" in str(bad.value)
+    assert setting("adapters.no_such_plugin.key") is None
+
+
+def test_api_cli_does_not_load_the_session_machinery() -> None:
+    """A plugin's command module imports api.cli at load time; that must stay as light as the CLI's own options."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, synapse_channel.api.cli\n"
+        "print(sorted(m for m in sys.modules if m.endswith(('.session', '.connection'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+async def test_a_board_broadcast_already_in_flight_is_not_taken_for_the_answer(hub: Hub) -> None:
+    """web is connected when api updates a task: that broadcast, still unread, must not answer web's own update."""
+    async with Session("shop/api", uri=hub.uri) as api, Session("shop/web", uri=hub.uri) as web:
+        await web.connect()
+        await api.declare_task("T-1", "one")
+        task = await api.update_task("T-1", status="in_progress")
+        with pytest.raises(Conflict) as stale:
+            await web.update_task("T-1", status="done", expected_version=task.version - 1)
+        assert stale.value.code == "VERSION_CONFLICT"
+        done = await web.update_task("T-1", status="done", expected_version=task.version)
+        assert (done.status, done.version) == ("done", task.version + 1)
+        await web.progress("T-1", "shipped")

@@ -12,6 +12,7 @@ import pytest
 
 from synapse_channel import hookspecs
 from synapse_channel.client.waiter import Waiter, WaitSpec
+from synapse_channel.events import HubInfo
 from synapse_channel.hookspecs import hookimpl
 from synapse_channel.plugins import make_plugin_manager
 
@@ -96,14 +97,17 @@ async def recorded(hub_factory: HubFactory) -> tuple[Any, Recorder]:
 async def test_hook_hub_started(recorded: tuple[Any, Recorder]) -> None:
     """hub_started fires once the hub listens."""
     hub, rec = recorded
-    assert (await rec.wait_for("hub_started"))["hub"] is hub
+    info = (await rec.wait_for("hub_started"))["hub"]
+    assert isinstance(info, HubInfo) and (info.uri, info.hub_id) == (hub.uri, hub.core.hub_id)
 
 
 async def test_hook_hub_stopping(recorded: tuple[Any, Recorder]) -> None:
     """hub_stopping fires on stop."""
     hub, rec = recorded
+    uri = hub.uri
     await hub.stop()
-    assert (await rec.wait_for("hub_stopping"))["hub"] is hub
+    info = (await rec.wait_for("hub_stopping"))["hub"]
+    assert isinstance(info, HubInfo) and info.uri == uri
 
 
 async def test_hook_message_received(recorded: tuple[Any, Recorder]) -> None:
@@ -115,7 +119,7 @@ async def test_hook_message_received(recorded: tuple[Any, Recorder]) -> None:
     await alice.send("chat", "bob", "hi bob")
     got = await rec.wait_for("message_received")
     assert got["message"]["payload"] == "hi bob" and isinstance(got["message"]["seq"], int)
-    assert got["recipients"] == ["bob"]
+    assert got["recipients"] == ("bob",)
     await alice.close()
     await bob.close()
 
@@ -258,7 +262,8 @@ async def test_hook_message_delivered(conns: tuple[Any, Connections]) -> None:
         assert loop.time() < deadline
         await asyncio.sleep(0.01)
     got = [kw for n, kw in rec.calls if n == "message_delivered"]
-    assert got == [{"payload": "queued one", "recipients": ["later"]}, {"payload": "live one", "recipients": ["later"]}]
+    later = ("later",)
+    assert got == [{"payload": "queued one", "recipients": later}, {"payload": "live one", "recipients": later}]
     await s.close()
     await w.close()
 
@@ -397,3 +402,51 @@ def test_hook_register_wake_adapters() -> None:
             register("fake", "shadowed")
 
     assert wake_adapters(make_plugin_manager(entrypoints=False, extra=[Offers()])) == {"fake": "adapter-object"}
+
+
+async def test_a_plugin_cannot_change_a_delivered_message(hub_factory: HubFactory) -> None:
+    """Hook arguments are frozen: a plugin that rewrites a relayed chat fails, and the mailbox replay is untouched."""
+    attempts: list[str] = []
+
+    class Tamperer:
+        @hookimpl
+        def message_received(self, hub: Any, message: Any, recipients: Any) -> None:
+            for label, mutate in (
+                ("payload", lambda: message.__setitem__("payload", "tampered")),
+                ("recipients", lambda: recipients.append("mallory")),
+                ("hub", lambda: setattr(hub, "uri", "ws://evil:1")),
+            ):
+                try:
+                    mutate()
+                    attempts.append(f"{label}: changed")
+                except (TypeError, AttributeError):
+                    attempts.append(f"{label}: refused")
+
+    hub = await hub_factory(pm=make_plugin_manager(entrypoints=False, extra=[Tamperer()]))
+    s = await open_raw(hub.uri, "s")
+    await s.send("chat", "later", "the original")
+    await s.sync()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while len(attempts) < 3:
+        assert loop.time() < deadline, attempts
+        await asyncio.sleep(0.01)
+    assert attempts == ["payload: refused", "recipients: refused", "hub: refused"]
+    w = await open_raw(hub.uri, "later-rx")
+    await w.send("heartbeat", mailbox=True, since_seq=0, mailbox_for="later")
+    replayed = await w.expect("chat", replayed=True)
+    assert replayed["payload"] == "the original"
+    await w.close()
+    await s.close()
+
+
+def test_freeze_is_deep() -> None:
+    """Nested mappings and lists in a frozen frame are read-only too (a shallow proxy would leak them)."""
+    from synapse_channel.events import freeze
+
+    frozen = freeze({"a": {"b": [1, {"c": 2}]}, "s": {1}})
+    with pytest.raises(TypeError):
+        frozen["a"]["b"][1]["c"] = 3
+    assert frozen["a"]["b"] == (1, {"c": 2}) and frozen["s"] == frozenset({1})
+    with pytest.raises(AttributeError):
+        frozen["a"]["b"].append(4)

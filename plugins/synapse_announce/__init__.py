@@ -10,52 +10,55 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from synapse_channel.cli.common import connection_options
+from synapse_channel.api.cli import connection_options
 from synapse_channel.hookspecs import hookimpl
 
-
-async def online_seats(uri: str, name: str, token: str | None, project: str) -> list[str]:
-    """The identities of ``project`` that are online now (agents or waiters)."""
-    from synapse_channel.client.connection import HubClient
-    from synapse_channel.protocol import owner_of
-
-    client = HubClient(uri, name, token=token)
-    try:
-        await client.connect(client.frame("who_request", payload="who"))
-        snap = await client.wait_for(lambda f: f.get("type") == "who_snapshot", 5.0)
-    finally:
-        await client.close()
-    names = {owner_of(n) for n in (snap or {}).get("online_agents", [])}
-    return sorted(n for n in names if n.startswith(project + "/"))
+if TYPE_CHECKING:
+    from synapse_channel.api import Session
 
 
-async def expand(uri: str, name: str, token: str | None, to: list[str]) -> list[str]:
+async def online_seats(session: Session, project: str) -> list[str]:
+    """The identities of ``project`` that are online now (agents or their waiters)."""
+    from synapse_channel.api import owner_of
+
+    roster = await session.who()
+    return sorted({owner_of(n) for n in roster.online if owner_of(n).startswith(project + "/")})
+
+
+async def expand(session: Session, to: list[str]) -> list[str]:
     """Recipients: each name as given; a bare project becomes its online seats."""
     out: list[str] = []
     for item in to:
         if "/" in item:
             out.append(item)
         else:
-            seats = await online_seats(uri, name, token, item)
+            seats = await online_seats(session, item)
             out += seats or [item]  # nobody online: the project's mailbox keeps it
     return list(dict.fromkeys(out))
 
 
-async def announce_all(uri: str, name: str, token: str | None, recipients: list[str], text: str, stagger: float) -> int:
-    """Send one directed message per recipient; exit 1 if any was not delivered or queued."""
-    from synapse_channel.cli.messaging import SendRequest, _send
+async def announce_all(session: Session, recipients: list[str], text: str, stagger: float) -> int:
+    """Send one directed message per recipient; exit 1 if any was neither delivered nor queued."""
+    from synapse_channel.api import SynapseError
 
     failures = 0
     for i, target in enumerate(recipients):
         if i:
             await asyncio.sleep(stagger)
-        code = await _send(SendRequest(uri, name, token, target, text))
-        click.echo(f"{target}: {'ok' if code == 0 else 'NOT delivered'}")
-        failures += code != 0
+        try:
+            sent = await session.send(target, text)
+        except SynapseError as exc:
+            click.echo(f"{target}: NOT delivered ({exc})")
+            failures += 1
+            continue
+        if sent.outcome == "queued":
+            click.echo(f"queued for {target} (offline); it reaches them when they next wait")
+        click.echo(f"{target}: {'ok' if sent.ok else 'NOT delivered'}")
+        failures += not sent.ok
     return 1 if failures else 0
 
 
@@ -75,9 +78,9 @@ def announce(
 ) -> None:
     """Send MESSAGE to each recipient in turn, --stagger seconds apart."""
     import os
-    import sys
 
-    from synapse_channel.cli.common import default_identity, refuse_insecure, resolve_token
+    from synapse_channel.api import Session, SynapseError, default_identity
+    from synapse_channel.api.cli import refuse_insecure, resolve_token, run, say
 
     sender = name or default_identity() or f"announce-{os.getpid()}"
     secret = resolve_token(token, token_file)
@@ -87,10 +90,15 @@ def announce(
         raise click.UsageError("--to needs at least one recipient")
 
     async def go() -> int:
-        recipients = await expand(uri, f"{sender}-announce", secret, targets)
-        return await announce_all(uri, sender, secret, recipients, " ".join(message), stagger)
+        try:
+            async with Session(sender, uri=uri, token=secret) as session:
+                recipients = await expand(session, targets)
+                return await announce_all(session, recipients, " ".join(message), stagger)
+        except SynapseError as exc:
+            say(sender, str(exc))
+            return exc.exit_code
 
-    sys.exit(asyncio.run(go()))
+    run(go())
 
 
 @hookimpl

@@ -48,10 +48,9 @@ class ClaudeCode(HookAdapter):
     # ------------------------------------------------------------------ idle wake (opt-in)
 
     def _setting(self, key: str) -> Any:
-        from synapse_channel.cli.common import settings
+        from synapse_channel.api import setting
 
-        found = settings().deferred.get(f"adapters.claude_code.{key}")
-        return found.value if found else None
+        return setting(f"adapters.claude_code.{key}")
 
     def idle_wake(self) -> bool:
         """``[adapters.claude_code] idle_wake``: install the background idle wait (default off)."""

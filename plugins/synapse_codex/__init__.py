@@ -114,10 +114,9 @@ class Codex(HookAdapter):
     # ------------------------------------------------------------------ opt-in idle wake (codex queue)
 
     def _setting(self, key: str) -> Any:
-        from synapse_channel.cli.common import settings
+        from synapse_channel.api import setting
 
-        found = settings().deferred.get(f"adapters.codex.{key}")
-        return found.value if found else None
+        return setting(f"adapters.codex.{key}")
 
     def queue_wake(self) -> bool:
         """``[adapters.codex] queue_wake``: after each turn, wait for mail and ``codex queue`` it (default off)."""

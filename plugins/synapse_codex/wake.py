@@ -163,12 +163,12 @@ class Turn:
 async def wait_and_queue(thread: str, seconds: float, remote: str | None) -> str:
     """Wait for directed mail for this seat; queue it into ``thread``. Returns what happened (for the note)."""
     from synapse_channel.adapters.runtime import render_messages
-    from synapse_channel.cli.common import default_identity, resolve_token, settings
+    from synapse_channel.api import default_identity, default_uri, resolve_token
 
     identity = default_identity()
     if not identity:
         return "no identity (set SYN_IDENTITY or [identity] in synapse.toml); not waiting"
-    seat = peeking_seat(str(settings().get("hub.uri")), identity, resolve_token(None, None))
+    seat = peeking_seat(default_uri(), identity, resolve_token())
     codex = os.getppid()  # the Codex process that ran us: the thread is only wakeable while it lives
     if codex == 1:
         return "Codex is gone"  # it exited before we started: we were handed to init

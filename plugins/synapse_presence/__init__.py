@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from synapse_channel.cli.common import connection_options
+from synapse_channel.api.cli import connection_options
 from synapse_channel.hookspecs import hookimpl
 
 
@@ -28,7 +28,7 @@ def presence(
     import logging
     import sys
 
-    from synapse_channel.cli.common import refuse_insecure, resolve_token
+    from synapse_channel.api.cli import refuse_insecure, resolve_token
 
     from .holder import Holder
 

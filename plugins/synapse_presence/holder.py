@@ -17,13 +17,20 @@ import logging
 import random
 import signal
 
-from synapse_channel.client.connection import EXIT_YIELD, HubClient, HubClosed, HubError
+from synapse_channel.api import Closed, Session, SynapseError
 
 from . import sdnotify
 
 log = logging.getLogger("synapse_presence")
 
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+#: Exit code when another holder took the name over (``synapse`` exit codes: 4 = yield).
+EXIT_YIELD = 4
+
+
+def must_yield(exc: SynapseError) -> bool:
+    """The hub closed us with 4010 for a reason other than a refused credential: the name went elsewhere."""
+    return isinstance(exc, Closed) and exc.code == 4010
 
 
 class Holder:
@@ -62,32 +69,33 @@ class Holder:
 
     async def _hold_once(self) -> int:
         """One connection: 0 after a session that was up, 1 if it never came up, 4 to yield."""
-        client = HubClient(
-            self.uri,
+        session = Session(
             self.name,
+            uri=self.uri,
             token=self.token,
+            announce=True,
             wake_capability="presence",
             registration={"takeover": True, "presence_for": self.project},
         )
         try:
-            await client.connect()
-        except HubClosed as exc:
+            await session.connect()
+        except SynapseError as exc:
             log.warning("%s: %s", self.name, exc)
-            return EXIT_YIELD if exc.code == 4010 and "auth" not in exc.reason else 1
-        except HubError as exc:
-            log.warning("%s: %s", self.name, exc)
-            return 1
+            await session.close()
+            return EXIT_YIELD if must_yield(exc) else 1
         self.connections += 1
         self._announce()
         try:
-            while await client.recv_until(self.stop) is not None:
-                pass  # frames are ignored: presence never consumes
-        except HubClosed as exc:
-            log.warning("%s: hub closed the connection (%s %s)", self.name, exc.code, exc.reason)
-            if exc.code == 4010 and "auth" not in exc.reason:
+            async for _ in session.events(self.stop):
+                pass  # chats are ignored: presence never consumes
+        except SynapseError as exc:
+            code = exc.code if isinstance(exc, Closed) else None
+            reason = exc.reason if isinstance(exc, Closed) else str(exc)
+            log.warning("%s: hub closed the connection (%s %s)", self.name, code, reason)
+            if must_yield(exc):
                 return EXIT_YIELD
         finally:
-            await client.close()
+            await session.close()
         return 0
 
     def _announce(self) -> None:

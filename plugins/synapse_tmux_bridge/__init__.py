@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from synapse_channel.cli.common import connection_options
+from synapse_channel.api.cli import connection_options
 from synapse_channel.hookspecs import hookimpl
 
 from .patterns import PATTERNS
@@ -46,7 +46,8 @@ def tmux_bridge(
     import logging
     import sys
 
-    from synapse_channel.cli.common import refuse_insecure, resolve_token, settings
+    from synapse_channel.api import setting
+    from synapse_channel.api.cli import refuse_insecure, resolve_token
 
     from .bridge import DEFAULT_PROMPT, Bridge, Tmux, TmuxError
     from .patterns import PaneRules
@@ -58,11 +59,10 @@ def tmux_bridge(
         raise click.UsageError("--socket and --socket-name (-L) name two different tmux servers; pass one")
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
-    cfg = settings()
 
     def override(key: str) -> str | None:
-        value = cfg.deferred.get(f"adapters.tmux_bridge.{key}")
-        return str(value.value) if value else None
+        value = setting(f"adapters.tmux_bridge.{key}")
+        return None if value is None else str(value)
 
     rules = PaneRules.for_agent(
         agent, override(f"{agent}_idle"), override(f"{agent}_unsafe"), override(f"{agent}_ignore")

@@ -16,18 +16,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from synapse_channel.client.waiter import Waiter, WaitSpec
 from synapse_channel.paths import mailbox_cursor_path, read_int, syn_home, write_private
 
 from .patterns import PaneRules
+
+if TYPE_CHECKING:
+    from synapse_channel.api import Message
 
 log = logging.getLogger("synapse_tmux_bridge")
 
@@ -76,17 +77,6 @@ class Wake:
 
     seqs: tuple[int, ...] = ()
     hub_id: str | None = None
-
-
-@dataclass(slots=True)
-class _WakeWaiter(Waiter):
-    """A waiter that keeps the frames that woke it and prints no message text (only seqs, to the log)."""
-
-    frames: list[dict[str, Any]] = field(default_factory=list)
-
-    def _surface(self, frames: list[dict[str, Any]]) -> None:
-        self.seen.update(f["seq"] for f in frames if isinstance(f.get("seq"), int))
-        self.frames = list(frames)
 
 
 @dataclass(slots=True)
@@ -150,36 +140,21 @@ class Bridge:
 
     async def hub_states(self, wake: Wake) -> dict[int, str] | None:
         """``message_status`` of each seq, asked on one quiet one-shot connection (None: no answer)."""
-        from synapse_channel.client.connection import HubClient, HubError
-        from synapse_channel.protocol import one_shot_name
+        from synapse_channel.api import Session, SynapseError, one_shot
 
-        client = HubClient(
-            self.uri,
-            one_shot_name("tmux-bridge", self.identity, os.getpid()),
-            token=self.token,
-            ready_timeout=STATUS_TIMEOUT,
-            registration={"quiet": True},
-        )
-        asks = [client.frame("message_status_request", seq=seq, request_id=f"bridge-{seq}") for seq in wake.seqs]
         states: dict[int, str] = {}
         try:
-            await client.connect(*asks)
-            if wake.hub_id and client.hub_id not in (wake.hub_id, "unknown"):
-                return {}  # another hub numbers differently: nothing to say about these seqs
-            deadline = time.monotonic() + STATUS_TIMEOUT
-            while len(states) < len(wake.seqs):
-                reply = await client.wait_for(
-                    lambda f: f.get("type") == "message_status", max(0.0, deadline - time.monotonic())
-                )
-                if reply is None:
-                    return None
-                if isinstance(reply.get("seq"), int):
-                    states[reply["seq"]] = str(reply.get("state"))
-        except HubError as exc:
+            async with Session(
+                one_shot("tmux-bridge", self.identity), uri=self.uri, token=self.token, timeout=STATUS_TIMEOUT
+            ) as session:
+                await session.connect()
+                if wake.hub_id and session.hub_id not in (wake.hub_id, "unknown"):
+                    return {}  # another hub numbers differently: nothing to say about these seqs
+                for seq in wake.seqs:
+                    states[seq] = await session.message_status(seq)
+        except SynapseError as exc:
             log.warning("could not ask the hub whether the wake was read: %s", exc)
             return None
-        finally:
-            await client.close()
         return states
 
     # ------------------------------------------------------------------ the pane
@@ -246,22 +221,10 @@ class Bridge:
         while True:
             if await self.deliver_pending() and once:
                 return 0
-            spec = WaitSpec(
-                uri=self.uri,
-                for_name=self.identity,
-                connect_name=f"{self.identity}-pane-rx",
-                token=self.token,
-                timeout=self.checkpoint,
-                directed_only=True,
-                jitter=0.0,
-                cursor_path=cursor,
-                ack=False,
-            )
-            waiter = _WakeWaiter(spec)
-            code = await waiter.run()
+            code, messages = await self._wait(cursor)
             if code == 0:
-                seqs = tuple(sorted(f["seq"] for f in waiter.frames if isinstance(f.get("seq"), int)))
-                hub_ids = {f.get("hub_id") for f in waiter.frames if isinstance(f.get("hub_id"), str)}
+                seqs = tuple(sorted(m.seq for m in messages if m.seq))
+                hub_ids = {m.raw.get("hub_id") for m in messages if isinstance(m.raw.get("hub_id"), str)}
                 log.info("wake for %s: seq %s", self.identity, list(seqs))
                 self.set_pending(Wake(seqs, hub_ids.pop() if len(hub_ids) == 1 else None))
                 if await self.deliver_pending() and once:
@@ -271,3 +234,29 @@ class Bridge:
             elif code not in (2, 3):
                 await asyncio.sleep(min(30.0, self.poll * 4))
             self.tmux("has-session", "-t", self.target.split(":", 1)[0])
+
+    async def _wait(self, cursor: Path) -> tuple[int, tuple[Message, ...]]:
+        """One checkpoint-long wait for directed mail, as ``ID-pane-rx`` on the bridge's own cursor, never acking.
+
+        Returns ``synapse wait``'s exit code (0 woke, 2 timed out, 3 dropped,
+        4 another bridge took the receiver over, else 1) and the messages.
+        """
+        from synapse_channel.api import Superseded, SynapseError, wait
+
+        try:
+            messages = await wait(
+                self.identity,
+                uri=self.uri,
+                token=self.token,
+                timeout=self.checkpoint,
+                directed_only=True,
+                ack=False,
+                receiver=f"{self.identity}-pane-rx",
+                cursor=cursor,
+            )
+        except Superseded:
+            return 4, ()
+        except SynapseError as exc:
+            log.warning("waiting for %s: %s", self.identity, exc)
+            return exc.exit_code, ()
+        return (0, messages) if messages else (2, ())

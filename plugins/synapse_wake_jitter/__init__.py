@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from synapse_channel.hookspecs import hookimpl
@@ -38,7 +39,7 @@ def offset(identity: str, jitter: float) -> float:
 
 
 @hookimpl(trylast=True)
-def wake_delay(identity: str, frame: dict[str, Any], one_to_many: bool, jitter: float) -> float:
+def wake_delay(identity: str, frame: Mapping[str, Any], one_to_many: bool, jitter: float) -> float:
     """Immediate for directed wakes; the configured policy for one-to-many ones."""
     if not one_to_many or jitter <= 0 or _policy[0] == "none":
         return 0.0

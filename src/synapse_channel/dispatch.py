@@ -5,6 +5,10 @@ hook itself, awaits whatever it returns if that is awaitable (bounded by a
 timeout), and logs and skips an implementation that raises or hangs, naming
 its plugin. One bad plugin therefore never breaks the hub, a connection or a
 command, and never starves the plugins after it.
+
+Every argument is handed over frozen (:func:`synapse_channel.events.freeze`):
+a plugin reads the event, it cannot change the frame the hub keeps or what
+the next plugin sees.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 
 import pluggy
 
+from .events import freeze
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 2.0
@@ -25,7 +31,10 @@ DEFAULT_TIMEOUT = 2.0
 async def notify(pm: pluggy.PluginManager, hook_name: str, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> None:
     """Call every implementation of ``hook_name`` with the arguments it accepts."""
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):
+    impls = caller.get_hookimpls()
+    if impls:
+        kwargs = {k: freeze(v) for k, v in kwargs.items()}
+    for impl in reversed(impls):
         args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
         try:
             result = impl.function(**args)
@@ -40,7 +49,7 @@ async def notify(pm: pluggy.PluginManager, hook_name: str, timeout: float = DEFA
 def decide(pm: pluggy.PluginManager, hook_name: str, default: Any, **kwargs: Any) -> Any:
     """Call a ``firstresult`` decision hook; a raising plugin yields ``default``."""
     try:
-        result = getattr(pm.hook, hook_name)(**kwargs)
+        result = getattr(pm.hook, hook_name)(**{k: freeze(v) for k, v in kwargs.items()})
     except Exception:
         log.exception("decision hook %s raised; using the default", hook_name)
         return default
@@ -63,8 +72,11 @@ class Dispatcher:
         self._workers: dict[str, asyncio.Task[None]] = {}
 
     def emit(self, hook_name: str, **kwargs: Any) -> None:
-        """Queue ``hook_name`` for every plugin implementing it (never blocks)."""
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        """Queue ``hook_name`` for every plugin implementing it (never blocks); the arguments are frozen once."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        if impls:
+            kwargs = {k: freeze(v) for k, v in kwargs.items()}
+        for impl in reversed(impls):
             queue = self._queues.get(impl.plugin_name)
             if queue is None:
                 queue = self._queues[impl.plugin_name] = asyncio.Queue()

@@ -7,16 +7,27 @@ plain functions and must not block. Event hooks are dispatched by
 with its plugin name and skipped, so a bad plugin never breaks the hub or a
 command. An implementation may accept any subset of a hook's arguments.
 
+Event hooks receive immutable snapshots (:mod:`synapse_channel.events`):
+``hub`` is a :class:`~synapse_channel.events.HubInfo` (not the ``Hub``),
+``client`` a :class:`~synapse_channel.events.ClientInfo`, every frame a
+read-only mapping (nested values too) and every list a tuple. Mutating one
+raises ``TypeError``; the hub's copy and other plugins' views never change.
+
 The docstrings here are the reference; ``docs/plugins.md`` repeats each
 signature and a test keeps the two in step and checks every hook has a test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from .events import ClientInfo, HubInfo
+
+Frame = Mapping[str, Any]
 
 PROJECT = "synapse_channel"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -56,12 +67,12 @@ def register_wake_adapters(register: Callable[[str, Any], None]) -> None:
 
 
 @hookspec
-def hub_started(hub: Any) -> None:
-    """The hub replayed its journal and is listening (``hub.uri`` is set)."""
+def hub_started(hub: HubInfo) -> None:
+    """The hub replayed its journal and is listening: ``hub.uri``, ``hub.hub_id``, ``hub.version``."""
 
 
 @hookspec
-def hub_stopping(hub: Any) -> None:
+def hub_stopping(hub: HubInfo) -> None:
     """The hub is shutting down; sockets are about to close with 1001."""
 
 
@@ -69,39 +80,40 @@ def hub_stopping(hub: Any) -> None:
 
 
 @hookspec
-def client_joined(hub: Any, name: str, wake_capability: str) -> None:
+def client_joined(hub: HubInfo, name: str, wake_capability: str) -> None:
     """A connection bound ``name`` (also after a takeover)."""
 
 
 @hookspec
-def client_left(hub: Any, name: str) -> None:
+def client_left(hub: HubInfo, name: str) -> None:
     """The connection holding ``name`` closed (not fired for a superseded socket)."""
 
 
 @hookspec
-def presence_changed(hub: Any, agent: str, event: str, online_agents: list[str]) -> None:
-    """A name joined or left the roster (``event`` is ``joined`` or ``left``)."""
+def presence_changed(hub: HubInfo, agent: str, event: str, online_agents: tuple[str, ...]) -> None:
+    """A name joined or left the roster (``event`` is ``joined`` or ``left``); ``online_agents`` after it."""
 
 
 # --------------------------------------------------------------------------- messages
 
 
 @hookspec
-def message_received(hub: Any, message: dict[str, Any], recipients: list[str]) -> None:
+def message_received(hub: HubInfo, message: Frame, recipients: tuple[str, ...]) -> None:
     """The hub accepted and journalled a chat and is fanning it out.
 
-    ``message`` is the relayed frame (with ``seq``, ``msg_id`` and ``hub_id``);
-    ``recipients`` are the identities that were online to receive it.
+    ``message`` is a read-only copy of the relayed frame (with ``seq``,
+    ``msg_id`` and ``hub_id``); ``recipients`` are the identities that were
+    online to receive it.
     """
 
 
 @hookspec
-def message_delivered(hub: Any, message: dict[str, Any], recipients: list[str]) -> None:
+def message_delivered(hub: HubInfo, message: Frame, recipients: tuple[str, ...]) -> None:
     """A directed chat reached live recipients, live or by mailbox replay."""
 
 
 @hookspec
-def message_acked(hub: Any, identity: str, seq: int) -> None:
+def message_acked(hub: HubInfo, identity: str, seq: int) -> None:
     """``identity`` acknowledged its mailbox through ``seq`` (journalled)."""
 
 
@@ -109,7 +121,7 @@ def message_acked(hub: Any, identity: str, seq: int) -> None:
 
 
 @hookspec(firstresult=True)
-def wake_delay(identity: str, frame: dict[str, Any], one_to_many: bool, jitter: float) -> float | None:
+def wake_delay(identity: str, frame: Frame, one_to_many: bool, jitter: float) -> float | None:
     """Seconds a waiter should sleep before it reports ``frame`` and exits.
 
     Decision hook: plain ``def`` only, no I/O; stops at the first non-None
@@ -120,20 +132,20 @@ def wake_delay(identity: str, frame: dict[str, Any], one_to_many: bool, jitter: 
 
 
 @hookspec
-def wake_requested(identity: str, frame: dict[str, Any], delay: float) -> None:
+def wake_requested(identity: str, frame: Frame, delay: float) -> None:
     """A waiter for ``identity`` will wake for ``frame`` after ``delay`` seconds."""
 
 
 @hookspec
-def wake_delivered(identity: str, frames: list[dict[str, Any]]) -> None:
+def wake_delivered(identity: str, frames: tuple[Frame, ...]) -> None:
     """A waiter for ``identity`` printed ``frames`` and is about to exit 0."""
 
 
 @hookspec
-def client_connected(client: Any, welcome: dict[str, Any]) -> None:
-    """A client (any command) registered with a hub; ``welcome`` is the hub's greeting."""
+def client_connected(client: ClientInfo, welcome: Frame) -> None:
+    """A client (any command) registered with a hub; ``client.name``/``client.uri``; ``welcome`` is the greeting."""
 
 
 @hookspec
-def client_disconnected(client: Any, code: int | None, reason: str) -> None:
+def client_disconnected(client: ClientInfo, code: int | None, reason: str) -> None:
     """A registered client's connection ended (``code`` None: closed by us)."""

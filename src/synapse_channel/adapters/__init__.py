@@ -1,4 +1,9 @@
-"""Assistant wake-loop adapters: the public base class bundled and third-party adapters share.
+"""Assistant wake-loop adapters: the public, plugin-facing toolkit bundled and third-party adapters share.
+
+Part of the public API (like :mod:`synapse_channel.api`): a plugin may import
+``synapse_channel.adapters`` (:class:`HookAdapter` and its helpers),
+``synapse_channel.adapters.runtime`` (:class:`~synapse_channel.adapters.runtime.Seat`,
+``render_messages``, ``cursor_lock``) and ``synapse_channel.adapters.settings_file``.
 
 An adapter installs ``synapse hook <name> <event>`` commands into its
 assistant's own config (merged, never clobbered), reports their status, and
@@ -107,7 +112,7 @@ class HookAdapter:
 
     def stop_wait(self) -> float:
         """``[adapters.NAME] stop_wait_seconds`` from the project config (0 when unset)."""
-        from ..cli.common import settings
+        from ..client.context import settings
 
         found = settings().deferred.get(f"adapters.{self.name.replace('-', '_')}.stop_wait_seconds")
         value = found.value if found else 0

@@ -95,8 +95,9 @@ def run_idle_wait(adapter: HookAdapter, stdin_text: str) -> tuple[int, str]:
 
 
 async def _idle_wait(seconds: float, alive: Any) -> tuple[int, str]:
-    from ..cli.common import default_identity, resolve_token, runtime, settings
+    from ..api.cli import resolve_token
     from ..client.connection import EXIT_OK, EXIT_TIMEOUT, EXIT_YIELD
+    from ..client.context import default_identity, runtime, settings
     from ..client.waiter import RETRY_MAX, RETRY_MIN, WaitSpec
     from ..paths import mailbox_cursor_path
 
@@ -223,7 +224,8 @@ def cursor_lock(path: Path) -> Iterator[None]:
 
 
 async def _handle(adapter: HookAdapter, event: str, payload: dict[str, Any]) -> str:
-    from ..cli.common import default_identity, resolve_token, settings
+    from ..api.cli import resolve_token
+    from ..client.context import default_identity, settings
 
     identity = default_identity()
     if not identity:

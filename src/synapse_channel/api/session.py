@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -89,6 +89,11 @@ class Session:
     ``announce=False`` (the default) registers quietly: the name is not put
     on the roster for others to see, like the CLI's one-shot commands. A
     long-lived agent connection passes ``announce=True``.
+
+    ``wake_capability`` tells the hub how this connection can be woken:
+    ``direct`` (default), ``passive`` (a waiter) or ``presence`` (it holds a
+    project's presence and never reads mail); ``registration`` adds fields
+    to the registration frame (``takeover``, ``roles``, ``presence_for``).
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class Session:
         timeout: float = 5.0,
         announce: bool = False,
         registration: Mapping[str, Any] | None = None,
+        wake_capability: str = "direct",
     ) -> None:
         from ..client import context
 
@@ -113,7 +119,14 @@ class Session:
         self.timeout = timeout
         extra: dict[str, Any] = {} if announce else {"quiet": True}
         extra.update(registration or {})
-        self._client = HubClient(self.uri, self.name, token=self.token, ready_timeout=timeout, registration=extra)
+        self._client = HubClient(
+            self.uri,
+            self.name,
+            token=self.token,
+            ready_timeout=timeout,
+            registration=extra,
+            wake_capability=wake_capability,
+        )
         self._connected = False
         self._kept: list[Frame] = []
 
@@ -161,24 +174,46 @@ class Session:
         """A frame from this session (for :meth:`request` with verbs the API does not model)."""
         return self._client.frame(ftype, target, payload, **fields)
 
-    async def request(self, frame: Frame, settles: Callable[[Frame], bool], timeout: float | None = None) -> Frame:
+    async def request(
+        self, frame: Frame, settles: Callable[[Frame], bool], timeout: float | None = None, *, fresh: bool = False
+    ) -> Frame:
         """Send ``frame``; return the first reply ``settles`` accepts.
 
         An ``error`` frame addressed to this name raises :class:`Refused` (or a
         subclass); no verdict in time raises :class:`Timeout`. Frames that are
         not the answer are kept for :meth:`next_message`.
+
+        ``fresh=True`` is for answers the hub broadcasts (board updates): a
+        frame that was already on its way before this request (another
+        client's update of the same task) must not pass for the answer. A
+        probe is pipelined ahead of ``frame`` and nothing counts until its
+        reply is in; the hub answers one connection in order, so what follows
+        it was caused no earlier than this request.
         """
         wait = self.timeout if timeout is None else timeout
+        frames = [frame]
+        barrier: str | None = None
+        if fresh and self._connected:  # a new connection has nothing stale in flight
+            barrier = f"barrier-{uuid.uuid4().hex}"
+            frames.insert(0, self.frame("message_status_request", seq=0, request_id=barrier))
 
         def done(f: Frame) -> bool:
+            nonlocal barrier
+            if barrier is not None:
+                if f.get("request_id") == barrier or (f.get("type") == "error" and f.get("code") == "UNKNOWN_TYPE"):
+                    barrier = None  # from here on, replies are to this request (an older hub lacks the probe)
+                else:
+                    self._keep(f)
+                return False
             if settles(f) or (f.get("type") == "error" and f.get("target") in (self.name, "self")):
                 return True
             self._keep(f)
             return False
 
         try:
-            if not await self._ensure(frame):
-                await self._client.send(frame)
+            if not await self._ensure(*frames):
+                for f in frames:
+                    await self._client.send(f)
             reply = await self._client.wait_for(done, wait)
         except HubError as exc:
             raise translate(exc) from None
@@ -275,6 +310,39 @@ class Session:
         except HubError as exc:
             raise translate(exc) from None
 
+    async def events(self, until: asyncio.Event | None = None) -> AsyncIterator[Message]:
+        """Every chat this connection receives, as it arrives, until ``until`` is set (then it just ends).
+
+        For long-lived connections (``announce=True``): ``async for message in
+        s.events(stop): ...``. When the hub closes the connection the loop
+        raises: :class:`Superseded` if another connection took this name over
+        (yield, do not reconnect), else :class:`Closed`.
+        """
+        await self._ensure()
+        stop = until if until is not None else asyncio.Event()
+        while not stop.is_set():
+            if self._kept:
+                yield Message.of(self._kept.pop(0))
+                continue
+            try:
+                frame = await self._client.recv_until(stop)
+            except HubError as exc:
+                raise translate(exc) from None
+            if frame is None:
+                return
+            if frame.get("type") == "chat":
+                yield Message.of(frame)
+
+    async def message_status(self, seq: int) -> str:
+        """Where message ``seq`` stands for its recipient: ``stored``, ``delivered``, ``acked`` or ``unknown``.
+
+        ``unknown`` also when this identity may not see the message.
+        """
+        request_id = f"status-{uuid.uuid4().hex}"
+        frame = self.frame("message_status_request", seq=seq, request_id=request_id)
+        reply = await self.request(frame, lambda f: f.get("request_id") == request_id)
+        return str(reply.get("state", "unknown"))
+
     async def inbox(self, *, after: int = 0, limit: int = 100, identity: str | None = None) -> InboxPage:
         """Directed messages to ``identity`` (default: this name) with ``seq`` above ``after``, oldest first."""
         who = identity or self.name
@@ -360,7 +428,7 @@ class Session:
     async def _owned(self, verb: str, answer: str, fields: dict[str, Any]) -> Frame:
         task = fields["task_id"]
         return await self.request(
-            self.frame(verb, **fields), lambda f: f.get("type") == answer and f.get("task_id") == task
+            self.frame(verb, **fields), lambda f: f.get("type") == answer and f.get("task_id") == task, fresh=True
         )
 
     async def release(self, task: str, epoch: int | None = None, *, evidence: Iterable[str] = ()) -> None:
@@ -425,7 +493,9 @@ class Session:
             "project": project,
             "suggested_owner": suggested_owner,
         }
-        reply = await self.request(self.frame("ledger_task", **fields), _posted("ledger_task_posted", task_id))
+        reply = await self.request(
+            self.frame("ledger_task", **fields), _posted("ledger_task_posted", task_id), fresh=True
+        )
         return Task.of(reply.get("task") or {})
 
     async def update_task(
@@ -452,13 +522,15 @@ class Session:
                 fields[key] = value
         if depends_on is not None:
             fields["depends_on"] = list(depends_on)
-        reply = await self.request(self.frame("ledger_task_update", **fields), _posted("ledger_task_updated", task_id))
+        reply = await self.request(
+            self.frame("ledger_task_update", **fields), _posted("ledger_task_updated", task_id), fresh=True
+        )
         return Task.of(reply.get("task") or {})
 
     async def progress(self, task_id: str, text: str, *, kind: str = "note") -> None:
         """Post a progress note on a task."""
         frame = self.frame("ledger_progress", payload=text, task_id=task_id, kind=kind)
-        await self.request(frame, _posted("ledger_progress_posted", task_id))
+        await self.request(frame, _posted("ledger_progress_posted", task_id), fresh=True)
 
     # ------------------------------------------------------------------ human attention
 

@@ -26,6 +26,8 @@ async def wait(
     roles: Iterable[str] = (),
     ack: bool = True,
     plugins: Any = None,
+    receiver: str | None = None,
+    cursor: Path | None = None,
 ) -> tuple[Message, ...]:
     """Wait up to ``timeout`` seconds (0: forever, riding out hub restarts) for messages to ``name``.
 
@@ -35,6 +37,13 @@ async def wait(
     offer them again; ``ack=False`` only looks (like the tmux bridge).
     ``plugins`` is a plugin manager whose wake hooks (``wake_delay``, ...)
     should run, as ``synapse wait`` does.
+
+    A bystander that watches someone else's mail (a pane bridge) passes
+    ``ack=False``, its own ``cursor`` file and its own ``receiver``
+    connection name (default ``NAME-rx``, the name ``synapse wait`` uses;
+    the hub lets one receiver per name live, so two waits under one
+    receiver name take each other over: the older raises
+    :class:`~synapse_channel.api.Superseded`).
     """
     from ..client import context
     from ..client.connection import EXIT_OK, EXIT_TIMEOUT
@@ -58,13 +67,13 @@ async def wait(
     spec = WaitSpec(
         uri=uri or context.default_uri(),
         for_name=for_name,
-        connect_name=f"{for_name}-rx",
+        connect_name=receiver or f"{for_name}-rx",
         token=secret,
         timeout=timeout,
         directed_only=directed_only,
         jitter=0.0,
         roles=tuple(roles),
-        cursor_path=mailbox_cursor_path(for_name),
+        cursor_path=cursor if cursor is not None else mailbox_cursor_path(for_name),
         pm=plugins,
         ack=ack,
         quiet=True,

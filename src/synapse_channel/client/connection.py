@@ -187,7 +187,7 @@ class HubClient:
                 raise HubUnreachable(f"no welcome from hub at {self.uri} within {self.ready_timeout:g}s")
             if got.get("type") == "welcome":
                 self.welcome = got
-                await self._notify("client_connected", client=self, welcome=got)
+                await self._notify("client_connected", welcome=got)
                 return got
             self.backlog.append(got)
 
@@ -282,10 +282,12 @@ class HubClient:
         return HubClosed(exc.code, exc.reason, ready=ready)
 
     async def _notify(self, hook: str, **kwargs: Any) -> None:
+        """Run a client hook with ``client`` as a :class:`~synapse_channel.events.ClientInfo` (never this object)."""
         if self.pm is not None:
             from ..dispatch import notify
+            from ..events import ClientInfo
 
-            await notify(self.pm, hook, **kwargs)
+            await notify(self.pm, hook, client=ClientInfo(self.name, self.uri, self.hub_id), **kwargs)
 
     async def close(self) -> None:
         """Say goodbye with 1000 (errors on an already-dead socket are ignored)."""
@@ -294,7 +296,7 @@ class HubClient:
                 await self.ws.close()
             if self.welcome is not None:
                 code, reason = self.closed_by or (None, "")
-                await self._notify("client_disconnected", client=self, code=code, reason=reason)
+                await self._notify("client_disconnected", code=code, reason=reason)
             self.ws = None
 
 

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from ..core import HubCore, Outcome
 from ..core import protocol_text as text
 from ..dispatch import Dispatcher
+from ..events import HubInfo, freeze
 from ..protocol import (
     REASON_AUTH_DENIED,
     REASON_AUTH_TIMEOUT,
@@ -91,6 +92,7 @@ class Hub:
         self._ids = itertools.count(1)
         self._last_commit: asyncio.Future[None] | None = None
         self._dispatcher: Dispatcher | None = None
+        self._info: HubInfo | None = None
         self._expirer: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
         self._stop_requested = False
@@ -135,7 +137,8 @@ class Hub:
         except BaseException:
             await self._abort_start()
             raise
-        self._emit("hub_started", hub=self)
+        self._info = self._make_info()
+        self._emit("hub_started")
         if self._stop_requested:
             await self.stop()
 
@@ -259,7 +262,7 @@ class Hub:
             self._stop_requested = True  # a signal during start(): stop once started
             return
         server, self._server = self._server, None
-        self._emit("hub_stopping", hub=self)
+        self._emit("hub_stopping")
         server.close(close_connections=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), self.config.close_timeout + 0.5)
@@ -476,6 +479,8 @@ class Hub:
             "tls": cfg.tls,
             "loopback_only": is_loopback_host(cfg.host),
         }
+        if self._info is not None and self._server is not None:
+            self._info = self._make_info()  # hooks see the security the hub now advertises
 
     async def _watch_seats(self) -> None:
         """Apply seat changes made while the hub runs; drop sockets of revoked or rotated seats."""
@@ -604,7 +609,7 @@ class Hub:
             if link is not None:
                 link.close(code, reason)
         for notice in out.notices:
-            self._emit(notice.hook, hub=self, **notice.kwargs)
+            self._emit(notice.hook, **notice.kwargs)
 
     def _refuse_oversize(self, frame: dict[str, Any], to: tuple[int, ...], size: int) -> None:
         """The last guard of ``--max-frame-bytes``: a frame over it is replaced by an ``error``.
@@ -635,8 +640,14 @@ class Hub:
             link.put(encode(error))
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.emit(hook, **kwargs)
+        """Queue a hook with ``hub`` as a :class:`~synapse_channel.events.HubInfo` (plugins never get the Hub)."""
+        if self._dispatcher is not None and self._info is not None:
+            self._dispatcher.emit(hook, hub=self._info, **kwargs)
+
+    def _make_info(self) -> HubInfo:
+        from .. import __version__
+
+        return HubInfo(self.uri, self._core.hub_id, __version__, freeze(self._core.security))
 
     async def _run_expiry(self) -> None:
         """Expire leases and announce settled departures when due (re-checked at least every half second)."""
