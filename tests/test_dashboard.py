@@ -155,6 +155,29 @@ async def test_the_cookie_socket_checks_origin_and_name(hub_factory: HubFactory,
     assert code == 4010
 
 
+async def test_revoking_the_seat_ends_the_session_and_its_socket(hub_factory: HubFactory, tmp_path: Path) -> None:
+    hub, secrets = await seated(hub_factory, tmp_path)
+    url = urlsplit(await login_url(hub, "--name", "ops/watch", "--token", secrets["observer"]))
+    _, headers, _ = await http(hub, f"{url.path}?{url.query}")
+    cookie = cookie_of(headers)
+    _, _, me = await http(hub, "/dashboard/session", headers={"Cookie": cookie})
+    name = json.loads(me)["name"]
+    assert name.startswith("ops/watch~dash-")  # the seat's own identity: who shows whose page it is
+    from .conftest import Raw
+
+    origin = f"http://127.0.0.1:{hub.port}"
+    page = Raw(await open_ws(hub.uri, additional_headers={"Cookie": cookie}, origin=origin), f"{name}-t1")
+    await page.send("heartbeat", payload="online", quiet=True)
+    await page.expect("welcome")
+    await page.sync()
+    with SeatStore(tmp_path / "hub.db") as store:
+        store.revoke("ops/watch")
+    code, _ = await page.closed()
+    assert code == 4010
+    status, _, _ = await http(hub, "/dashboard", headers={"Cookie": cookie})
+    assert status == 401
+
+
 # ---------------------------------------------------------------------- the browser
 
 

@@ -29,7 +29,7 @@ NONCE_TTL = 60.0
 SESSION_TTL = 12 * 3600.0
 MAX_NONCES = 256
 MAX_SESSIONS = 256
-#: The identity every dashboard socket registers under (as ``dashboard~<id>``).
+#: The identity of a seatless session's sockets (``dashboard~<id>``); a seat's are ``SEAT~dash-<id>``.
 IDENTITY = "dashboard"
 #: A role for sessions without a seat: the open loopback hub's local user, or a shared-token holder.
 OPERATOR = "operator"
@@ -51,13 +51,6 @@ class DashSession:
     def can_answer(self) -> bool:
         """Admins and operators answer questions in the page; observers only watch."""
         return self.role != OBSERVER
-
-    def socket_grant(self) -> Grant | None:
-        """The grant the page's socket carries: the seat's, also owning its ``dashboard~<id>`` name."""
-        g = self.grant
-        if g is None:
-            return None
-        return Grant(g.seat, g.role, (*g.patterns, IDENTITY), g.key_id)
 
     def public(self) -> dict[str, object]:
         """What the page is told about itself (no secret)."""
@@ -100,8 +93,9 @@ class Sessions:
         if grant is not None and not self._valid(grant):
             return None
         sid = secrets.token_urlsafe(32)
+        tag = secrets.token_hex(4)
         session = DashSession(
-            name=f"{IDENTITY}~{secrets.token_hex(4)}",
+            name=f"{IDENTITY}~{tag}" if grant is None else f"{grant.seat}~dash-{tag}",
             role=OPERATOR if grant is None else grant.role,
             seat=None if grant is None else grant.seat,
             grant=grant,

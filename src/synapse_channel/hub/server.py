@@ -454,7 +454,7 @@ class Hub:
         with contextlib.suppress(ProtocolError):
             sender = parse_frame(data).sender
         if isinstance(sender, str) and (sender == session.name or sender.startswith(session.name + "-")):
-            return data, session.socket_grant()  # one session, several tabs: dashboard~<id>-<tab>
+            return data, session.grant  # one session, several tabs: NAME-<tab>
         message = f"a dashboard session registers only as {session.name!r}"
         await self.audit("access_denied", seat=session.seat, remote=remote, verb="register", reason=message)
         link.put(encode(hub_frame("auth_denied", "self", message, now=time.time(), hub_id=self._core.hub_id)))

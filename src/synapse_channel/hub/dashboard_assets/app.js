@@ -89,12 +89,13 @@
   function renderRoster() {
     const w = view.who, root = $("#roster"); root.replaceChildren();
     if (!w) return;
-    const names = (w.online_agents || []).filter((n) => !n.startsWith("dashboard~"));
+    const isDash = (n) => n.startsWith("dashboard~") || n.includes("~dash-");
+    const names = (w.online_agents || []).filter((n) => !isDash(n));
     const pending = w.mailbox_pending || {}, live = w.agent_liveness || {};
     const base = (n) => n.replace(/~.*$/, "").replace(/(-pane-rx|-rx|-who)$/, "");
     const ids = new Map();
     for (const n of names) { const b = base(n); if (!ids.has(b)) ids.set(b, []); ids.get(b).push(n); }
-    for (const n of Object.keys(pending)) if (!ids.has(n) && pending[n] > 0 && !n.startsWith("dashboard")) ids.set(n, []);
+    for (const n of Object.keys(pending)) if (!ids.has(n) && pending[n] > 0 && !isDash(n)) ids.set(n, []);
     const projects = new Map();
     for (const id of [...ids.keys()].sort()) {
       const p = id.includes("/") ? id.split("/")[0] : "(no project)";
