@@ -22,7 +22,7 @@ import pytest
 from synapse_channel.hub.server import Hub
 from synapse_channel.seats import SeatStore
 
-from .conftest import TIMEOUT, HubFactory, RawFactory, finish, open_raw, open_ws, run_cli, start_cli
+from .conftest import TIMEOUT, HubFactory, Raw, RawFactory, finish, open_raw, open_ws, run_cli, start_cli
 from .test_http import http
 
 CHROMIUM = os.environ.get("SYNAPSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -140,8 +140,6 @@ async def test_the_cookie_socket_checks_origin_and_name(hub_factory: HubFactory,
     with pytest.raises(InvalidStatus):
         await open_ws(hub.uri, additional_headers={"Cookie": "synapse_dash=nope"}, origin=origin)
     ws = await open_ws(hub.uri, additional_headers={"Cookie": cookie}, origin=origin)
-    from .conftest import Raw
-
     page = Raw(ws, f"{name}-t1")
     await page.send("heartbeat", payload="online", quiet=True)
     await page.expect("welcome")
@@ -163,8 +161,6 @@ async def test_revoking_the_seat_ends_the_session_and_its_socket(hub_factory: Hu
     _, _, me = await http(hub, "/dashboard/session", headers={"Cookie": cookie})
     name = json.loads(me)["name"]
     assert name.startswith("ops/watch~dash-")  # the seat's own identity: who shows whose page it is
-    from .conftest import Raw
-
     origin = f"http://127.0.0.1:{hub.port}"
     page = Raw(await open_ws(hub.uri, additional_headers={"Cookie": cookie}, origin=origin), f"{name}-t1")
     await page.send("heartbeat", payload="online", quiet=True)
@@ -176,6 +172,17 @@ async def test_revoking_the_seat_ends_the_session_and_its_socket(hub_factory: Hu
     assert code == 4010
     status, _, _ = await http(hub, "/dashboard", headers={"Cookie": cookie})
     assert status == 401
+
+
+async def test_a_browser_page_cannot_mint_itself_a_login(hub: Hub) -> None:
+    """Another site's page (or one that rebinds its name to 127.0.0.1) reaches the open hub's socket, not a login."""
+    page = Raw(await open_ws(hub.uri, origin="http://evil.example"), "evil")
+    await page.send("heartbeat", payload="online", quiet=True)
+    await page.expect("welcome")
+    await page.send("dashboard_login_request")
+    error = await page.expect("error")
+    assert error["code"] == "FORBIDDEN" and "browser page" in error["payload"]
+    await page.close()
 
 
 # ---------------------------------------------------------------------- the browser
@@ -229,7 +236,7 @@ async def test_the_browser_logs_in_and_sees_the_fleet_live(hub: Hub, raw: RawFac
     agent = await raw("api/claude-1")
     await expect(page.locator('[data-agent="api/claude-1"]')).to_be_visible(timeout=MS)
 
-    await agent.send("claim", task_id="T-1", paths=["src/a.py", "src/lib/"], worktree="/w/app", lease_seconds=600)
+    await agent.send("claim", task_id="T-1", paths=["src/a.py", "src/lib/"], worktree="/w/app", ttl_seconds=600)
     claim = page.locator('.claim[data-task="T-1"]')
     await expect(claim).to_contain_text("api/claude-1", timeout=MS)
     await expect(claim).to_contain_text("epoch 1")

@@ -193,6 +193,8 @@ class HttpSurface:
             origin, host = request.headers.get("Origin"), request.headers.get("Host")
         except Exception:  # repeated headers: no single credential
             return self._response(connection, Page(400, "repeated Origin or Host header\n"))
+        if origin is not None:
+            self.hub.browser_sockets.add(connection)  # a browser page: it is never handed a login nonce
         if dashboard.cookie_value(cookie) is None:
             return None
         session = self.hub.dashboard.lookup(cookie)

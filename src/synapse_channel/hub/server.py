@@ -118,6 +118,9 @@ class Hub:
         self.dashboard = Sessions(valid=self._grant_valid)
         #: Upgrades that authenticated with a dashboard cookie, until their handler picks them up.
         self.dashboard_sockets: weakref.WeakKeyDictionary[ServerConnection, DashSession] = weakref.WeakKeyDictionary()
+        #: Upgrades that carried an ``Origin`` (browser pages), until their handler picks them up.
+        self.browser_sockets: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._browsers: set[int] = set()
         #: Connections of dashboard pages (they get ``dashboard_health`` every few seconds).
         self._dashboards: set[int] = set()
         self._health_push: asyncio.Task[None] | None = None
@@ -343,6 +346,9 @@ class Hub:
         self._hold_pending(conn_id, link)
         admitted = False
         dash = self.dashboard_sockets.pop(ws, None)
+        if ws in self.browser_sockets:
+            self.browser_sockets.discard(ws)
+            self._browsers.add(conn_id)
         try:
             if dash is not None:
                 first, grant = await self._dashboard_first_frame(ws, link, host, dash)
@@ -376,6 +382,7 @@ class Hub:
             self._pending.pop(conn_id, None)
             self._addrs.pop(conn_id, None)
             self._dashboards.discard(conn_id)
+            self._browsers.discard(conn_id)
             if link.closing:  # let our own close frame (e.g. 4009) go out first
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(link.task), self.config.close_timeout)
@@ -473,6 +480,10 @@ class Hub:
         if not may_log_in(grant):
             why = f"seat {grant.seat!r} is an agent seat; the dashboard needs an observer or admin seat"
             core.deny(out, conn, cmd.type, why, now)
+            return
+        if conn.conn_id in self._browsers:
+            # A web page (any site, DNS rebinding included) must not mint itself a session.
+            core.deny(out, conn, cmd.type, "a browser page cannot ask for a login link; run `synapse dashboard`", now)
             return
         if grant is None and not self.secured and not is_loopback_host(conn.remote):
             core.deny(out, conn, cmd.type, "the open hub serves the dashboard to loopback peers only; add seats", now)
