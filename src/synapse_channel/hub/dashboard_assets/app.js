@@ -33,10 +33,11 @@
     attention: () => send("attention_request", { status: "open" }),
     history: () => send("history_request", { limit: 100 }),
   };
-  // Broadcasts say something changed; ask again once per burst (not on a timer).
+  // Broadcasts say something changed; ask again once per burst: at most one request
+  // per view every 50 ms, and never starved by a steady stream of broadcasts.
   function refresh(what) {
-    clearTimeout(timers[what]);
-    timers[what] = setTimeout(requests[what], 100);
+    if (timers[what]) return;
+    timers[what] = setTimeout(() => { timers[what] = null; requests[what](); }, 50);
   }
 
   function connect() {
