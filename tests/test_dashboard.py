@@ -287,6 +287,10 @@ async def test_a_question_is_answered_in_the_page_and_the_agent_wakes(hub: Hub, 
     code, out, err = await finish(asker)
     assert code == 0, err
     assert out.strip() == "yes"
+    # the answer also waits in the agent's mailbox: a plain `synapse wait` wakes with it
+    code, out, err = await run_cli("wait", "--uri", hub.uri, "--name", "api/claude-1", "--timeout", "10")
+    assert code == 0, err
+    assert "yes" in out and "answer to q-1" in out
     await expect(page.locator("#questions")).to_contain_text("no open questions", timeout=MS)
     await expect(page.locator("#badge")).to_be_hidden()
 
