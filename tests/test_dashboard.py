@@ -139,6 +139,7 @@ async def test_the_cookie_socket_checks_origin_and_name(hub_factory: HubFactory,
     assert refused.value.response.status_code == 403
     with pytest.raises(InvalidStatus):
         await open_ws(hub.uri, additional_headers={"Cookie": "synapse_dash=nope"}, origin=origin)
+    assert hub.metrics.auth_refusals.counts["dashboard"] == 2  # synapse_auth_refusals_total{door="dashboard"}
     ws = await open_ws(hub.uri, additional_headers={"Cookie": cookie}, origin=origin)
     page = Raw(ws, f"{name}-t1")
     await page.send("heartbeat", payload="online", quiet=True)
