@@ -48,7 +48,7 @@ bench: $(VENV)/.installed $(REFVENV)/.installed
 	SYNAPSE_REF_BIN=$(abspath $(REFVENV))/bin $(BIN)/python benchmarks/run_all.py
 
 # Commands the tests drive (command:Debian package). Missing ones skip locally and fail under CI=true.
-CI_TOOLS = zsh:zsh fish:fish tmux:tmux openssl:openssl systemd-analyze:systemd node:nodejs npm:npm
+CI_TOOLS = zsh:zsh fish:fish tmux:tmux openssl:openssl systemd-analyze:systemd node:nodejs npm:npm chromium:chromium
 
 ci-deps:
 	@missing=""; for t in $(CI_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \

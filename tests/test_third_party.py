@@ -121,6 +121,9 @@ def test_wheel_carries_plugins_and_data_files(tmp_path: Path) -> None:
         "synapse_presence/holder.py",
         "synapse_wake_jitter/__init__.py",
         "synapse_systemd/__init__.py",
+        "synapse_channel/hub/dashboard_assets/index.html",  # the dashboard is served from the wheel, no CDN
+        "synapse_channel/hub/dashboard_assets/app.js",
+        "synapse_channel/hub/dashboard_assets/app.css",
     ):
         assert expected in names, expected
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -127,6 +127,7 @@ KNOWN_TYPES = frozenset(
         "attention_answer",
         "attention_cancel",
         "attention_request",
+        "dashboard_login_request",
     }
 )
 

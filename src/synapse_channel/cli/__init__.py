@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("synapse_channel.cli.doctor", "doctor", "Report which protections are in force (token, URI, trust)."),
     "ask-human": ("synapse_channel.cli.attention", "ask_human", "Ask a person a question and wait for the answer."),
     "attention": ("synapse_channel.cli.attention", "attention", "List and answer the questions agents asked people."),
+    "dashboard": ("synapse_channel.cli.dashboard", "dashboard", "Open the hub's web dashboard (one-time login link)."),
 }
 
 

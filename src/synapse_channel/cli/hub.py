@@ -352,7 +352,7 @@ async def _serve(config: HubConfig) -> None:
     click.echo(  # one write: a supervisor may stop reading after the first line
         f"synapse hub {hub.core.hub_id if hub.core else ''} listening on {hub.uri} "
         f"(journal: {where}; {hub.journal.report})\n"
-        f"synapse hub: {web}/healthz for probes, {web}/metrics for {who}",
+        f"synapse hub: {web}/healthz for probes, {web}/metrics for {who}; `synapse dashboard` opens the web view",
         err=True,
     )
     await hub.stopped.wait()

@@ -42,6 +42,7 @@ READ_VERBS = frozenset(
         "board_request",
         "message_status_request",
         "attention_request",
+        "dashboard_login_request",
         "ack",
     }
 )

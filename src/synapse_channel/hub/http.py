@@ -44,32 +44,106 @@ class Page:
     status: int
     body: str
     content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One path: how to answer it and whether it needs an observer or admin seat."""
+    """One path: how to answer it and who may read it.
+
+    ``seated``: an observer or admin seat's bearer secret (loopback peers on
+    the open hub); ``session``: a dashboard session cookie, on every hub,
+    the open one included (see :mod:`.dashboard`).
+    """
 
     name: str
-    answer: Callable[[Hub], Page]
-    seated: bool
+    answer: Callable[[Hub, Request], Page]
+    seated: bool = False
+    session: bool = False
 
 
-def _healthz(hub: Hub) -> Page:
+def _healthz(hub: Hub, request: Request) -> Page:
     body = metrics.health(hub)
     return Page(200 if body["ok"] else 503, json.dumps(body) + "\n", JSON)
 
 
-def _metrics(hub: Hub) -> Page:
+def _metrics(hub: Hub, request: Request) -> Page:
     from ..metrics import Exposition
 
     return Page(200, metrics.render(hub), Exposition.CONTENT_TYPE)
 
 
+#: Every dashboard response: scripts and styles from this hub only, never framed, no Referer (the login URL).
+DASHBOARD_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
+
+
+def _login(hub: Hub, request: Request) -> Page:
+    """Spend a one-time nonce: set the session cookie and redirect to the page (no secret left in the URL)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from . import dashboard
+
+    nonce = (parse_qs(urlsplit(request.path).query).get("nonce") or [""])[0]
+    made = hub.dashboard.redeem(nonce)
+    if made is None:
+        why = "this login link was already used or has expired; run `synapse dashboard` for a new one\n"
+        return Page(401, why, headers=DASHBOARD_HEADERS)
+    cookie = dashboard.set_cookie(made[0], secure=hub.config.tls)
+    headers = (*DASHBOARD_HEADERS, ("Location", "/dashboard"), ("Set-Cookie", cookie))
+    return Page(303, "logged in; see /dashboard\n", headers=headers)
+
+
+def _logout(hub: Hub, request: Request) -> Page:
+    from . import dashboard
+
+    hub.dashboard.end(cookie_header(request))
+    cookie = dashboard.clear_cookie(secure=hub.config.tls)
+    return Page(200, "logged out\n", headers=(*DASHBOARD_HEADERS, ("Set-Cookie", cookie)))
+
+
+def _asset(path: str) -> Callable[[Hub, Request], Page]:
+    def answer(hub: Hub, request: Request) -> Page:
+        from . import dashboard
+
+        name = dashboard.ASSETS[path]
+        return Page(200, dashboard.asset(name), dashboard.content_type(name), DASHBOARD_HEADERS)
+
+    return answer
+
+
+def _whoami(hub: Hub, request: Request) -> Page:
+    session = hub.dashboard.lookup(cookie_header(request))
+    assert session is not None  # the route needs a session
+    body = {**session.public(), "hub_id": hub.core.hub_id if hub.core else None}
+    return Page(200, json.dumps(body) + "\n", JSON, DASHBOARD_HEADERS)
+
+
 ROUTES: dict[str, Route] = {
-    "/healthz": Route("healthz", _healthz, seated=False),
+    "/healthz": Route("healthz", _healthz),
     "/metrics": Route("metrics", _metrics, seated=True),
+    "/dashboard/login": Route("dashboard_login", _login),
+    "/dashboard/logout": Route("dashboard_logout", _logout),
+    "/dashboard": Route("dashboard", _asset("/dashboard"), session=True),
+    "/dashboard/app.js": Route("dashboard_asset", _asset("/dashboard/app.js"), session=True),
+    "/dashboard/app.css": Route("dashboard_asset", _asset("/dashboard/app.css"), session=True),
+    "/dashboard/session": Route("dashboard_session", _whoami, session=True),
 }
+
+
+def cookie_header(request: Request) -> str | None:
+    """The request's one ``Cookie`` header (None when absent or repeated)."""
+    try:
+        return request.headers.get("Cookie")
+    except Exception:  # several Cookie headers: no single session
+        return None
 
 
 def wants_websocket(request: Request) -> bool:
@@ -90,7 +164,7 @@ class HttpSurface:
 
     async def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         if wants_websocket(request):
-            return None
+            return self._dashboard_upgrade(connection, request)
         path = request.path.split("?", 1)[0]
         route = self.routes.get(path)
         label = route.name if route is not None else "other"
@@ -100,9 +174,36 @@ class HttpSurface:
             page = self._not_found(path)
         else:
             refused = await self._refusal(connection, request, route)
-            page = refused if refused is not None else route.answer(self.hub)
+            page = refused if refused is not None else route.answer(self.hub, request)
         self.hub.metrics.http.add(f"{label}_{page.status}")
         return self._response(connection, page)
+
+    def _dashboard_upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
+        """A WebSocket upgrade carrying the dashboard cookie: its session is the credential.
+
+        The cookie must name a live session and the ``Origin`` must be this
+        hub's own page (a socket from another site never rides on it); a
+        refused upgrade gets ``403``. An upgrade without the cookie goes on
+        as before (every other client).
+        """
+        from . import dashboard
+
+        cookie = cookie_header(request)
+        try:
+            origin, host = request.headers.get("Origin"), request.headers.get("Host")
+        except Exception:  # repeated headers: no single credential
+            return self._response(connection, Page(400, "repeated Origin or Host header\n"))
+        if origin is not None:
+            self.hub.browser_sockets.add(connection)  # a browser page: it is never handed a login nonce
+        if dashboard.cookie_value(cookie) is None:
+            return None
+        session = self.hub.dashboard.lookup(cookie)
+        if session is None or not dashboard.same_origin(origin, host, tls=self.hub.config.tls):
+            self.hub.metrics.auth_refusals.add("dashboard")
+            why = "no dashboard session" if session is None else "the Origin is not this hub's page"
+            return self._response(connection, Page(403, f"{why}; run `synapse dashboard` to log in\n"))
+        self.hub.dashboard_sockets[connection] = session
+        return None
 
     @staticmethod
     def _not_found(path: str) -> Page:
@@ -112,6 +213,11 @@ class HttpSurface:
 
     async def _refusal(self, connection: ServerConnection, request: Request, route: Route) -> Page | None:
         """None when the peer may read ``route``; else the refusal (401 no/wrong secret, 403 wrong role)."""
+        if route.session:
+            if self.hub.dashboard.lookup(cookie_header(request)) is not None:
+                return None
+            why = "log in first: run `synapse dashboard` (it opens a one-time login link)\n"
+            return Page(401, why, headers=DASHBOARD_HEADERS)
         if not route.seated:
             return None
         hub = self.hub
@@ -144,7 +250,9 @@ class HttpSurface:
         headers["Content-Type"] = page.content_type
         headers["Cache-Control"] = "no-store"
         headers["X-Content-Type-Options"] = "nosniff"
-        if page.status == 401:
+        for key, value in page.headers:
+            headers[key] = value
+        if page.status == 401 and not page.headers:
             headers["WWW-Authenticate"] = 'Bearer realm="synapse"'
         elif page.status == 405:
             headers["Allow"] = ALLOWED_METHODS

@@ -117,3 +117,25 @@ def render(hub: Hub) -> str:
     if path is not None:
         page.gauge("db_bytes", "The database's size on disk, WAL included.", file_bytes(path))
     return page.render()
+
+
+def dashboard_numbers(hub: Hub) -> dict[str, Any]:
+    """The health panel's numbers: the ones ``/metrics`` exposes, as one small JSON object."""
+    from ..compaction import file_bytes
+
+    m, core, journal = hub.metrics, hub.core, hub.journal
+    assert core is not None
+    path = getattr(journal, "path", None)
+    return {
+        **health(hub),
+        "connections": hub.connection_count,
+        "agents_online": len(core.roster.online()),
+        "claims_live": len(core.claims.live),
+        "mailbox_pending": len(core.mailbox.messages),
+        "attention_open": core.attention.open_count(),
+        "loop_lag_seconds": round(m.loop_lag, 6),
+        "loop_lag_max_seconds": round(m.loop_lag_max, 6),
+        "last_fsync_seconds": None if journal is None else journal.commit_seconds.last,
+        "db_bytes": None if path is None else file_bytes(path),
+        "journal_seq": core.seq,
+    }

@@ -18,6 +18,7 @@ import logging
 import secrets
 import ssl
 import time
+import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -57,11 +58,14 @@ if TYPE_CHECKING:
     from ..seats import SeatTable
     from ..store import Journal
     from .compactor import AutoCompactor
+    from .dashboard import DashSession
 
 log = logging.getLogger("synapse_channel.hub")
 EXPIRY_POLL = 0.5
 #: How often the hub looks for seat changes made by ``synapse seat`` (revocation takes effect within this).
 SEAT_POLL = 0.5
+#: Seconds between ``dashboard_health`` frames to open dashboard pages.
+DASHBOARD_HEALTH_EVERY = 2.0
 
 
 class _NoDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -110,6 +114,18 @@ class Hub:
         self.compactor: AutoCompactor | None = None
         #: Counters behind ``/metrics`` (frames, refusals, event-loop lag).
         self.metrics = HubMetrics()
+        from .dashboard import Sessions
+
+        #: Web dashboard logins and sessions (memory only: a restart logs browsers out).
+        self.dashboard = Sessions(valid=self._grant_valid)
+        #: Upgrades that authenticated with a dashboard cookie, until their handler picks them up.
+        self.dashboard_sockets: weakref.WeakKeyDictionary[ServerConnection, DashSession] = weakref.WeakKeyDictionary()
+        #: Upgrades that carried an ``Origin`` (browser pages), until their handler picks them up.
+        self.browser_sockets: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._browsers: set[int] = set()
+        #: Connections of dashboard pages (they get ``dashboard_health`` every few seconds).
+        self._dashboards: set[int] = set()
+        self._health_push: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -161,6 +177,7 @@ class Hub:
             replay_budget=cfg.max_queue_bytes // 2,
         )
         self._update_security()
+        self.core.handlers["dashboard_login_request"] = self._dashboard_login
         await self.journal.replay(self.core)
         self.journal.snapshot_source = self.core.snapshot
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines, cfg.relay_max_bytes)
@@ -170,6 +187,7 @@ class Hub:
         if self._seat_db is not None:
             self._seat_watch = asyncio.create_task(self._watch_seats())
         self.metrics.start()
+        self._health_push = asyncio.create_task(self._push_health())
         from .http import HttpSurface
 
         self._server = await serve(
@@ -212,12 +230,12 @@ class Hub:
         Without this the journal's writer and the expiry task outlive the
         failure and ``synapse hub`` hangs after printing its error.
         """
-        for task in (self._expirer, self._seat_watch):
+        for task in (self._expirer, self._seat_watch, self._health_push):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._expirer = self._seat_watch = None
+        self._expirer = self._seat_watch = self._health_push = None
         await self.metrics.stop()
         await self._stop_compactor()
         if self._seat_db is not None:
@@ -270,6 +288,8 @@ class Hub:
             await link.stop()
         if self._expirer is not None:
             self._expirer.cancel()
+        if self._health_push is not None:
+            self._health_push.cancel()
         await self.metrics.stop()
         if self.core is not None and self.core.leaving:
             with contextlib.suppress(Exception):  # the feed and plugins hear the last departures
@@ -328,8 +348,16 @@ class Hub:
         self._addrs[conn_id] = (ws.remote_address, ws.local_address)
         self._hold_pending(conn_id, link)
         admitted = False
+        dash = self.dashboard_sockets.pop(ws, None)
+        if ws in self.browser_sockets:
+            self.browser_sockets.discard(ws)
+            self._browsers.add(conn_id)
         try:
-            if self.secured:
+            if dash is not None:
+                first, grant = await self._dashboard_first_frame(ws, link, host, dash)
+                if first is not None:
+                    self._dashboards.add(conn_id)
+            elif self.secured:
                 first, grant = await self._first_frame(ws, link, host)
             else:
                 # An open hub greets at once (0.99 clients may wait for the welcome before registering).
@@ -356,6 +384,8 @@ class Hub:
             self._links.pop(conn_id, None)
             self._pending.pop(conn_id, None)
             self._addrs.pop(conn_id, None)
+            self._dashboards.discard(conn_id)
+            self._browsers.discard(conn_id)
             if link.closing:  # let our own close frame (e.g. 4009) go out first
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(link.task), self.config.close_timeout)
@@ -417,6 +447,73 @@ class Hub:
         link.put(encode(hub_frame("auth_denied", sender, message, now=time.time(), hub_id=self._core.hub_id)))
         link.close(Close.SUPERSEDED, REASON_AUTH_DENIED)
         return None, None
+
+    async def _dashboard_first_frame(
+        self, ws: ServerConnection, link: Link, remote: str, session: DashSession
+    ) -> tuple[str | bytes | None, Grant | None]:
+        """A dashboard page's socket (its cookie checked at the upgrade): it must register as its session's name.
+
+        Its credential is the session's seat (still valid, or the upgrade was
+        refused); the name is fixed per session, so a page cannot speak as
+        anyone else whatever its seat's patterns allow.
+        """
+        data = await self._recv_first(ws, link)
+        if data is None:
+            return None, None
+        sender = None
+        with contextlib.suppress(ProtocolError):
+            sender = parse_frame(data).sender
+        if isinstance(sender, str) and (sender == session.name or sender.startswith(session.name + "-")):
+            return data, session.grant  # one session, several tabs: NAME-<tab>
+        message = f"a dashboard session registers only as {session.name!r}"
+        await self.audit("access_denied", seat=session.seat, remote=remote, verb="register", reason=message)
+        link.put(encode(hub_frame("auth_denied", "self", message, now=time.time(), hub_id=self._core.hub_id)))
+        link.close(Close.SUPERSEDED, REASON_AUTH_DENIED)
+        return None, None
+
+    def _grant_valid(self, grant: Grant) -> bool:
+        """Is ``grant``'s seat still active with the same secret (dashboard sessions end with their seat)?"""
+        return self._seats is not None and self._seats.still_valid(grant)
+
+    def _dashboard_login(self, core: HubCore, conn: Any, cmd: Any, now: float, out: Outcome) -> None:
+        """``dashboard_login_request``: a one-time login nonce for an observer or admin (or seatless operator)."""
+        from .dashboard import NONCE_TTL, may_log_in
+
+        grant = conn.grant
+        if not may_log_in(grant):
+            why = f"seat {grant.seat!r} is an agent seat; the dashboard needs an observer or admin seat"
+            core.deny(out, conn, cmd.type, why, now)
+            return
+        if conn.conn_id in self._browsers:
+            # A web page (any site, DNS rebinding included) must not mint itself a session.
+            core.deny(out, conn, cmd.type, "a browser page cannot ask for a login link; run `synapse dashboard`", now)
+            return
+        if grant is None and not self.secured and not is_loopback_host(conn.remote):
+            core.deny(out, conn, cmd.type, "the open hub serves the dashboard to loopback peers only; add seats", now)
+            return
+        nonce = self.dashboard.issue_nonce(grant)
+        extra: dict[str, Any] = {"nonce": nonce, "expires_in": NONCE_TTL, "path": "/dashboard/login"}
+        if isinstance(cmd.raw.get("request_id"), str):
+            extra["request_id"] = cmd.raw["request_id"]
+        frame = core.frame("dashboard_login", conn.name or "self", "one-time dashboard login", now, **extra)
+        out.send(conn.conn_id, frame)
+
+    async def _push_health(self) -> None:
+        """Every few seconds, send open dashboard pages the health numbers (the page never polls)."""
+        from . import metrics as hub_metrics
+
+        while True:
+            await asyncio.sleep(DASHBOARD_HEALTH_EVERY)
+            if not self._dashboards or self.core is None:
+                continue
+            frame = hub_frame("dashboard_health", "self", "health", now=time.time(), hub_id=self.core.hub_id)
+            frame["health"] = hub_metrics.dashboard_numbers(self)
+            data = encode(frame)
+            for cid in list(self._dashboards):
+                link = self._links.get(cid)
+                if link is not None:
+                    link.put(data)
+                    self.metrics.frames_out.add("dashboard_health")
 
     def credential(self, offered: object) -> tuple[bool, Grant | None]:
         """Check a presented secret: ``(True, None)`` for the shared token, ``(True, grant)`` for a seat.
