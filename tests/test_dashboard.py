@@ -175,15 +175,23 @@ async def test_revoking_the_seat_ends_the_session_and_its_socket(hub_factory: Hu
     assert status == 401
 
 
-async def test_a_browser_page_cannot_mint_itself_a_login(hub: Hub) -> None:
-    """Another site's page (or one that rebinds its name to 127.0.0.1) reaches the open hub's socket, not a login."""
-    page = Raw(await open_ws(hub.uri, origin="http://evil.example"), "evil")
-    await page.send("heartbeat", payload="online", quiet=True)
-    await page.expect("welcome")
-    await page.send("dashboard_login_request")
-    error = await page.expect("error")
-    assert error["code"] == "FORBIDDEN" and "browser page" in error["payload"]
-    await page.close()
+async def test_a_web_page_cannot_open_a_hub_socket(hub: Hub) -> None:
+    """Another site's page (or one that rebinds its name to 127.0.0.1) gets 403, not a socket to act through.
+
+    Browsers always send ``Origin``; the CLI, plugins and the 0.99 clients never do, and still connect.
+    """
+    from websockets.exceptions import InvalidStatus
+
+    for origin in ("http://evil.example", f"http://127.0.0.1:{hub.port}", "null"):
+        with pytest.raises(InvalidStatus) as refused:
+            await open_ws(hub.uri, origin=origin)
+        assert refused.value.response.status_code == 403, origin
+    plain = Raw(await open_ws(hub.uri), "plain")
+    await plain.send("heartbeat", payload="online", quiet=True)
+    await plain.expect("welcome")
+    await plain.close()
+    code, _, err = await run_cli("send", "--uri", hub.uri, "--target", "x", "still works")
+    assert code == 0, err
 
 
 # ---------------------------------------------------------------------- the browser

@@ -183,8 +183,9 @@ class HttpSurface:
 
         The cookie must name a live session and the ``Origin`` must be this
         hub's own page (a socket from another site never rides on it); a
-        refused upgrade gets ``403``. An upgrade without the cookie goes on
-        as before (every other client).
+        refused upgrade gets ``403``. An upgrade with neither cookie nor
+        ``Origin`` goes on as before (every non-browser client); one with an
+        ``Origin`` but no session is a web page and gets ``403``.
         """
         from . import dashboard
 
@@ -196,7 +197,14 @@ class HttpSurface:
         if origin is not None:
             self.hub.browser_sockets.add(connection)  # a browser page: it is never handed a login nonce
         if dashboard.cookie_value(cookie) is None:
-            return None
+            if origin is None:
+                return None  # every CLI, plugin and 0.99 client: no browser, no Origin
+            # Any web page the user visits could otherwise open a socket to a loopback hub and act as any
+            # name (cross-site WebSocket hijacking): only the hub's own dashboard page, with its session, may.
+            self.hub.metrics.auth_refusals.add("browser")
+            return self._response(
+                connection, Page(403, "web pages may not connect to the hub; run `synapse dashboard` to log in\n")
+            )
         session = self.hub.dashboard.lookup(cookie)
         if session is None or not dashboard.same_origin(origin, host, tls=self.hub.config.tls):
             self.hub.metrics.auth_refusals.add("dashboard")
