@@ -33,7 +33,7 @@ from .errors import (
 from .session import Session
 from .sync import SyncSession
 from .sync import wait as wait_sync
-from .types import Board, Claim, InboxPage, Message, Roster, SendResult, Task
+from .types import Board, Claim, InboxPage, Message, PathHold, Roster, SendResult, Task
 from .waiting import wait
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "InboxPage",
     "InsecureTransport",
     "Message",
+    "PathHold",
     "Refused",
     "Roster",
     "SendResult",

@@ -38,6 +38,7 @@ READ_VERBS = frozenset(
         "history_request",
         "resume_request",
         "state_request",
+        "claim_check",
         "board_request",
         "message_status_request",
         "ack",
