@@ -88,6 +88,7 @@ class BlockingClient:
         port = parts.port or (443 if secure else 80)
         try:
             sock = socket.create_connection((host, port), timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes: no Nagle/delayed-ACK stall
             if secure:
                 import ssl
 
@@ -102,8 +103,9 @@ class BlockingClient:
             extra["token"] = self.token
         if self.quiet:
             extra["quiet"] = True
-        for frame in (self.frame("heartbeat", payload="online", **extra), *pipelined):
-            self.send(frame)
+        frames = (self.frame("heartbeat", payload="online", **extra), *pipelined)
+        assert self.sock is not None
+        self.sock.sendall(b"".join(_frame(OP_TEXT, json.dumps(f, separators=(",", ":")).encode()) for f in frames))
 
     def _handshake(self, netloc: str, path: str) -> None:
         assert self.sock is not None
