@@ -75,6 +75,12 @@ CORE_SETTINGS = (
     ),
     Setting("guard.timeout", float, 2.0, "Seconds a guard waits for the hub before treating it as unreachable."),
     Setting(
+        "guard.edits",
+        bool,
+        True,
+        "`synapse adapters install` adds the assistants' pre-edit hook refusing files other agents claimed.",
+    ),
+    Setting(
         "trust.projects",
         list,
         [],
