@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "seat": ("synapse_channel.cli.seats", "seat", "Manage seats: per-agent credentials (add, list, revoke, rotate)."),
     "audit": ("synapse_channel.cli.seats", "audit", "Show refused auth, refused access and seat changes."),
     "hook": ("synapse_channel.cli.adapters", "hook", "Run by an assistant's hook: deliver synapse messages."),
+    "run": ("synapse_channel.cli.run", "run", "Run a command that may write only inside your claims (--enforce)."),
     "guard": ("synapse_channel.cli.guard", "guard", "Git hooks that refuse commits of files other agents claimed."),
     "doctor": ("synapse_channel.cli.doctor", "doctor", "Report which protections are in force (token, URI, trust)."),
 }
