@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from .common import connection_options
+
 
 def _git_dirs(cwd: Path) -> tuple[str, list[str]]:
     """(work tree top, [git dir, common git dir]) of ``cwd``; UsageError outside a work tree."""
@@ -67,9 +69,18 @@ def build_allowed(
 @click.option("--enforce", is_flag=True, help="Confine CMD's writes to your live claims (Linux Landlock).")
 @click.option("--task", "task", help="Only this task's claim (default: all your claims in this work tree).")
 @click.option("--allow", "allow", multiple=True, type=click.Path(), help="Also allow writes beneath PATH.")
-@click.option("--uri", help="Hub URI (default: SYNAPSE_URI or [hub] uri).")
+@connection_options(name_help="Whose claims (default: SYN_IDENTITY or the project config's identity).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(enforce: bool, task: str | None, allow: tuple[str, ...], uri: str | None, command: tuple[str, ...]) -> None:
+def run(
+    enforce: bool,
+    task: str | None,
+    allow: tuple[str, ...],
+    uri: str,
+    name: str | None,
+    token: str | None,
+    token_file: Path | None,
+    command: tuple[str, ...],
+) -> None:
     """Run CMD so that it (and every process it starts) can write only inside your live claims.
 
     Also writable: /dev, temp dirs, ~/.cache, $SYN_HOME, the repository's .git
@@ -88,13 +99,15 @@ def run(enforce: bool, task: str | None, allow: tuple[str, ...], uri: str | None
         abi = landlock.abi_version()
     except landlock.Unavailable as exc:
         raise click.ClickException(f"--enforce refused: {exc}; not running {command[0]} unconfined") from None
-    identity = default_identity()
+    identity = name or default_identity()
     if not identity:
         raise click.UsageError("--enforce needs your identity (SYN_IDENTITY or [identity] in synapse.toml)")
     worktree, git_dirs = _git_dirs(Path.cwd())
 
     async def mine() -> list[list[str]]:
-        async with Session(one_shot("run"), uri=uri) as session:  # reads only: a one-shot name
+        async with Session(
+            one_shot("run"), uri=uri, token=token, token_file=token_file
+        ) as session:  # reads only: a one-shot name
             found = []
             for claim in await session.claims():
                 raw = dict(claim.raw)
