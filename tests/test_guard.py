@@ -172,3 +172,25 @@ async def test_outside_a_repository_is_one_line_and_nonzero(tmp_path: Path) -> N
     code, out = await run(SYNAPSE, "guard", "install", cwd=tmp_path)
     assert code != 0 and "not inside a git work tree" in out and "Traceback" not in out
     assert len(out.strip().splitlines()) == 1
+
+
+async def test_a_merge_releases_the_branch_claims_and_marks_the_task_done(hub: Hub, repo: Path) -> None:
+    me = agent(hub, "shop/api")
+    code, out = await run(SYNAPSE, "guard", "install", cwd=repo)
+    assert code == 0, out
+    assert (await git(repo, "checkout", "-q", "-b", "feature"))[0] == 0
+    async with Session("shop/lead", uri=hub.uri) as lead:
+        await lead.declare_task("API-7", "Routes")
+    code, out = await run(SYNAPSE, "claim", "API-7", "--paths", "b.py", cwd=repo, env=me)
+    assert code == 0, out
+    code, out = await commit(repo, me, "b.py")
+    assert code == 0, out
+    code, out = await run(SYNAPSE, "release", "--merged", cwd=repo, env=me)
+    assert code == 0 and "no claim of yours here is on a merged branch" in out  # its own branch is not "merged"
+    assert (await git(repo, "checkout", "-q", "main"))[0] == 0
+    code, out = await git(repo, "merge", "-q", "--no-ff", "-m", "merge feature", "feature", env=me)
+    assert code == 0 and "released 'API-7': branch feature merged into HEAD" in out, out
+    async with Session("shop/lead", uri=hub.uri) as lead:
+        assert [c.task_id for c in await lead.claims()] == []
+        board = await lead.board()
+        assert next(t for t in board.tasks if t.task_id == "API-7").status == "done"

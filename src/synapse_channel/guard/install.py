@@ -4,8 +4,9 @@ How it coexists: the guard never writes into a hooks directory someone else
 owns (``.git/hooks``, a ``core.hooksPath`` such as husky's ``.husky/_``, the
 pre-commit framework's scripts). It writes its own directory
 (``<git-common-dir>/synapse-guard/hooks``) and points ``core.hooksPath`` at
-it. Its ``pre-commit`` and ``pre-push`` run the guard and then the hook of the
-same name in the previous directory, by its own path (so ``$0`` is what that
+it. Its ``pre-commit`` and ``pre-push`` run the guard (``post-merge``:
+``synapse release --merged``) and then the hook of the same name in the
+previous directory, by its own path (so ``$0`` is what that
 hook expects); every other hook name is a forwarder to the previous one.
 Uninstall puts ``core.hooksPath`` back: byte-for-byte the previous
 ``.git/config`` when nothing else changed it since, else the previous value.
@@ -138,6 +139,9 @@ def read_state(repo: Repo) -> dict[str, Any] | None:
 
 def _script(hook: str, previous: str, python: str, strict: bool) -> str:
     prev = shlex.quote(f"{previous}/{hook}")
+    if hook == "post-merge":  # release the claims of branches this merge brought in; never fails the merge
+        release = f"{shlex.quote(python)} -m synapse_channel release --merged"
+        return f'#!/bin/sh\n{MARK}\n{release} || true\n[ -x {prev} ] && exec {prev} "$@"\nexit 0\n'
     if hook not in GUARDED:
         return f'#!/bin/sh\n{MARK}\n[ -x {prev} ] && exec {prev} "$@"\nexit 0\n'
     guard = f"{shlex.quote(python)} -m synapse_channel.guard {hook}{' --strict' if strict else ''}"
