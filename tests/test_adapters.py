@@ -184,7 +184,7 @@ async def test_install_uninstall_roundtrip_is_byte_exact(
     assert code == (3 if name in gated else 0), out
     doc = json.loads(path.read_text())
     commands = [h["command"] for groups in doc["hooks"].values() for g in groups for h in g.get("hooks", [])]
-    assert sum(f"hook {name} " in c for c in commands) == 3
+    assert sum(f"hook {name} " in c for c in commands) == 4  # session-start, prompt, stop and the pre-edit guard
     if original:
         before = json.loads(original)
         for key, value in before.items():
@@ -199,7 +199,7 @@ async def test_install_uninstall_roundtrip_is_byte_exact(
         assert (codex_home / "config.toml").read_text() == 'model = "o4"\n\n[features]\nweb_search = true\n'
     code, out, _ = await run_cli("adapters", "status", "--json", env=env)
     row = next(r for r in json.loads(out) if r["adapter"] == name)
-    assert len(row["project"]["events"]) == 3
+    assert len(row["project"]["events"]) == 4
     assert (await run_cli("adapters", "uninstall", name, env=env))[0] == 0
     if original is None:
         assert not path.exists()

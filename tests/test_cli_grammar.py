@@ -67,6 +67,7 @@ NO_JSON = {
     "tmux-bridge": "a long-running bridge that types wakes into a tmux pane; `listen --json` is the scriptable stream",
     "resume": "a human digest for a returning agent; `syn-inbox --json`, `state --json`, `board --json` are its parts",
     "mcp serve": "a long-running MCP server speaking JSON-RPC on stdio or HTTP; its replies are structured already",
+    "run": "runs CMD under Landlock and exits with its code; its stdout is the command's own, not ours to fill",
 }
 
 

@@ -38,6 +38,8 @@ class ClaudeCode(HookAdapter):
     events: ClassVar[dict[str, str]] = {"session-start": "SessionStart", "prompt": "UserPromptSubmit", "stop": "Stop"}
     empty_output = ""
     docs_url = "https://docs.claude.com/en/docs/claude-code/hooks"
+    edit_event = "PreToolUse"
+    edit_matcher = "Write|Edit|MultiEdit|NotebookEdit"
 
     def config_path(self, scope: str) -> Path:
         if scope == "user":

@@ -75,9 +75,19 @@ class Codex(HookAdapter):
     events: ClassVar[dict[str, str]] = {"session-start": "SessionStart", "prompt": "UserPromptSubmit", "stop": "Stop"}
     empty_output = "{}"
     docs_url = "https://developers.openai.com/codex/hooks"
+    edit_event = "PreToolUse"
+    edit_matcher = "apply_patch"
 
     def config_path(self, scope: str) -> Path:
         return (codex_home() if scope == "user" else project_root() / ".codex") / "hooks.json"
+
+    def edit_paths(self, payload: dict[str, Any]) -> list[str]:
+        """``apply_patch`` carries its patch in ``tool_input.command`` (a string, or argv whose last item is it)."""
+        tool_input = payload.get("tool_input")
+        command = tool_input.get("command") if isinstance(tool_input, dict) else None
+        if isinstance(command, list):
+            command = "\n".join(c for c in command if isinstance(c, str))
+        return patch_paths(command) if isinstance(command, str) else []
 
     def user_config(self) -> Path:
         """Codex's user ``config.toml``: where it records hook and project trust."""
@@ -248,3 +258,16 @@ def register_settings(register: Any) -> None:
 
 
 __all__ = ["MARK", "Codex", "codex_home", "without_flag"]
+
+
+PATCH_TARGET = ("*** Update File: ", "*** Add File: ", "*** Delete File: ", "*** Move to: ")
+
+
+def patch_paths(patch: str) -> list[str]:
+    """The files an ``apply_patch`` envelope writes, deletes or moves to."""
+    found: dict[str, None] = {}
+    for line in patch.splitlines():
+        for head in PATCH_TARGET:
+            if line.startswith(head) and line[len(head) :].strip():
+                found[line[len(head) :].strip()] = None
+    return list(found)

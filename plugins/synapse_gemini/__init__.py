@@ -33,6 +33,8 @@ class Gemini(HookAdapter):
     timeout_in_ms = True
     empty_output = "{}"
     docs_url = "https://geminicli.com/docs/hooks/reference"
+    edit_event = "BeforeTool"
+    edit_matcher = "write_file|replace"
 
     def config_path(self, scope: str) -> Path:
         """``<project>/.gemini/settings.json``, or Gemini's user file (``$GEMINI_CLI_HOME`` honoured)."""
@@ -42,6 +44,16 @@ class Gemini(HookAdapter):
 
     def block_output(self, text: str) -> str:
         return json.dumps({"decision": "deny", "reason": text})
+
+    def edit_paths(self, payload: dict[str, Any]) -> list[str]:
+        """``write_file`` and ``replace`` name their target in ``tool_input.file_path`` (absolute or cwd-relative)."""
+        tool_input = payload.get("tool_input")
+        found = tool_input.get("file_path") if isinstance(tool_input, dict) and self.writes(payload) else None
+        return [found] if isinstance(found, str) and found else []
+
+    def deny_edit_output(self, reason: str) -> str:
+        """BeforeTool: ``decision: "deny"`` blocks the tool; ``reason`` goes to the model."""
+        return json.dumps({"decision": "deny", "reason": reason})
 
     # ------------------------------------------------------------------ folder trust
 

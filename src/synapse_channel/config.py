@@ -67,6 +67,20 @@ CORE_SETTINGS = (
     Setting("adapters.enabled", list, [], "Assistant adapters this project uses."),
     Setting("presence.enabled", bool, True, "Hold the project's presence when installing services."),
     Setting(
+        "guard.refuse_offline",
+        bool,
+        False,
+        "Git and edit guards refuse (instead of warn and allow) when the hub cannot be reached.",
+        "SYNAPSE_GUARD_REFUSE_OFFLINE",
+    ),
+    Setting("guard.timeout", float, 2.0, "Seconds a guard waits for the hub before treating it as unreachable."),
+    Setting(
+        "guard.edits",
+        bool,
+        True,
+        "`synapse adapters install` adds the assistants' pre-edit hook refusing files other agents claimed.",
+    ),
+    Setting(
         "trust.projects",
         list,
         [],

@@ -113,6 +113,7 @@ KNOWN_TYPES = frozenset(
         "history_request",
         "resume_request",
         "state_request",
+        "claim_check",
         "claim",
         "release",
         "renew",

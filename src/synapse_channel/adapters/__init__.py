@@ -97,6 +97,9 @@ class HookAdapter:
     #: what to print when there is nothing to say ("" or "{}", per the assistant's parser)
     empty_output: ClassVar[str] = ""
     docs_url: ClassVar[str] = ""
+    #: the assistant's pre-tool event and the matcher naming its file-writing tools ("": no edit guard)
+    edit_event: ClassVar[str] = ""
+    edit_matcher: ClassVar[str] = ""
 
     # ------------------------------------------------------------------ where config lives
 
@@ -125,12 +128,22 @@ class HookAdapter:
         assistant does not kill a hook that is deliberately waiting.
         """
         scale = 1000 if self.timeout_in_ms else 1
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         for ours, native in self.events.items():
             seconds = self.timeout_seconds + (int(self.stop_wait()) if ours == "stop" else 0)
             command = f"{synapse_command()} hook {self.name} {ours}"
             out[native] = {"hooks": [{"type": "command", "command": command, "timeout": seconds * scale}]}
+        if self.edit_event and self.edit_guard():
+            command = f"{synapse_command()} hook {self.name} pre-edit"
+            hook = {"type": "command", "command": command, "timeout": self.timeout_seconds * scale}
+            out[self.edit_event] = {"matcher": self.edit_matcher, "hooks": [hook]}
         return out
+
+    def edit_guard(self) -> bool:
+        """``[guard] edits`` (default true): install the pre-edit hook that refuses other agents' claimed files."""
+        from ..client.context import settings
+
+        return settings().get("guard.edits") is not False
 
     def plan(self, scope: str, installing: bool) -> list[Change]:
         """The edits an install or uninstall would make."""
@@ -225,3 +238,33 @@ class HookAdapter:
         import json
 
         return json.dumps({"decision": "block", "reason": text})
+
+    def edit_paths(self, payload: dict[str, Any]) -> list[str]:
+        """The files a pre-tool call would write ([] for a tool that writes none).
+
+        Default: Claude Code's tools (``Write``, ``Edit``, ``MultiEdit``:
+        ``file_path``; ``NotebookEdit``: ``notebook_path``).
+        """
+        tool_input = payload.get("tool_input")
+        if not isinstance(tool_input, dict) or not self.writes(payload):
+            return []
+        found = [tool_input.get(key) for key in ("file_path", "notebook_path")]
+        return [p for p in found if isinstance(p, str) and p]
+
+    def writes(self, payload: dict[str, Any]) -> bool:
+        """Is the call one of the file-writing tools the matcher names? (A hook may be wired more widely.)"""
+        return payload.get("tool_name") in self.edit_matcher.split("|")
+
+    def deny_edit_output(self, reason: str) -> str:
+        """Output that refuses the tool call and shows ``reason`` to the model (Claude Code's form)."""
+        import json
+
+        return json.dumps(
+            {
+                "hookSpecificOutput": {
+                    "hookEventName": self.edit_event,
+                    "permissionDecision": "deny",
+                    "permissionDecisionReason": reason,
+                }
+            }
+        )

@@ -72,6 +72,30 @@ def run_hook(adapter: HookAdapter, event: str, stdin_text: str) -> str:
         return adapter.empty_output
 
 
+def run_pre_edit(adapter: HookAdapter, stdin_text: str) -> str:
+    """``pre-edit``: the adapter's refusal when the tool call would write a file another agent claimed.
+
+    Allowed (empty output) for any other tool, for unclaimed and own files,
+    and, with a note, when the hub cannot be asked (``[guard]
+    refuse_offline`` turns that into a refusal). Never raises.
+    """
+    try:
+        payload = json.loads(stdin_text) if stdin_text.strip() else {}
+        if not isinstance(payload, dict):
+            raise ValueError("hook input is not a JSON object")
+        paths = adapter.edit_paths(payload)
+        if not paths:
+            return adapter.empty_output
+        from ..guard.edits import check_edit
+
+        cwd = payload.get("cwd")
+        reason = check_edit(paths, cwd if isinstance(cwd, str) and cwd else None)
+        return adapter.deny_edit_output(reason) if reason else adapter.empty_output
+    except Exception as exc:  # a broken guard must not wedge the agent
+        note(f"pre-edit: {type(exc).__name__}: {exc}; edit allowed")
+        return adapter.empty_output
+
+
 def run_idle_wait(adapter: HookAdapter, stdin_text: str) -> tuple[int, str]:
     """``idle-wait``: (exit code, text for the model); never raises.
 

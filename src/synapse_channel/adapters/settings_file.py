@@ -207,6 +207,15 @@ def strip_ours(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _sans_empty(doc: Any) -> Any:
+    """``doc`` without empty event lists in ``hooks`` (and without ``hooks`` if that leaves it empty)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("hooks"), dict):
+        return doc
+    hooks = {k: v for k, v in doc["hooks"].items() if v != []}
+    rest = {k: v for k, v in doc.items() if k != "hooks"}
+    return {**rest, "hooks": hooks} if hooks else rest
+
+
 def plan_uninstall(path: Path) -> Change:
     """Remove exactly our entries; restore the original bytes when nothing else changed."""
     before, doc = _load(path)
@@ -218,8 +227,8 @@ def plan_uninstall(path: Path) -> Change:
     if backup.exists():
         original = backup.read_text()
         try:
-            if json.loads(original or "{}") == cleaned:
-                return Change(path, before, original)
+            if _sans_empty(json.loads(original or "{}")) == _sans_empty(cleaned):
+                return Change(path, before, original)  # an empty event list the user had comes back too
         except ValueError:
             pass
     if created.exists() and not cleaned:

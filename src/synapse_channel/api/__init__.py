@@ -40,14 +40,17 @@ if TYPE_CHECKING:  # the names below are loaded on first use (a plugin's `synaps
     from .session import Session
     from .sync import SyncSession
     from .sync import wait as wait_sync
-    from .types import Board, Claim, InboxPage, Message, Question, Roster, SendResult, Task
+    from .types import Board, Claim, InboxPage, Message, PathHold, Question, Roster, SendResult, Task
     from .waiting import wait
 
 #: Public name -> (submodule, attribute).
 _LAZY = {
     **{n: ("errors", n) for n in ("Closed", "Conflict", "Forbidden", "InsecureTransport", "Refused")},
     **{n: ("errors", n) for n in ("Superseded", "SynapseError", "Timeout", "Unreachable")},
-    **{n: ("types", n) for n in ("Board", "Claim", "InboxPage", "Message", "Question", "Roster", "SendResult", "Task")},
+    **{
+        n: ("types", n)
+        for n in ("Board", "Claim", "InboxPage", "Message", "PathHold", "Question", "Roster", "SendResult", "Task")
+    },
     **{n: ("scope", n) for n in ("OutsideWorktree", "claim_scope", "git_toplevel")},
     **{n: ("context", n) for n in ("default_identity", "default_uri", "one_shot", "owner_of", "resolve_token")},
     "setting": ("context", "setting"),
@@ -68,6 +71,7 @@ __all__ = [
     "InsecureTransport",
     "Message",
     "OutsideWorktree",
+    "PathHold",
     "Question",
     "Refused",
     "Roster",

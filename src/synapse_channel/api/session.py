@@ -43,7 +43,7 @@ from .errors import (
     Timeout,
     Unreachable,
 )
-from .types import Board, Claim, InboxPage, Message, Question, Roster, SendResult, Task
+from .types import Board, Claim, InboxPage, Message, PathHold, Question, Roster, SendResult, Task
 
 Frame = dict[str, Any]
 
@@ -463,6 +463,24 @@ class Session:
         body = merge_pages(pages, "snapshot", "active_claims")
         return tuple(Claim.of(c) for c in body.get("active_claims") or [] if isinstance(c, dict))
 
+    async def check_paths(self, paths: Iterable[str], *, worktree: str = "") -> tuple[PathHold, ...]:
+        """Every live claim covering any of ``paths`` in ``worktree`` (yours included: filter on ``owner``).
+
+        Read-only and answered from the hub's scope index; a long list is
+        asked in as many frames as the hub's byte budget needs.
+        """
+        left = list(paths)
+        found: list[PathHold] = []
+        while True:
+            request_id = uuid.uuid4().hex
+            frame = self.frame("claim_check", worktree=worktree, paths=left, request_id=request_id)
+            reply = await self.request(frame, _answer("claim_check_result", request_id))
+            found.extend(PathHold.of(c) for c in reply.get("conflicts") or [] if isinstance(c, dict))
+            checked = reply.get("checked")
+            if reply.get("has_more") is not True or not isinstance(checked, int) or checked <= 0:
+                return tuple(found)
+            left = left[checked:]
+
     # ------------------------------------------------------------------ board
 
     async def board(self) -> Board:
@@ -635,6 +653,10 @@ class Session:
 
         reply = await self.request(self.frame(verb, question_id=question_id, **fields), settles)
         return Question.of(reply["question"])
+
+
+def _answer(kind: str, request_id: str) -> Callable[[Frame], bool]:
+    return lambda f: f.get("type") == kind and f.get("request_id") == request_id
 
 
 def _posted(kind: str, task_id: str) -> Callable[[Frame], bool]:

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .session import Session
-from .types import Board, Claim, InboxPage, Message, Roster, SendResult, Task
+from .types import Board, Claim, InboxPage, Message, PathHold, Roster, SendResult, Task
 
 T = TypeVar("T")
 
@@ -87,6 +87,10 @@ class SyncSession:
     def claims(self) -> tuple[Claim, ...]:
         """See :meth:`Session.claims`."""
         return self._run(self.session.claims())
+
+    def check_paths(self, paths: Iterable[str], *, worktree: str = "") -> tuple[PathHold, ...]:
+        """See :meth:`Session.check_paths`."""
+        return self._run(self.session.check_paths(paths, worktree=worktree))
 
     def board(self) -> Board:
         """See :meth:`Session.board`."""

@@ -215,3 +215,28 @@ class Question:
             answered_by=by if isinstance(by, str) else None,
             raw=frozen(question),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PathHold:
+    """A live claim that covers a checked path (the claim is on the path, an ancestor or a descendant)."""
+
+    path: str
+    task_id: str
+    owner: str
+    epoch: int
+    lease_expires_at: float
+    holder_online: bool = False
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> PathHold:
+        """From one entry of a ``claim_check_result``'s ``conflicts``."""
+        epoch, until = entry.get("epoch"), entry.get("lease_expires_at")
+        return cls(
+            path=str(entry.get("path", "")),
+            task_id=str(entry.get("task_id", "")),
+            owner=str(entry.get("owner", "")),
+            epoch=epoch if isinstance(epoch, int) else 0,
+            lease_expires_at=float(until) if isinstance(until, int | float) else 0.0,
+            holder_online=entry.get("holder_online") is True,
+        )

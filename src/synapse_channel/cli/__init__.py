@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("synapse_channel.cli.seats", "audit", "Show refused auth, refused access and seat changes."),
     "hook": ("synapse_channel.cli.adapters", "hook", "Run by an assistant's hook: deliver synapse messages."),
     "mcp": ("synapse_channel.cli.mcp", "mcp", "Serve the hub's tools over MCP; install them into assistants."),
+    "run": ("synapse_channel.cli.run", "run", "Run a command that may write only inside your claims (--enforce)."),
+    "guard": ("synapse_channel.cli.guard", "guard", "Git hooks that refuse commits of files other agents claimed."),
     "doctor": ("synapse_channel.cli.doctor", "doctor", "Report which protections are in force (token, URI, trust)."),
     "ask-human": ("synapse_channel.cli.attention", "ask_human", "Ask a person a question and wait for the answer."),
     "attention": ("synapse_channel.cli.attention", "attention", "List and answer the questions agents asked people."),

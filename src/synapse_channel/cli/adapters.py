@@ -157,13 +157,15 @@ def render_readiness(ready: dict[str, Any]) -> str:
 
 @click.command()
 @click.argument("assistant")
-@click.argument("event", type=click.Choice(["session-start", "prompt", "stop", "idle-wait"]))
+@click.argument("event", type=click.Choice(["session-start", "prompt", "stop", "idle-wait", "pre-edit"]))
 def hook(assistant: str, event: str) -> None:
     """Run by the assistant itself: read its hook JSON on stdin, print its answer (exit 0).
 
     ``idle-wait`` runs in the assistant's background (Claude Code's
     ``asyncRewake``): it exits 2 with the messages on stderr when one arrives,
-    which wakes the idle model, and 0 otherwise.
+    which wakes the idle model, and 0 otherwise. ``pre-edit`` answers the
+    assistant's pre-tool hook: a refusal when the edit touches a file another
+    agent has claimed.
     """
     from ..adapters.runtime import note, run_hook, run_idle_wait
 
@@ -178,6 +180,13 @@ def hook(assistant: str, event: str) -> None:
         if text:
             click.echo(text, err=True)
         sys.exit(code)
+    if event == "pre-edit":
+        from ..adapters.runtime import run_pre_edit
+
+        out = run_pre_edit(adapter, stdin_text)
+        if out:
+            click.echo(out)
+        return
     out = run_hook(adapter, event, stdin_text)
     if out:
         click.echo(out)

@@ -150,6 +150,15 @@ def claim_options(fn: Any) -> Any:
     return fn
 
 
+def current_branch(cwd: Path) -> str | None:
+    """The branch checked out in ``cwd`` (None when detached or outside a repository)."""
+    try:
+        out = subprocess.run(["git", "symbolic-ref", "--short", "-q", "HEAD"], cwd=cwd, capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 async def _claim(
     who: Caller, task: str, worktree: str, paths: list[str], ttl: float | None, note: str, **extra: Any
 ) -> Frame:
@@ -213,9 +222,11 @@ def claim(
     """
     who = caller(uri, name, token, token_file)
     wt, rel = scope(paths, worktree)
+    branch = current_branch(Path(wt)) if wt else None
+    git = {"branch": branch, "auto_release_on": "merge"} if branch else None
 
     async def go() -> int:
-        reply = await _claim(who, task, wt, rel, ttl, note)
+        reply = await _claim(who, task, wt, rel, ttl, note, **({"git": git} if git else {}))
         emit_json(claim_json("claimed", reply)) if as_json else click.echo(_lease_text(reply))
         return 0
 
@@ -348,7 +359,14 @@ async def _release(who: Caller, task: str, evidence: tuple[str, ...] = (), epoch
 @click.option("--evidence", multiple=True, help="What shows the work is done (repeatable).")
 @EPOCH_OPTION
 @JSON_OPTION
-@click.argument("task")
+@click.option(
+    "--merged",
+    is_flag=True,
+    help="Instead of TASK: release each of your claims here whose branch is merged into --into, "
+    "and mark its board task done.",
+)
+@click.option("--into", default="HEAD", show_default=True, help="With --merged: the branch merged into.")
+@click.argument("task", required=False)
 def release(
     uri: str,
     name: str | None,
@@ -357,10 +375,22 @@ def release(
     evidence: tuple[str, ...],
     epoch: int | None,
     as_json: bool,
-    task: str,
+    merged: bool,
+    into: str,
+    task: str | None,
 ) -> None:
-    """Release your claim on TASK (exit 1 if it is not yours)."""
+    """Release your claim on TASK (exit 1 if it is not yours); or, with --merged, every merged one."""
     who = caller(uri, name, token, token_file)
+    if merged:
+        if task:
+            raise click.UsageError("give TASK or --merged, not both")
+        top = git_toplevel(Path.cwd())
+        if not top:
+            raise click.UsageError("--merged works inside a git work tree")
+        run_request(_release_merged(who, str(Path(top).resolve()), into, as_json))
+        return
+    if not task:
+        raise click.UsageError("missing TASK (or --merged)")
 
     async def go() -> int:
         await _release(who, task, evidence, epoch)
@@ -371,6 +401,71 @@ def release(
         return 0
 
     run_request(go(), as_json, task_id=task)
+
+
+def merged_into(cwd: Path, branch: str, into: str) -> str | None:
+    """The commit ``into`` resolves to when ``branch`` is merged into it (and is not it), else None."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+    target = git("rev-parse", "--abbrev-ref", into).stdout.strip()
+    if branch in (into, target):
+        return None  # the work's own branch: committing on it is not merging it
+    if git("rev-parse", "--verify", "-q", f"refs/heads/{branch}").returncode != 0:
+        return None
+    if git("merge-base", "--is-ancestor", f"refs/heads/{branch}", into).returncode != 0:
+        return None
+    return git("rev-parse", "--short", into).stdout.strip() or into
+
+
+async def _release_merged(who: Caller, wt: str, into: str, as_json: bool = False) -> int:
+    """Release the caller's claims in ``wt`` whose ``git.branch`` is merged into ``into``; board -> done."""
+    from ..api import Session
+    from ..core.scope_index import worktree_key
+
+    async with Session(who.name, uri=who.uri, token=who.token) as session:
+        released: list[dict[str, str]] = []
+        for claim in await session.claims():
+            raw = dict(claim.raw)
+            info = raw.get("git")
+            branch = info.get("branch") if isinstance(info, dict) else None
+            if claim.owner != who.name or not isinstance(branch, str) or worktree_key(raw.get("worktree")) != wt:
+                continue
+            sha = merged_into(Path(wt), branch, into)
+            if sha is None:
+                continue
+            proof = f"branch {branch} merged into {into} ({sha})"
+            await session.release(claim.task_id, claim.epoch, evidence=[proof])
+            forget_epoch(who.name, claim.task_id)
+            released.append({"task_id": claim.task_id, "evidence": proof})
+            if not as_json:
+                click.echo(f"released '{claim.task_id}': {proof}")
+            await _board_done(session, claim.task_id, proof, quiet=as_json)
+    if as_json:
+        emit_json({"ok": True, "outcome": "released" if released else "none_merged", "released": released})
+    elif not released:
+        click.echo("no claim of yours here is on a merged branch")
+    return 0
+
+
+async def _board_done(session: Any, task_id: str, proof: str, quiet: bool = False) -> None:
+    """Mark ``task_id`` done on the board if it is there (open tasks pass through in_progress)."""
+    from ..api import SynapseError
+
+    try:
+        board = await session.board()
+        task = next((t for t in board.tasks if t.task_id == task_id), None)
+        if task is None or task.status in ("done", "cancelled"):
+            return
+        if task.status != "in_progress":
+            await session.update_task(task_id, status="in_progress")
+        await session.update_task(task_id, status="done")
+        await session.progress(task_id, proof)
+        if not quiet:
+            click.echo(f"board: '{task_id}' done")
+    except SynapseError as exc:
+        click.echo(f"board: '{task_id}' not updated ({exc})", err=True)
 
 
 @click.command(cls=LockCommand)

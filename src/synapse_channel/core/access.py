@@ -39,6 +39,7 @@ READ_VERBS = frozenset(
         "history_request",
         "resume_request",
         "state_request",
+        "claim_check",
         "board_request",
         "message_status_request",
         "attention_request",

@@ -29,6 +29,10 @@ DEFAULT_TTL = 3600.0
 MAX_TTL = 30 * 86400.0
 MAX_CLAIMS_PER_OWNER = 256
 MAX_PATHS = 1000
+#: Paths one ``claim_check`` may ask about (a commit of many files asks in several frames).
+MAX_CHECK_PATHS = 20_000
+#: Overlapping claims reported per checked path (a directory may hold many).
+HOLDERS_PER_PATH = 16
 OPERATIONS_KEPT = 10_000
 SCOPE_FIELDS = ("worktree", "paths", "git", "path_identity")
 DIGEST_EXCLUDED = frozenset({"timestamp", "client_timestamp", "auth", "signature", "token"})
@@ -146,6 +150,7 @@ def install(core: HubCore) -> None:
         checkpoint=_audited(handle_checkpoint),
         handoff=_audited(handle_handoff),
         state_request=handle_state,
+        claim_check=handle_claim_check,
     )
     claims = core.claims
     core.appliers.update(
@@ -479,3 +484,61 @@ def _confirmation(core: HubCore, conn: Conn, confirm: dict[str, Any]) -> dict[st
     if done is not None and done["digest"] == confirm.get("request_digest"):
         return {"status": "confirmed", **echo, "response": done["response"]}
     return {"status": "unknown", **echo}
+
+
+def handle_claim_check(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
+    """``claim_check``: which live claims overlap these paths (read-only, answered from the scope index).
+
+    Every overlapping claim is reported, the caller's own included, so a
+    client can tell "someone else's" from "mine" from "unclaimed". The reply
+    is cut by bytes: ``checked`` says how many of the asked paths it fully
+    covers; with ``has_more`` the client asks again for the rest.
+    """
+    raw = cmd.raw
+    paths = raw.get("paths")
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ProtocolError("BAD_FIELD", "claim_check needs 'paths', a list of path strings")
+    if len(paths) > MAX_CHECK_PATHS:
+        raise ProtocolError("BAD_FIELD", f"claim_check takes at most {MAX_CHECK_PATHS} paths per frame")
+    try:
+        wt = worktree_key(raw.get("worktree"))
+        norm = [normalise_path(p, wt) for p in paths]
+    except ScopeError as exc:
+        raise ProtocolError("BAD_PATH", f"claim_check: {exc}") from None
+    extra: dict[str, Any] = {}
+    if isinstance(raw.get("request_id"), str | int):
+        extra["request_id"] = raw["request_id"]
+    frame = core.frame(
+        "claim_check_result", conn.name or "self", "Claim check", now, worktree=raw.get("worktree") or "", **extra
+    )
+    frame.update(conflicts=[], checked=0)
+    room = paging.room_for(frame, core.max_frame_bytes)
+    online = core.roster.names
+    live, index = core.claims.live, core.claims.index
+    conflicts: list[dict[str, Any]] = []
+    used, checked = 2, 0
+    for raw_path, path in zip(paths, norm, strict=True):
+        entries = []
+        for task in index.holders(wt, path, HOLDERS_PER_PATH):
+            claim = live[task]
+            owner = claim["owner"]
+            entries.append(
+                {
+                    "path": raw_path,
+                    "task_id": task,
+                    "owner": owner,
+                    "epoch": claim["epoch"],
+                    "lease_expires_at": claim["lease_expires_at"],
+                    "holder_online": owner in online or f"{owner}-rx" in online,
+                }
+            )
+        cost = sum(paging.encoded_size(e) + 1 for e in entries)
+        if checked and used + cost > room:
+            break
+        conflicts.extend(entries)
+        used += cost
+        checked += 1
+    frame.update(conflicts=conflicts, checked=checked)
+    if checked < len(paths):
+        frame["has_more"] = True  # ask again with paths[checked:]
+    out.send(conn.conn_id, frame)

@@ -89,6 +89,25 @@ class ScopeIndex:
             node = nxt
         return _find_in_subtree(node, exclude)  # the path itself or a descendant
 
+    def holders(self, worktree: str, path: Path, limit: int = 16) -> list[str]:
+        """Task ids of the live claims overlapping ``path`` (its ancestors, itself, its descendants).
+
+        At most ``limit`` (a directory can contain many claims); the walk is the
+        path's depth plus the claims returned, never a scan of every claim.
+        """
+        node = self._roots.get(worktree)
+        if node is None:
+            return []
+        found: list[str] = []
+        for part in path:
+            found.extend(sorted(node.holders))
+            nxt = node.children.get(part)
+            if nxt is None:
+                return list(dict.fromkeys(found))[:limit]
+            node = nxt
+        found.extend(_all_in_subtree(node, limit))
+        return list(dict.fromkeys(found))[:limit]
+
     def add(self, worktree: str, task_id: str, paths: list[Path]) -> None:
         """Index a granted claim's paths."""
         root = self._roots.setdefault(worktree, _Node())
@@ -142,3 +161,13 @@ def _find_in_subtree(node: _Node, exclude: str | None) -> str | None:
             return hit
         stack.extend(child for child in current.children.values() if child.count)
     return None
+
+
+def _all_in_subtree(node: _Node, limit: int) -> list[str]:
+    found: list[str] = []
+    stack = [node]
+    while stack and len(found) < limit:
+        current = stack.pop()
+        found.extend(sorted(current.holders))
+        stack.extend(child for child in current.children.values() if child.count)
+    return found[:limit]

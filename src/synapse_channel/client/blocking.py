@@ -1,0 +1,198 @@
+"""A blocking, asyncio-free hub client for hooks that run on every commit or edit.
+
+Why a second client: importing asyncio alone costs 40-60 ms on a loaded
+machine, which is more than the git guard's whole budget. A guard asks one
+question and reads one answer, so plain sockets are enough: the upgrade
+handshake, masked text frames, fragmentation, ping/pong and close. The
+registration frame and the transport rule (no secret over plain ``ws://``
+off this machine) are the same as :class:`~synapse_channel.client.connection.HubClient`'s.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..protocol import PROTOCOL_VERSION, SYSTEM_TARGET, client_frame
+
+Frame = dict[str, Any]
+OP_CONT, OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
+MAX_MESSAGE = 16 * 2**20
+
+
+class Unreachable(OSError):
+    """No hub answered (refused, timed out, not a WebSocket server, closed before welcome)."""
+
+
+class Insecure(ValueError):
+    """A secret would cross the network in clear text; refused before connecting."""
+
+
+def _mask(data: bytes, key: bytes) -> bytes:
+    n = len(data)
+    if not n:
+        return data
+    repeated = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(n, "little")
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    head = bytearray([0x80 | opcode])
+    n = len(payload)
+    if n < 126:
+        head.append(0x80 | n)
+    elif n < 65536:
+        head.append(0x80 | 126)
+        head += struct.pack("!H", n)
+    else:
+        head.append(0x80 | 127)
+        head += struct.pack("!Q", n)
+    key = os.urandom(4)
+    return bytes(head) + key + _mask(payload, key)
+
+
+class BlockingClient:
+    """One short-lived registered connection: ``open``, ``request``, ``close``."""
+
+    def __init__(
+        self, uri: str, name: str, *, token: str | None = None, timeout: float = 3.0, quiet: bool = True
+    ) -> None:
+        self.uri, self.name, self.token, self.timeout = uri, name, token, timeout
+        self.quiet = quiet
+        self.sock: socket.socket | None = None
+        self._buf = b""
+
+    def frame(self, ftype: str, target: str = SYSTEM_TARGET, payload: Any = "", **extra: Any) -> Frame:
+        """A frame from this client, stamped now."""
+        return client_frame(ftype, self.name, target, payload, time.time(), **extra)
+
+    def open(self, *pipelined: Frame) -> None:
+        """Connect, register and write ``pipelined`` frames without waiting for ``welcome``."""
+        if self.token:
+            from ..trust import transport_problem
+
+            problem = transport_problem(self.uri)
+            if problem is not None:
+                raise Insecure(problem)
+        parts = urlsplit(self.uri)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or "localhost"
+        port = parts.port or (443 if secure else 80)
+        try:
+            sock = socket.create_connection((host, port), timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes: no Nagle/delayed-ACK stall
+            if secure:
+                import ssl
+
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            self.sock = sock
+            self._handshake(parts.netloc or host, parts.path or "/")
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise Unreachable(f"could not reach hub at {self.uri} ({exc or type(exc).__name__})") from None
+        extra: dict[str, Any] = {"wake_capability": "direct", "protocol_version": PROTOCOL_VERSION}
+        if self.token:
+            extra["token"] = self.token
+        if self.quiet:
+            extra["quiet"] = True
+        frames = (self.frame("heartbeat", payload="online", **extra), *pipelined)
+        assert self.sock is not None
+        self.sock.sendall(b"".join(_frame(OP_TEXT, json.dumps(f, separators=(",", ":")).encode()) for f in frames))
+
+    def _handshake(self, netloc: str, path: str) -> None:
+        assert self.sock is not None
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        while b"\r\n\r\n" not in self._buf:
+            chunk = self.sock.recv(4096)
+            if not chunk or len(self._buf) > 65536:
+                raise ValueError("the server did not complete the WebSocket upgrade")
+            self._buf += chunk
+        head, self._buf = self._buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ValueError(f"upgrade refused: {head.splitlines()[0].decode(errors='replace')}")
+
+    def send(self, frame: Frame) -> None:
+        """Write one text frame."""
+        assert self.sock is not None
+        self.sock.sendall(_frame(OP_TEXT, json.dumps(frame, separators=(",", ":")).encode()))
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        assert self.sock is not None
+        while len(self._buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(max(65536, n - len(self._buf)))
+            if not chunk:
+                raise ConnectionError("the hub closed the connection")
+            self._buf += chunk
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+    def recv(self, deadline: float) -> Frame | None:
+        """The next JSON object frame; None at ``deadline``. Raises ConnectionError on close."""
+        message = b""
+        while True:
+            try:
+                b0, b1 = self._read(2, deadline)
+                n = b1 & 0x7F
+                if n == 126:
+                    n = struct.unpack("!H", self._read(2, deadline))[0]
+                elif n == 127:
+                    n = struct.unpack("!Q", self._read(8, deadline))[0]
+                if n > MAX_MESSAGE:
+                    raise ConnectionError("message too large")
+                payload = self._read(n, deadline)
+            except TimeoutError:
+                return None
+            opcode = b0 & 0x0F
+            if opcode == OP_CLOSE:
+                reason = payload[2:].decode(errors="replace") if len(payload) >= 2 else ""
+                raise ConnectionError(f"the hub closed the connection {reason}".strip())
+            if opcode == OP_PING:
+                assert self.sock is not None
+                self.sock.sendall(_frame(OP_PONG, payload))
+                continue
+            if opcode not in (OP_TEXT, OP_CONT):
+                continue
+            message += payload
+            if not b0 & 0x80:
+                continue
+            try:
+                obj = json.loads(message)
+            except ValueError:
+                obj = None
+            message = b""
+            if isinstance(obj, dict):
+                return obj
+
+    def wait_for(self, match: Callable[[Frame], bool], timeout: float | None = None) -> Frame | None:
+        """The first frame ``match`` accepts, or an ``error`` addressed to this client; None on timeout."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while (frame := self.recv(deadline)) is not None:
+            if match(frame) or (frame.get("type") == "error" and frame.get("target") in (self.name, "self")):
+                return frame
+        return None
+
+    def close(self) -> None:
+        """Send a close frame and drop the socket (errors ignored: the hook is done)."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.sendall(_frame(OP_CLOSE, struct.pack("!H", 1000)))
+            self.sock.close()
+            self.sock = None
