@@ -123,6 +123,7 @@ KNOWN_TYPES = frozenset(
         "ledger_progress",
         "board_request",
         "message_status_request",
+        "search_request",
     }
 )
 

@@ -40,7 +40,7 @@ from ..protocol import (
     registration_of,
     target_parts,
 )
-from . import access, catchup, paging, who
+from . import access, catchup, paging, searching, who
 from . import board as board_verbs
 from . import claims as claim_verbs
 from . import protocol_text as text
@@ -615,4 +615,5 @@ BASE_HANDLERS: dict[str, Handler] = {
     "history_request": catchup.history,
     "resume_request": catchup.resume,
     "message_status_request": catchup.message_status,
+    "search_request": searching.handle,
 }
