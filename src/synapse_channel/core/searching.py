@@ -114,5 +114,8 @@ def parse(core: HubCore, conn: Conn, raw: dict[str, Any], now: float) -> SearchQ
 
 
 def handle(core: HubCore, conn: Conn, cmd: Command, now: float, out: Outcome) -> None:
-    """``search_request``: validated here, run by the hub off the loop."""
-    out.queries.append(parse(core, conn, cmd.raw, now))
+    """``search_request``: validated here, run by the hub off the loop; a bad field is an ``error`` naming the verb."""
+    try:
+        out.queries.append(parse(core, conn, cmd.raw, now))
+    except ProtocolError as exc:
+        core.error(out, conn, str(exc), now, code=exc.code, request_type="search_request")
