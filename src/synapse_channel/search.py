@@ -48,7 +48,7 @@ from .protocol import base_identity, target_parts
 log = logging.getLogger("synapse_channel.store")
 
 #: Bumped when the view, table or triggers change: :func:`ensure` then recreates and rebuilds them.
-SEARCH_VERSION = "1"
+SEARCH_VERSION = "2"
 INDEXED_KINDS = ("chat", "ledger_task", "ledger_progress")
 #: Result ``kind`` for each indexed event kind.
 RESULT_KIND = {"chat": "chat", "ledger_task": "task", "ledger_progress": "note"}
@@ -81,7 +81,8 @@ _KINDS = ", ".join(f"'{k}'" for k in INDEXED_KINDS)
 SCHEMA = (
     f"CREATE VIEW IF NOT EXISTS search_source AS SELECT seq, {_body('')} AS body FROM events WHERE kind IN ({_KINDS})",
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5("
-    "body, content='search_source', content_rowid='seq', tokenize='unicode61 remove_diacritics 2')",
+    "body, content='search_source', content_rowid='seq', tokenize='unicode61 remove_diacritics 2', "
+    "prefix='2 3')",
     f"CREATE TRIGGER IF NOT EXISTS search_events_ai AFTER INSERT ON events WHEN new.kind IN ({_KINDS}) BEGIN "
     f"INSERT INTO search_index(rowid, body) VALUES (new.seq, {_body('new')}); END",
     f"CREATE TRIGGER IF NOT EXISTS search_events_ad AFTER DELETE ON events WHEN old.kind IN ({_KINDS}) BEGIN "
@@ -136,7 +137,7 @@ class SearchError(Exception):
         self.code = code
 
 
-def _result(seq: int, ts: float, kind: str, data: dict[str, Any], snippet: str) -> dict[str, Any] | None:
+def _result(seq: int, ts: float, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
     """One result item from an event row (None for a shape we do not know)."""
     if kind == "chat":
         frame = data.get("frame") or {}
@@ -147,7 +148,7 @@ def _result(seq: int, ts: float, kind: str, data: dict[str, Any], snippet: str) 
             "from": frame.get("sender", ""),
             "to": frame.get("target", ""),
             "text": frame.get("payload", ""),
-            "snippet": snippet,
+            "snippet": "",
             "msg_id": frame.get("msg_id", 0),
         }
     if kind == "ledger_task":
@@ -159,7 +160,7 @@ def _result(seq: int, ts: float, kind: str, data: dict[str, Any], snippet: str) 
             "from": task.get("created_by") or "",
             "to": "board",
             "text": f"{task.get('title', '')}\n{task.get('description', '')}".strip(),
-            "snippet": snippet,
+            "snippet": "",
             "task_id": task.get("task_id", ""),
             "status": task.get("status", ""),
             "version": task.get("version", 0),
@@ -173,7 +174,7 @@ def _result(seq: int, ts: float, kind: str, data: dict[str, Any], snippet: str) 
             "from": note.get("author") or "",
             "to": "board",
             "text": note.get("text", ""),
-            "snippet": snippet,
+            "snippet": "",
             "task_id": note.get("task_id", ""),
         }
     return None
@@ -199,11 +200,18 @@ def _filters(q: SearchQuery, item: dict[str, Any]) -> bool:
     return True
 
 
+#: The hits, newest first; no snippet here: it costs a re-read of the text, so it is only made for the page.
 SELECT = """
-SELECT e.seq, e.ts, e.kind, e.data, snippet(search_index, 0, '[', ']', '...', 16)
+SELECT e.seq, e.ts, e.kind, e.data
 FROM search_index JOIN events e ON e.seq = search_index.rowid
 WHERE search_index MATCH ? AND search_index.rowid < ? AND e.ts >= ?
 ORDER BY search_index.rowid DESC
+"""
+#: Snippets of the chosen hits only: the seq range bounds the index scan; the IN list, kept out of the
+#: WHERE clause (there SQLite would re-run the match once per listed rowid), limits the snippets made.
+SNIPPETS = """
+SELECT rowid, CASE WHEN rowid IN ({}) THEN snippet(search_index, 0, '[', ']', '...', 16) END FROM search_index
+WHERE search_index MATCH ? AND rowid BETWEEN ? AND ?
 """
 
 
@@ -223,7 +231,7 @@ def run(con: sqlite3.Connection, q: SearchQuery) -> dict[str, Any]:
     try:
         cur = con.execute(SELECT, (q.query, last, q.since if q.since is not None else float("-inf")))
         while rows := cur.fetchmany(64):
-            for seq, ts, kind, text, snippet in rows:
+            for seq, ts, kind, text in rows:
                 examined += 1
                 if len(items) >= q.limit or examined > SCAN_ROWS:
                     more = True
@@ -233,12 +241,18 @@ def run(con: sqlite3.Connection, q: SearchQuery) -> dict[str, Any]:
                     data = json.loads(text)
                 except ValueError:
                     continue
-                item = _result(seq, ts, kind, data, snippet) if isinstance(data, dict) else None
+                item = _result(seq, ts, kind, data) if isinstance(data, dict) else None
                 if item is not None and _visible(q, kind, data) and _filters(q, item):
                     items.append(item)
             if more:
                 break
         cur.close()
+        if items:
+            seqs = [int(i["seq"]) for i in items]
+            sql = SNIPPETS.format(",".join("?" * len(seqs)))
+            snippets = dict(con.execute(sql, (*seqs, q.query, seqs[-1], seqs[0])).fetchall())
+            for item in items:
+                item["snippet"] = snippets.get(item["seq"]) or ""
     except sqlite3.OperationalError as exc:
         if "interrupted" in str(exc):
             raise SearchError("SEARCH_TIMEOUT", f"search took over {QUERY_SECONDS:g}s; narrow the query") from None
