@@ -40,6 +40,7 @@ TALKS_TO_HUB = {
     "release",
     "renew",
     "resume",
+    "search",
     "send",
     "state",
     "task declare",

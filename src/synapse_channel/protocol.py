@@ -129,6 +129,7 @@ KNOWN_TYPES = frozenset(
         "attention_cancel",
         "attention_request",
         "dashboard_login_request",
+        "search_request",
     }
 )
 

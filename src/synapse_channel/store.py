@@ -414,6 +414,7 @@ async def open_journal(
         else:
             hub_id = stored
         await db.commit()
+        await asyncio.to_thread(_ensure_search, path)
     except BaseException:
         await db.close()
         lock.release()
@@ -422,6 +423,29 @@ async def open_journal(
     journal = SqliteJournal(db, path, hub_id, snapshot_every, group_commit)
     journal.lock = lock
     return journal
+
+
+def _ensure_search(path: Path) -> None:
+    """Create, rebuild or catch up the full-text index (:mod:`search`) before anything is journalled.
+
+    On its own short-lived connection (the journal's is idle until it starts), in one transaction.
+    """
+    from . import search
+
+    con = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    try:
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            done = search.ensure(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+    if done != "ok":
+        log.info("search index of %s: %s", path, done)
 
 
 def touch_private(path: Path) -> Path:

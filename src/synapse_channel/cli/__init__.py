@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "resume": ("synapse_channel.cli.catchup", "resume", "A returning agent's catch-up (syn-resume)."),
     "backup": ("synapse_channel.cli.db", "backup", "Copy a running hub's database consistently."),
     "db": ("synapse_channel.cli.db", "db", "Inspect the event log (db check)."),
+    "search": ("synapse_channel.cli.search", "search", "Search chats, tasks and notes (full text)."),
     "receipt": ("synapse_channel.cli.roster", "receipt", "Show a directed message's state: stored, delivered, acked."),
     "claim": ("synapse_channel.cli.claims", "claim", "Lease a task with a file scope."),
     "release": ("synapse_channel.cli.claims", "release", "Release your claim on a task."),

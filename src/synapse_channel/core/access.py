@@ -44,6 +44,7 @@ READ_VERBS = frozenset(
         "message_status_request",
         "attention_request",
         "dashboard_login_request",
+        "search_request",
         "ack",
     }
 )
@@ -112,16 +113,21 @@ def may_see(conn: Conn, frame: dict[str, Any]) -> bool:
     to its sender, to the identities (and granted roles) it addresses, and
     to admins.
     """
+    return may_see_as(conn.name, conn.roles, is_admin(conn), frame)
+
+
+def may_see_as(name: str | None, roles: tuple[str, ...], admin: bool, frame: dict[str, Any]) -> bool:
+    """:func:`may_see` for a connection given by its parts (search runs it in a worker thread)."""
     target = frame.get("target", "")
-    if not isinstance(target, str) or is_fleet_wide(target) or is_admin(conn):
+    if not isinstance(target, str) or is_fleet_wide(target) or admin:
         return True
-    if conn.name is None:
+    if name is None:
         return False
-    me = base_identity(conn.name)
+    me = base_identity(name)
     sender = frame.get("sender")
     if isinstance(sender, str) and base_identity(sender) == me:
         return True
-    return addresses(target, me, conn.roles)
+    return addresses(target, me, roles)
 
 
 def may_answer(conn: Conn, asker: str) -> str | None:

@@ -41,7 +41,7 @@ from ..protocol import (
     registration_of,
     target_parts,
 )
-from . import access, catchup, paging, who
+from . import access, catchup, paging, searching, who
 from . import attention as attention_verbs
 from . import board as board_verbs
 from . import claims as claim_verbs
@@ -679,4 +679,5 @@ BASE_HANDLERS: dict[str, Handler] = {
     "history_request": catchup.history,
     "resume_request": catchup.resume,
     "message_status_request": catchup.message_status,
+    "search_request": searching.handle,
 }

@@ -64,6 +64,8 @@ class Outcome:
     sends: list[Send] = field(default_factory=list)
     closes: list[tuple[int, int, str]] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    #: Reads the hub runs off the loop after delivering the rest (``search_request``), each answered to its asker.
+    queries: list[Any] = field(default_factory=list)
 
     def send(
         self, to: tuple[int, ...] | int, frame: dict[str, Any], *, public: bool = False, encoded: str | None = None

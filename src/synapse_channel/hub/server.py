@@ -54,7 +54,9 @@ if TYPE_CHECKING:
     import pluggy
 
     from ..core.access import Grant
+    from ..core.searching import SearchQuery
     from ..feed import FeedWriter
+    from ..search import Searcher
     from ..seats import SeatTable
     from ..store import Journal
     from .compactor import AutoCompactor
@@ -126,6 +128,8 @@ class Hub:
         #: Connections of dashboard pages (they get ``dashboard_health`` every few seconds).
         self._dashboards: set[int] = set()
         self._health_push: asyncio.Task[None] | None = None
+        #: Runs ``search_request`` queries on a read-only connection (None: in memory).
+        self.searcher: Searcher | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -181,6 +185,11 @@ class Hub:
         await self.journal.replay(self.core)
         self.journal.snapshot_source = self.core.snapshot
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines, cfg.relay_max_bytes)
+        path = getattr(self.journal, "path", None)
+        if path is not None:
+            from ..search import Searcher
+
+            self.searcher = Searcher(path)
         if self.pm is not None:
             self._dispatcher = Dispatcher(self.pm)
         self._expirer = asyncio.create_task(self._run_expiry())
@@ -220,6 +229,11 @@ class Hub:
             self.compactor.offer(keep_of(self.core.snapshot()))
         self.compactor.start()
 
+    async def _close_searcher(self) -> None:
+        if self.searcher is not None:
+            searcher, self.searcher = self.searcher, None
+            await asyncio.to_thread(searcher.close)
+
     async def _stop_compactor(self) -> None:
         if self.compactor is not None:
             await self.compactor.stop()
@@ -238,6 +252,7 @@ class Hub:
         self._expirer = self._seat_watch = self._health_push = None
         await self.metrics.stop()
         await self._stop_compactor()
+        await self._close_searcher()
         if self._seat_db is not None:
             self._seat_db.close()
         if self.feed is not None:
@@ -303,6 +318,7 @@ class Hub:
         if self._dispatcher is not None:
             await self._dispatcher.drain(timeout=1.0)
         await self._stop_compactor()
+        await self._close_searcher()
         if self.journal is not None:
             await self.journal.close()
         if self.feed is not None:
@@ -660,6 +676,29 @@ class Hub:
             if conn is not None:
                 core.error(out, conn, "internal error; the frame was not applied", time.time(), code="INTERNAL")
         await self._commit_and_deliver(out)
+        for query in out.queries:
+            await self._answer_search(query)
+
+    async def _answer_search(self, query: SearchQuery) -> None:
+        """Run a ``search_request`` off the loop and send its reply to the asker.
+
+        Awaited by the asker's own frame loop, so its later frames wait for
+        the answer (replies stay in request order) while other connections
+        carry on; the query reads the database as of after this
+        connection's earlier frames were committed.
+        """
+        if self.searcher is None:
+            reply = query.error("SEARCH_UNAVAILABLE", "this hub keeps no database (--db :memory:): nothing to search")
+        else:
+            try:
+                reply = await self.searcher.search(query)
+            except Exception:
+                log.exception("search failed")
+                self.internal_errors += 1
+                reply = query.error("INTERNAL", "internal error; the search was not run")
+        out = Outcome()
+        out.send(query.conn_id, reply)
+        self._deliver(out)
 
     @property
     def _core(self) -> HubCore:

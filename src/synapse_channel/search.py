@@ -1,0 +1,310 @@
+"""Full-text search over chats, board tasks and progress notes (SQLite FTS5).
+
+The index lives in the hub's database and is kept in step by SQLite itself:
+
+* ``search_source`` is a view over ``events`` giving each indexable row
+  (kinds ``chat``, ``ledger_task``, ``ledger_progress``) its text, ``body``;
+* ``search_index`` is an FTS5 table with **external content** (the view),
+  keyed by the event ``seq`` (its rowid);
+* two triggers on ``events`` add a row's text when it is inserted and remove
+  it when the row is deleted.
+
+Why external content keyed by seq: the text is already in the journal, so the
+index stores only tokens (no second copy of every chat), and every hit is
+joined back to its ``events`` row: a search can never return a message the
+journal no longer has. A contentless table would give the same size but no
+``snippet()`` and no ``rebuild`` from the journal. Why triggers rather than
+a second write in Python: the insert trigger runs inside the group-commit
+transaction that journals the event, and the delete trigger inside every
+compaction batch (and the quarantine of a bad tail), so the index cannot
+disagree with the journal after a crash, whichever code deleted the rows;
+and the text is defined once, in SQL, so ``rebuild`` indexes exactly what
+the triggers index (FTS5 external-content deletes must name the same text).
+
+On start :func:`ensure` creates what is missing and rebuilds or catches up
+an index that is missing or behind (a database from before this index).
+
+Queries (:class:`Searcher`) run on a separate read-only connection in one
+worker thread: WAL lets them read while the hub's writer commits, the event
+loop never waits on them, and each is bounded by a row budget
+(:data:`SCAN_ROWS`) and a time budget (:data:`QUERY_SECONDS`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .core import paging
+from .core.access import may_see_as
+from .core.searching import SearchQuery
+from .protocol import base_identity, target_parts
+
+log = logging.getLogger("synapse_channel.store")
+
+#: Bumped when the view, table or triggers change: :func:`ensure` then recreates and rebuilds them.
+SEARCH_VERSION = "2"
+INDEXED_KINDS = ("chat", "ledger_task", "ledger_progress")
+#: Result ``kind`` for each indexed event kind.
+RESULT_KIND = {"chat": "chat", "ledger_task": "task", "ledger_progress": "note"}
+#: Rows a query examines at most (hits it may not see count too); past it the reply says ``has_more``.
+SCAN_ROWS = 5000
+#: Wall-clock seconds one query may run before SQLite interrupts it (``error`` SEARCH_TIMEOUT).
+QUERY_SECONDS = 2.0
+
+
+def _body(row: str) -> str:
+    """The SQL text of an indexable event row (``row`` is ``new``, ``old`` or empty for the view).
+
+    Guarded by ``json_valid`` so a corrupted row can still be deleted (quarantine).
+    """
+    d = f"{row}.data" if row else "data"
+    k = f"{row}.kind" if row else "kind"
+    return (
+        f"CASE WHEN NOT json_valid({d}) THEN '' "
+        f"WHEN {k} = 'chat' THEN coalesce(json_extract({d}, '$.frame.payload'), '') "
+        f"WHEN {k} = 'ledger_task' THEN coalesce(json_extract({d}, '$.task.task_id'), '') || char(10) || "
+        f"coalesce(json_extract({d}, '$.task.title'), '') || char(10) || "
+        f"coalesce(json_extract({d}, '$.task.description'), '') "
+        f"ELSE coalesce(json_extract({d}, '$.note.task_id'), '') || char(10) || "
+        f"coalesce(json_extract({d}, '$.note.text'), '') END"
+    )
+
+
+_KINDS = ", ".join(f"'{k}'" for k in INDEXED_KINDS)
+#: One statement each (``executescript`` would commit the caller's transaction).
+SCHEMA = (
+    f"CREATE VIEW IF NOT EXISTS search_source AS SELECT seq, {_body('')} AS body FROM events WHERE kind IN ({_KINDS})",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5("
+    "body, content='search_source', content_rowid='seq', tokenize='unicode61 remove_diacritics 2', "
+    "prefix='2 3')",
+    f"CREATE TRIGGER IF NOT EXISTS search_events_ai AFTER INSERT ON events WHEN new.kind IN ({_KINDS}) BEGIN "
+    f"INSERT INTO search_index(rowid, body) VALUES (new.seq, {_body('new')}); END",
+    f"CREATE TRIGGER IF NOT EXISTS search_events_ad AFTER DELETE ON events WHEN old.kind IN ({_KINDS}) BEGIN "
+    f"INSERT INTO search_index(search_index, rowid, body) VALUES ('delete', old.seq, {_body('old')}); END",
+)
+DROP = (
+    "DROP TRIGGER IF EXISTS search_events_ai",
+    "DROP TRIGGER IF EXISTS search_events_ad",
+    "DROP TABLE IF EXISTS search_index",
+    "DROP VIEW IF EXISTS search_source",
+)
+
+
+def ensure(con: sqlite3.Connection) -> str:
+    """Create the index if missing and bring it level with the journal; returns what was done.
+
+    Runs before the hub journals anything. ``rebuilt``: the index was missing,
+    of another version, or ahead of the journal (rows deleted behind its back);
+    ``caught up N``: events journalled without it (by a hub before this index)
+    were added; ``ok``: nothing to do. The caller commits.
+    """
+    row = con.execute("SELECT value FROM meta WHERE key = 'search_version'").fetchone()
+    present = con.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE name IN "
+        "('search_source', 'search_index', 'search_events_ai', 'search_events_ad')"
+    ).fetchone()[0]
+    if row is None or row[0] != SEARCH_VERSION or present != 4:
+        for statement in (*DROP, *SCHEMA):
+            con.execute(statement)
+        con.execute("INSERT INTO search_index(search_index) VALUES ('rebuild')")
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('search_version', ?)", (SEARCH_VERSION,))
+        return "rebuilt"
+    indexed = con.execute("SELECT MAX(id) FROM search_index_docsize").fetchone()[0] or 0
+    newest = con.execute(f"SELECT seq FROM events WHERE kind IN ({_KINDS}) ORDER BY seq DESC LIMIT 1").fetchone()
+    journal = int(newest[0]) if newest else 0
+    if indexed == journal:
+        return "ok"
+    if indexed > journal:
+        con.execute("INSERT INTO search_index(search_index) VALUES ('rebuild')")
+        return "rebuilt"
+    added = con.execute(
+        "INSERT INTO search_index(rowid, body) SELECT seq, body FROM search_source WHERE seq > ?", (indexed,)
+    ).rowcount
+    return f"caught up {added}"
+
+
+class SearchError(Exception):
+    """A query SQLite refused (bad FTS syntax) or that ran out of time; ``code`` goes on the ``error`` frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _result(seq: int, ts: float, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """One result item from an event row (None for a shape we do not know)."""
+    if kind == "chat":
+        frame = data.get("frame") or {}
+        return {
+            "seq": seq,
+            "ts": ts,
+            "kind": "chat",
+            "from": frame.get("sender", ""),
+            "to": frame.get("target", ""),
+            "text": frame.get("payload", ""),
+            "snippet": "",
+            "msg_id": frame.get("msg_id", 0),
+        }
+    if kind == "ledger_task":
+        task = data.get("task") or {}
+        return {
+            "seq": seq,
+            "ts": ts,
+            "kind": "task",
+            "from": task.get("created_by") or "",
+            "to": "board",
+            "text": f"{task.get('title', '')}\n{task.get('description', '')}".strip(),
+            "snippet": "",
+            "task_id": task.get("task_id", ""),
+            "status": task.get("status", ""),
+            "version": task.get("version", 0),
+        }
+    if kind == "ledger_progress":
+        note = data.get("note") or {}
+        return {
+            "seq": seq,
+            "ts": ts,
+            "kind": "note",
+            "from": note.get("author") or "",
+            "to": "board",
+            "text": note.get("text", ""),
+            "snippet": "",
+            "task_id": note.get("task_id", ""),
+        }
+    return None
+
+
+def _visible(q: SearchQuery, kind: str, data: dict[str, Any]) -> bool:
+    """Tasks and notes are on the board (everyone reads it); a chat follows the history rule."""
+    if kind != "chat":
+        return True
+    frame = data.get("frame")
+    return isinstance(frame, dict) and may_see_as(q.viewer.name, q.viewer.roles, q.viewer.admin, frame)
+
+
+def _filters(q: SearchQuery, item: dict[str, Any]) -> bool:
+    if q.sender is not None:
+        sender = str(item["from"])
+        if sender != q.sender and base_identity(sender) != q.sender:
+            return False
+    if q.target is not None:
+        target = str(item["to"])
+        if target != q.target and q.target not in target_parts(target):
+            return False
+    return True
+
+
+#: The hits, newest first; no snippet here: it costs a re-read of the text, so it is only made for the page.
+SELECT = """
+SELECT e.seq, e.ts, e.kind, e.data
+FROM search_index JOIN events e ON e.seq = search_index.rowid
+WHERE search_index MATCH ? AND search_index.rowid < ? AND e.ts >= ?
+ORDER BY search_index.rowid DESC
+"""
+#: Snippets of the chosen hits only: the seq range bounds the index scan; the IN list, kept out of the
+#: WHERE clause (there SQLite would re-run the match once per listed rowid), limits the snippets made.
+SNIPPETS = """
+SELECT rowid, CASE WHEN rowid IN ({}) THEN snippet(search_index, 0, '[', ']', '...', 16) END FROM search_index
+WHERE search_index MATCH ? AND rowid BETWEEN ? AND ?
+"""
+
+
+def run(con: sqlite3.Connection, q: SearchQuery) -> dict[str, Any]:
+    """Run ``q`` on ``con`` (a worker thread) and return the filled ``search_results`` frame.
+
+    Newest first. Reads at most :data:`SCAN_ROWS` hits: a page cut by that
+    budget, by ``limit`` or by the frame's bytes says ``has_more`` with
+    ``cursor`` (the last seq examined): ask again with ``after`` set to it.
+    """
+    deadline = time.monotonic() + QUERY_SECONDS
+    con.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    items: list[dict[str, Any]] = []
+    examined = 0
+    last = q.after if q.after is not None else 2**62
+    more = False
+    try:
+        cur = con.execute(SELECT, (q.query, last, q.since if q.since is not None else float("-inf")))
+        while rows := cur.fetchmany(64):
+            for seq, ts, kind, text in rows:
+                examined += 1
+                if len(items) >= q.limit or examined > SCAN_ROWS:
+                    more = True
+                    break
+                last = seq
+                try:
+                    data = json.loads(text)
+                except ValueError:
+                    continue
+                item = _result(seq, ts, kind, data) if isinstance(data, dict) else None
+                if item is not None and _visible(q, kind, data) and _filters(q, item):
+                    items.append(item)
+            if more:
+                break
+        cur.close()
+        if items:
+            seqs = [int(i["seq"]) for i in items]
+            sql = SNIPPETS.format(",".join("?" * len(seqs)))
+            snippets = dict(con.execute(sql, (*seqs, q.query, seqs[-1], seqs[0])).fetchall())
+            for item in items:
+                item["snippet"] = snippets.get(item["seq"]) or ""
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise SearchError("SEARCH_TIMEOUT", f"search took over {QUERY_SECONDS:g}s; narrow the query") from None
+        raise SearchError("BAD_QUERY", f"bad search query: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise SearchError("SEARCH_FAILED", f"search failed: {exc}") from None
+    finally:
+        con.set_progress_handler(None, 0)
+    reply = dict(q.reply)
+    page = paging.fit(items, paging.room_for({**reply, "results": []}, q.budget))
+    if len(page) < len(items):
+        more, last = True, int(page[-1]["seq"])
+    reply["results"] = page
+    reply["has_more"] = more
+    reply["cursor"] = last if more else None
+    return reply
+
+
+class Searcher:
+    """A read-only connection to the hub's database, used by one worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synapse-search")
+        self._con: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._con is None:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=5.0)
+            con.execute("PRAGMA busy_timeout=5000")
+            self._con = con
+        return self._con
+
+    def _run(self, q: SearchQuery) -> dict[str, Any]:
+        try:
+            return run(self._connect(), q)
+        except SearchError as exc:
+            return q.error(exc.code, str(exc))
+
+    async def search(self, q: SearchQuery) -> dict[str, Any]:
+        """The reply frame for ``q`` (results or an ``error``), computed in the worker thread."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, q)
+
+    def close(self) -> None:
+        """Wait for the query in flight, then close the connection (in its thread)."""
+
+        def shut() -> None:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+        self._pool.submit(shut).result()
+        self._pool.shutdown(wait=True)
