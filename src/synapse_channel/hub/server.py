@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import math
 import secrets
 import ssl
 import time
@@ -98,6 +99,9 @@ class Hub:
         self._addrs: dict[int, tuple[Any, Any]] = {}
         #: Compacts the journal after each snapshot (None: in memory, or ``compaction`` off).
         self.compactor: AutoCompactor | None = None
+        #: The pending presence broadcast, and when (loop time) the last one went out.
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._presence_sent_at = -math.inf
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -246,7 +250,10 @@ class Hub:
             await link.stop()
         if self._expirer is not None:
             self._expirer.cancel()
-        if self.core is not None and self.core.leaving:
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        if self.core is not None and (self.core.leaving or self.core.presence):
             with contextlib.suppress(Exception):  # the feed and plugins hear the last departures
                 await self._commit_and_deliver(self.core.settle_all(time.time()))
         if self._seat_watch is not None:
@@ -531,6 +538,7 @@ class Hub:
 
     async def _commit_and_deliver(self, out: Outcome) -> None:
         """Make ``out``'s events durable, then deliver it, in core order."""
+        self._schedule_presence()
         if out.events:
             assert self.journal is not None
             self._last_commit = self.journal.submit(out.events)
@@ -548,6 +556,10 @@ class Hub:
 
     def _deliver(self, out: Outcome) -> None:
         budget = self.config.max_frame_bytes
+        if self.core is not None and self.core.presence and any(send.public for send in out.sends):
+            # Everyone hears who joined before anything broadcast after it (0.99 order); the
+            # flush costs no more than the broadcast that triggers it.
+            self._flush_presence()
         for send in out.sends:
             data = send.encoded if send.encoded is not None else encode(send.frame)
             size = len(data) if len(data) * 4 <= budget else len(data.encode())  # UTF-8: at most 4 bytes a char
@@ -594,6 +606,29 @@ class Hub:
                 request_type=ftype,
             )
             link.put(encode(error))
+
+    def _schedule_presence(self) -> None:
+        """Broadcast the core's pending presence changes at the next tick, or one window after the last broadcast.
+
+        A lone join goes out at once; a storm of them (1,000 agents
+        connecting) becomes one frame per socket per ``presence_window``
+        instead of one per join, which was O(N^2) frames.
+        """
+        if self._presence_timer is not None or self._server is None or self.core is None or not self.core.presence:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._presence_sent_at + self.config.presence_window - loop.time())
+        self._presence_timer = loop.call_later(delay, self._flush_presence)
+
+    def _flush_presence(self) -> None:
+        """Send the batch now: presence frames carry no journalled event, so nothing waits for a commit."""
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        if self._server is None:
+            return  # stopping: stop() announces what is left
+        self._presence_sent_at = asyncio.get_running_loop().time()
+        self._deliver(self._core.flush_presence(time.time()))
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
         if self._dispatcher is not None:
