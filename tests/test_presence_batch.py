@@ -123,3 +123,30 @@ async def test_a_burst_of_joins_reaches_an_observer_in_a_few_frames(hub_factory:
     for agent in agents:
         await agent.close()
     await observer.close()
+
+
+async def test_a_broadcast_never_overtakes_a_join_still_being_fanned_out(
+    hub_factory: HubFactory, monkeypatch: Any
+) -> None:
+    """Presence goes out a chunk of sockets per tick; a broadcast first finishes it, so no socket
+    sees the newcomer's chat before its join (one socket per tick makes the overlap certain)."""
+    from synapse_channel.hub import fanout
+
+    monkeypatch.setattr(fanout, "CHUNK", 1)
+    hub = await hub_factory(presence_window=0)
+    observers = []
+    for i in range(30):
+        observer = await open_raw(hub.uri, f"obs/o{i}")
+        await observer.send("heartbeat", quiet=True)  # quiet: only the newcomer's join is announced
+        observers.append(observer)
+    await observers[-1].sync()
+    newcomer = await open_raw(hub.uri, "fleet/new")
+    await newcomer.send("heartbeat")
+    await newcomer.send("chat", "all", "hello")
+    for observer in observers:
+        joined = []
+        while (got := await observer.recv())["type"] != "chat":
+            joined += got.get("joined", []) if got["type"] == "presence_update" else []
+        assert joined == ["fleet/new"], observer.name
+    for ws in (*observers, newcomer):
+        await ws.close()

@@ -44,6 +44,7 @@ from ..protocol import (
 )
 from ..trust import is_loopback_host
 from .config import REMOTE_PER_HOST, HubConfig, check_exposure, check_limits
+from .fanout import PresenceFanout
 from .link import Link
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Hub:
         self._presence_sent_at = -math.inf
         #: Seconds the last presence broadcast kept the loop busy (see ``_schedule_presence``).
         self._presence_cost = 0.0
+        self._fanout = PresenceFanout(self._links, self._presence_sent)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -255,6 +257,7 @@ class Hub:
         if self._presence_timer is not None:
             self._presence_timer.cancel()
             self._presence_timer = None
+        await self._fanout.stop()
         if self.core is not None and (self.core.leaving or self.core.presence):
             with contextlib.suppress(Exception):  # the feed and plugins hear the last departures
                 await self._commit_and_deliver(self.core.settle_all(time.time()))
@@ -558,10 +561,12 @@ class Hub:
 
     def _deliver(self, out: Outcome) -> None:
         budget = self.config.max_frame_bytes
-        if self.core is not None and self.core.presence and any(send.public for send in out.sends):
+        if (self._fanout.busy or (self.core is not None and self.core.presence)) and any(s.public for s in out.sends):
             # Everyone hears who joined before anything broadcast after it (0.99 order); the
             # flush costs no more than the broadcast that triggers it.
-            self._flush_presence()
+            self._fanout.drain()
+            if self._core.presence:
+                self._flush_presence(at_once=True)
         for send in out.sends:
             data = send.encoded if send.encoded is not None else encode(send.frame)
             size = len(data) if len(data) * 4 <= budget else len(data.encode())  # UTF-8: at most 4 bytes a char
@@ -616,8 +621,11 @@ class Hub:
         connecting) becomes one frame per socket per ``presence_window``
         instead of one per join, which was O(N^2) frames.
         """
-        if self._presence_timer is not None or self._server is None or self.core is None or not self.core.presence:
+        core = self.core
+        if self._presence_timer is not None or self._server is None or core is None or not core.presence:
             return
+        if self._fanout.busy:
+            return  # the running broadcast schedules the next one when it is done
         loop = asyncio.get_running_loop()
         # Never closer than twice what the last broadcast cost: with 10k sockets one costs ~0.3 s, and
         # presence churn must not take more than a third of the loop whatever the window.
@@ -625,18 +633,35 @@ class Hub:
         delay = max(0.0, self._presence_sent_at + spacing - loop.time())
         self._presence_timer = loop.call_later(delay, self._flush_presence)
 
-    def _flush_presence(self) -> None:
-        """Send the batch now: presence frames carry no journalled event, so nothing waits for a commit."""
+    def _flush_presence(self, *, at_once: bool = False) -> None:
+        """Send the batch: ``at_once`` to every socket now, else a chunk of sockets per tick.
+
+        Presence frames carry no journalled event, so nothing waits for a commit.
+        """
         if self._presence_timer is not None:
             self._presence_timer.cancel()
             self._presence_timer = None
         if self._server is None:
             return  # stopping: stop() announces what is left
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        self._deliver(self._core.flush_presence(time.time()))
-        self._presence_sent_at = loop.time()
-        self._presence_cost = self._presence_sent_at - started
+        out = self._core.flush_presence(time.time())
+        if at_once:
+            started = time.perf_counter()
+            self._deliver(out)
+            self._presence_sent(time.perf_counter() - started)
+            return
+        for send in out.sends:
+            data = encode(send.frame)
+            self._fanout.add(data, len(data.encode()), send.to)
+            if self.feed is not None:
+                self.feed.append(send.frame)
+        for notice in out.notices:
+            self._emit(notice.hook, hub=self, **notice.kwargs)
+
+    def _presence_sent(self, spent: float) -> None:
+        """A presence broadcast finished after ``spent`` seconds of writing: space the next one by it."""
+        self._presence_sent_at = asyncio.get_running_loop().time()
+        self._presence_cost = spent
+        self._schedule_presence()
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
         if self._dispatcher is not None:
