@@ -364,9 +364,8 @@ def scale_section(rows: dict[str, tuple[Any, str]]) -> list[str]:
         "worst and 99th-percentile extra round trip of a cheap request sent every 10 ms from another socket "
         "in the benchmark's process, so it also counts time that process spends on its own sockets (a burst "
         "keeps the probe waiting for most of its 2 s, so there p99 is the max). The idle row's worst lag is not "
-        "per-connection work: a full garbage collection over ~1M tracked objects, or the benchmark's own probe "
-        "and `who` asker joining loudly (one frame to each of 10k sockets); see "
-        "[deployment.md](deployment.md#large-fleets).",
+        "per-connection work: in the hub it coincides with full garbage collections over ~1M tracked objects "
+        "(logged by a GC callback), see [deployment.md](deployment.md#large-fleets).",
         "",
         "| measure | result | target | loop lag max | loop lag p99 | measured |",
         "|---|---|---|---|---|---|",
