@@ -131,6 +131,7 @@ def summary(samples: list[float]) -> dict[str, Any]:
         "min": s[0],
         "max": s[-1],
         "p90": s[min(len(s) - 1, round(0.9 * (len(s) - 1)))],
+        "p99": s[min(len(s) - 1, round(0.99 * (len(s) - 1)))],
         "stdev": statistics.pstdev(s) if len(s) > 1 else 0.0,
     }
 

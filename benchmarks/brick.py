@@ -4,7 +4,9 @@ Before the mailbox bounds this took a hub from 31 MB to 975 MB and 1 GB on
 disk, and the snapshot failed "string or blob too big" so the hub could never
 commit again. This script starts a real ``synapse hub`` (default bounds unless
 given), floods it, and prints hub RSS and database size before and after, the
-refusals, whether it still commits, and SIGTERM-to-exit time; then JSON.
+refusals, whether it still commits, the event-loop lag meanwhile (``scale.Lag``:
+a cheap request every 10 ms from another socket) and SIGTERM-to-exit time;
+then writes ``results/brick.json``.
 
     python benchmarks/brick.py [--chats 500] [--kib 1000] [--events 9500] [hub flags...]
 """
@@ -22,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import OUR_BIN, free_port, wait_for_hub
+from benchlib import OUR_BIN, free_port, wait_for_hub, write_results
+from scale import Lag
 from websockets.asyncio.client import connect
 
 
@@ -81,9 +84,10 @@ async def main() -> None:
         uri = f"ws://127.0.0.1:{port}"
         await wait_for_hub(uri, 20, proc=proc, log=log)
         before = {"rss": rss(proc.pid), "disk": disk(db)}
-        started = time.perf_counter()
-        counts = await flood(uri, args.chats, args.kib, args.events)
-        took = time.perf_counter() - started
+        async with Lag(uri) as lag:
+            started = time.perf_counter()
+            counts = await flood(uri, args.chats, args.kib, args.events)
+            took = time.perf_counter() - started
         after = {"rss": rss(proc.pid), "disk": disk(db)}
         alive = proc.poll() is None
         t0 = time.perf_counter()
@@ -106,15 +110,17 @@ async def main() -> None:
         "sigterm_exit_code": code,
         "sigterm_to_exit_s": round(sigterm, 3),
         "db_check": restart.stdout.strip().splitlines()[-1] if restart.stdout else restart.stderr.strip(),
+        **lag.figures(),
     }
     print(
         f"brick attempt: {args.chats} x {args.kib} KiB to ghosts, then {args.events} small events in {took:.1f} s\n"
         f"  accepted {counts['accepted']}, refused {counts['refused']} (MAILBOX_FULL)\n"
         f"  hub RSS {result['rss_before_mb']} -> {result['rss_after_mb']} MB; "
         f"db+wal {result['disk_before_mb']} -> {result['disk_after_mb']} MB\n"
-        f"  still serving: {alive}; SIGTERM -> exit {code} in {sigterm * 1000:.0f} ms; db check: {result['db_check']}"
+        f"  still serving: {alive}; SIGTERM -> exit {code} in {sigterm * 1000:.0f} ms; db check: {result['db_check']}\n"
+        f"  loop lag max {result['loop_lag_max_ms']:.1f} ms, p99 {result['loop_lag_p99_ms']:.1f} ms"
     )
-    print(json.dumps(result, sort_keys=True))
+    print(f"wrote {write_results('brick', result)}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Two measures so far (issue: bounded and fail-safe at fleet scale):
   from another socket, minus its idle median);
 * presence: ``presence_update`` frames an idle observer receives while
   waiters re-arm (each re-arm = disconnect and register again, as
-  ``synapse wait`` does), with ``--presence-grace 0`` (the old behaviour)
+  ``synapse wait`` does), with ``--presence-grace 0`` (batching alone)
   and the default grace;
 * largest frame: the biggest frame the hub sends for any request (inbox
   pages over 24 stored 900 KB chats, history, resume, mailbox replay, who,
@@ -181,20 +181,21 @@ async def measure_presence(pythonpath: str | None, waiters: int, rearms: int, gr
                     observer_frames.append(json.loads(data))
 
             reader = asyncio.create_task(drain())
-            await asyncio.sleep(0.3)
-            start = len(observer_frames)
-            for _ in range(rearms):
-                for i in range(waiters):
-                    await socks[i].close()
-                    socks[i] = await connect(hub.uri, compression=None, max_queue=None)
-                    await socks[i].send(frame(f"fleet/w{i}", "heartbeat"))
-            await asyncio.sleep(2.0)  # let any grace settle: late leaves count too
-            seen = sum(1 for f in observer_frames[start:] if f.get("type") == "presence_update")
+            async with Lag(hub.uri) as lag:  # the probe joins before counting starts
+                await asyncio.sleep(0.3)
+                start = len(observer_frames)
+                for _ in range(rearms):
+                    for i in range(waiters):
+                        await socks[i].close()
+                        socks[i] = await connect(hub.uri, compression=None, max_queue=None)
+                        await socks[i].send(frame(f"fleet/w{i}", "heartbeat"))
+                await asyncio.sleep(2.0)  # let any grace settle: late leaves count too
+                seen = sum(1 for f in observer_frames[start:] if f.get("type") == "presence_update")
             reader.cancel()
             for ws in socks:
                 await ws.close()
     total = rearms * waiters
-    return {"waiters": waiters, "rearms": total, "presence_frames": seen, "per_rearm": seen / total}
+    return {"waiters": waiters, "rearms": total, "presence_frames": seen, "per_rearm": seen / total, **lag.figures()}
 
 
 def rss_mb(pid: int) -> dict[str, float]:
@@ -456,9 +457,14 @@ async def measure_idle(pythonpath: str | None, count: int) -> dict[str, Any]:
     }
 
 
-async def measure_burst(label: str, uri_of: Any, agents: int) -> dict[str, Any]:
-    """``agents`` sockets connect and register at once; seconds until a ``who`` lists every one."""
-    async with uri_of() as uri:
+async def measure_burst(label: str, uri_of: Any, agents: int, lag_probe: bool = True) -> dict[str, Any]:
+    """``agents`` sockets connect and register at once; seconds until a ``who`` lists every one.
+
+    With ``lag_probe`` (our hub: the probe's ``message_status_request`` is ours) the event-loop lag
+    is measured meanwhile; the probe shares this process with the agents' sockets, so it also counts
+    the time this client spends reading their frames.
+    """
+    async with uri_of() as uri, Lag(uri) if lag_probe else contextlib.nullcontext() as lag:
         start = time.perf_counter()
 
         async def drain(ws: Any) -> None:
@@ -494,6 +500,7 @@ async def measure_burst(label: str, uri_of: Any, agents: int) -> dict[str, Any]:
         "registered": seen,
         "connected_s": connected,
         "all_registered_s": registered,
+        **(lag.figures() if lag is not None else {}),
     }
 
 
@@ -550,12 +557,13 @@ async def main() -> None:
         )
     waiters, rearms = (100, 3) if args.quick else (500, 3)
     for grace in ("0", "") if "presence" in only else ():
-        label = "grace 0 (old behaviour)" if grace == "0" else "default grace"
+        label = "--presence-grace 0 (batching alone)" if grace == "0" else "default grace and batching"
         pres = await measure_presence(hubs[0][1] or None, waiters, rearms, grace)
         results["presence"][label] = pres
         print(
-            f"{label:<24} {pres['presence_frames']} presence frames for {pres['rearms']} re-arms "
-            f"({pres['per_rearm']:.2f} per re-arm)",
+            f"{label:<36} {pres['presence_frames']} presence frames for {pres['rearms']} re-arms "
+            f"({pres['per_rearm']:.2f} per re-arm); loop lag max {pres['loop_lag_max_ms']:.1f} ms, "
+            f"p99 {pres['loop_lag_p99_ms']:.1f} ms",
             flush=True,
         )
     if "frames" in only:
@@ -604,12 +612,17 @@ async def main() -> None:
         raise_nofile()
         runs = [await measure_burst("ours", lambda: our_hub(hubs[0][1] or None, agents), agents)]
         if ref_available():
-            runs.append(await measure_burst("0.99.38", lambda: ref_hub(agents), agents))
+            runs.append(await measure_burst("0.99.38", lambda: ref_hub(agents), agents, lag_probe=False))
         results["burst"] = runs
         for run in runs:  # the reference is far slower: its time is printed once both are in
             print(
                 f"burst {run['hub']:<8} {run['registered']}/{run['agents']} registered in "
-                f"{run['all_registered_s'] * 1000:.0f} ms (all connected {run['connected_s'] * 1000:.0f} ms)",
+                f"{run['all_registered_s'] * 1000:.0f} ms (all connected {run['connected_s'] * 1000:.0f} ms)"
+                + (
+                    f"; loop lag max {run['loop_lag_max_ms']:.1f} ms, p99 {run['loop_lag_p99_ms']:.1f} ms"
+                    if "loop_lag_max_ms" in run
+                    else ""
+                ),
                 flush=True,
             )
         if len(runs) == 2 and runs[1]["all_registered_s"]:

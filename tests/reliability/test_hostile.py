@@ -211,3 +211,73 @@ async def test_real_hub_survives_hostile_frames(hub_factory: HubFactory) -> None
     await check.send("who_request")
     assert (await check.expect("who_snapshot"))["target"] == "after-fuzz"
     await check.close()
+
+
+async def test_paging_under_a_tiny_frame_budget_never_leaks_another_identitys_mail(hub_factory: HubFactory) -> None:
+    """Mallory pages history, resume, inboxes and mailbox replay under a 16 KiB frame budget.
+
+    Alice's directed mail is interleaved with Mallory's own and with
+    broadcasts, each chat ~3 KB, so every answer is cut into many pages.
+    Whatever Mallory asks for and however it follows the cursors, no page
+    holds a chat addressed only to Alice; Mallory still gets all of its own.
+    """
+    from synapse_channel.hub.config import MIN_FRAME_BYTES
+
+    hub = await hub_factory(max_frame_bytes=MIN_FRAME_BYTES, max_queue_bytes=4 * MIN_FRAME_BYTES)
+    sender = await open_raw(hub.uri, "team/boss")
+    await sender.send("heartbeat")
+    secret, mine = "alice-secret", "for-mallory"
+    for i in range(30):
+        await sender.send("chat", "team/alice", f"{secret} {i} " + "s" * 3000)
+        await sender.send("chat", "team/mallory", f"{mine} {i} " + "m" * 3000)
+        if i % 5 == 0:
+            await sender.send("chat", "all", f"broadcast {i} " + "b" * 3000)
+    await sender.sync()
+    mallory = await open_raw(hub.uri, "team/mallory")
+    await mallory.send("heartbeat")
+    pages: list[dict[str, Any]] = []
+
+    async def ask(ftype: str, reply: str, **fields: Any) -> dict[str, Any]:
+        await mallory.send(ftype, **fields)
+        got = await mallory.expect(reply)
+        pages.append(got)
+        return got
+
+    history = await ask("history_request", "history_snapshot", limit=500)
+    assert history.get("has_more")  # the budget really cuts it
+    cursor, resumed = history["cursor"], 0
+    while True:  # follow history with resume pages until the end
+        page = await ask("resume_request", "resume_snapshot", since=cursor)
+        resumed += 1
+        if not page.get("has_more"):
+            break
+        cursor = page["cursor"]
+    inbox, own = 0, []
+    query: dict[str, Any] = {"version": 1, "identity": "team/mallory", "since_seq": 0, "limit": 100}
+    while True:  # its own inbox, every page
+        body = (await ask("history_request", "history_snapshot", inbox_query=query))["inbox_page"]
+        own += [m["payload"].split(" ")[1] for m in body["messages"]]
+        inbox += 1
+        if not body["has_more"]:
+            break
+        query = {**query, "since_seq": body["cursor"]}
+    assert inbox > 2 and resumed > 2 and own == [str(i) for i in range(30)]
+    # Asking for Alice's inbox is refused, with nothing in the answer.
+    await mallory.send(
+        "history_request", inbox_query={"version": 1, "identity": "team/alice", "since_seq": 0, "limit": 100}
+    )
+    refused = await mallory.expect("error")
+    assert refused["code"] == "FORBIDDEN" and secret not in json.dumps(refused)
+    # A second socket of Mallory's asking to replay Alice's mailbox is refused too.
+    spy = await open_raw(hub.uri, "team/mallory-rx")
+    await spy.send("heartbeat", mailbox=True, since_seq=0, mailbox_for="team/alice")
+    await spy.send("message_status_request", seq=1)
+    while (got := await spy.recv())["type"] != "message_status":
+        assert secret not in json.dumps(got), got
+        pages.append(got)
+    assert got["state"] == "unknown"  # seq 1 is Alice's: its state is not Mallory's to know
+    leaked = [p for p in pages if secret in json.dumps(p)]
+    assert not leaked, leaked[0]
+    report(f"hostile paging: {len(pages)} pages under a {MIN_FRAME_BYTES}-byte budget, none with another's mail")
+    for ws in (sender, mallory, spy):
+        await ws.close()

@@ -158,6 +158,13 @@ if TYPE_CHECKING:
     help="Seconds a departed name may come back (a wait re-arm) before others hear 'left'; 0 = at once.",
 )
 @click.option(
+    "--presence-window",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Presence changes are broadcast at most once per this many seconds, batched (0 = every loop tick).",
+)
+@click.option(
     "--mailbox-max-mb",
     default=128.0,
     show_default=True,
@@ -235,6 +242,7 @@ def hub(
     takeover_cooldown: float,
     max_claims_per_agent: int,
     presence_grace: float,
+    presence_window: float,
     mailbox_max_mb: float,
     mailbox_max_messages: int,
     mailbox_recipient_mb: float,
@@ -286,6 +294,7 @@ def hub(
         takeover_cooldown=takeover_cooldown,
         max_claims_per_agent=max_claims_per_agent,
         presence_grace=presence_grace,
+        presence_window=presence_window,
         mailbox_max_bytes=int(mailbox_max_mb * MIB),
         mailbox_max_messages=mailbox_max_messages,
         mailbox_max_recipient_bytes=int(mailbox_recipient_mb * MIB),

@@ -41,7 +41,7 @@ from ..protocol import (
     registration_of,
     target_parts,
 )
-from . import access, catchup, paging, searching, who
+from . import access, catchup, paging, presence, searching, who
 from . import attention as attention_verbs
 from . import board as board_verbs
 from . import claims as claim_verbs
@@ -107,6 +107,8 @@ class HubCore:
         #: without coming back, so a ``wait`` re-arm is silent for everyone else.
         self.presence_grace = presence_grace
         self.leaving: dict[str, float] = {}
+        #: Joins and leaves not broadcast yet (see :meth:`flush_presence`).
+        self.presence = presence.PresenceBatch()
         self.mailbox = Mailbox(limits=mailbox_limits or MailboxLimits())
         self.seq = 0
         self.msg_id = 0
@@ -206,22 +208,21 @@ class HubCore:
         """Journal and announce every lease that has run out by ``now``; announce settled departures."""
         out = Outcome()
         claim_verbs.expire(self, now, out)
-        self._settle(now, out)
+        self._settle(now)
         return out
 
     def settle_all(self, now: float) -> Outcome:
-        """Announce every departure still in its grace (the hub is stopping)."""
-        out = Outcome()
-        self._settle(now, out, everyone=True)
-        return out
+        """Announce every departure still in its grace, and every change not broadcast yet (the hub is stopping)."""
+        self._settle(now, everyone=True)
+        return self.flush_presence(now)
 
-    def _settle(self, now: float, out: Outcome, everyone: bool = False) -> None:
+    def _settle(self, now: float, everyone: bool = False) -> None:
         if self.leaving:
             for name, left_at in list(self.leaving.items()):
                 if everyone or now - left_at >= self.presence_grace:
                     del self.leaving[name]
                     if name not in self.roster.names:
-                        self._presence(out, "left", name, now)
+                        self._presence("left", name)
 
     def next_deadline(self) -> float | None:
         """When :meth:`expire` next has work: a lease running out or a departure settling."""
@@ -239,7 +240,7 @@ class HubCore:
 
     def open(self, conn_id: int, now: float, *, grant: Grant | None = None, remote: str = "") -> Outcome:
         """Admit a connection (authenticated as ``grant``, if any) and greet it with ``welcome``."""
-        online = self.roster.online()
+        roster = self._roster_field()
         conn = Conn(conn_id, now, self.seq, last_seen=now, grant=grant, remote=remote)
         self.roster.conns[conn_id] = conn
         extra: dict[str, Any] = {"security": self.security}
@@ -254,7 +255,7 @@ class HubCore:
                 "Welcome to Synapse",
                 now,
                 connected_clients=len(self.roster.conns),
-                online_agents=online,
+                **roster,
                 protocol_version=PROTOCOL_VERSION,
                 **extra,
             ),
@@ -316,24 +317,48 @@ class HubCore:
                 if self.presence_grace > 0:
                     self.leaving[conn.name] = now  # announced by expire() unless the name comes back
                 else:
-                    self._presence(out, "left", conn.name, now)
+                    self._presence("left", conn.name)
         return out
 
-    def _presence(self, out: Outcome, event: str, agent: str, now: float) -> None:
-        """Broadcast a join or leave.
+    def _presence(self, event: str, agent: str) -> None:
+        """Note a join or leave; the hub broadcasts the batch with :meth:`flush_presence`.
+
+        Broadcasting each change at once costs O(N) frames per join, O(N^2)
+        as a fleet connects; batched, every socket gets one frame per flush.
+        """
+        self.presence.note(agent, event)
+
+    def flush_presence(self, now: float) -> Outcome:
+        """Broadcast every presence change noted since the last flush (nothing if none).
 
         The full roster rides along only while it is small: with N sockets a
         roster in every presence frame costs O(N^2) bytes per ramp-up (2,000
         joins x 2,000 recipients x 2,000 names). Above the limit the frame
         carries ``online_count`` instead; ``who`` always has the full list.
         """
+        out = Outcome()
+        if not self.presence:
+            return out
         online = self.roster.online()
-        roster: dict[str, Any] = (
-            {"online_agents": online} if len(online) <= PRESENCE_ROSTER_LIMIT else {"online_count": len(online)}
-        )
-        frame = self.frame("presence_update", "all", "Presence update", now, **roster, event=event, agent=agent)
-        out.send(self.roster.all_ids(), frame, public=True)
-        out.notify("presence_changed", agent=agent, event=event, online_agents=online)
+        roster = self._roster_field(online)
+
+        def make(payload: str, **fields: Any) -> dict[str, Any]:
+            return self.frame("presence_update", "all", payload, now, **fields)
+
+        presence.flush_into(out, self.presence, self.roster.all_ids(), online, roster, make)
+        return out
+
+    def _roster_field(self, online: list[str] | None = None) -> dict[str, Any]:
+        """``online_agents`` while the roster is small, else ``online_count`` (presence and welcome).
+
+        Above the limit the sorted list is never built: a ``welcome`` per
+        registration listing everyone was O(N) work and bytes per socket, O(N^2)
+        as 10k agents connect.
+        """
+        count = len(self.roster.names)
+        if count > PRESENCE_ROSTER_LIMIT:
+            return {"online_count": count}
+        return {"online_agents": self.roster.online() if online is None else online}
 
     # ------------------------------------------------------------------ frames
 
@@ -401,7 +426,7 @@ class HubCore:
         conn.wake_capability = reg.wake_capability
         out.notify("client_joined", name=name, wake_capability=reg.wake_capability)
         if holder is None and not reg.quiet and self.leaving.pop(name, None) is None:
-            self._presence(out, "joined", name, now)  # not a re-arm within the grace: a real join
+            self._presence("joined", name)  # not a re-arm within the grace: a real join
         if reg.mailbox:
             self._replay_mailbox(conn, reg, now, out)
         return True

@@ -58,6 +58,8 @@ class HubConfig:
     max_claims_per_agent: int = 256
     #: Seconds a departed name may come back (a ``wait`` re-arm) before others hear ``left``; 0: at once.
     presence_grace: float = 1.0
+    #: Presence changes are broadcast in one batch at most once per this many seconds; 0: every loop tick.
+    presence_window: float = 0.1
     #: Copy every directed chat to every socket, as 0.99 hubs did (off: only addressees get it).
     compat_fanout: bool = False
     #: Roles connections may declare (``roles`` in the registration frame); others are refused.

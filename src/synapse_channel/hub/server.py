@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import math
 import secrets
 import ssl
 import time
@@ -45,6 +46,7 @@ from ..protocol import (
 )
 from ..trust import is_loopback_host
 from .config import REMOTE_PER_HOST, HubConfig, check_exposure, check_limits
+from .fanout import PresenceFanout
 from .link import Link
 from .metrics import HubMetrics
 
@@ -130,6 +132,12 @@ class Hub:
         self._health_push: asyncio.Task[None] | None = None
         #: Runs ``search_request`` queries on a read-only connection (None: in memory).
         self.searcher: Searcher | None = None
+        #: The pending presence broadcast, and when (loop time) the last one went out.
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._presence_sent_at = -math.inf
+        #: Seconds the last presence broadcast kept the loop busy (see ``_schedule_presence``).
+        self._presence_cost = 0.0
+        self._fanout = PresenceFanout(self._links, self._presence_sent)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -306,7 +314,11 @@ class Hub:
         if self._health_push is not None:
             self._health_push.cancel()
         await self.metrics.stop()
-        if self.core is not None and self.core.leaving:
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        await self._fanout.stop()
+        if self.core is not None and (self.core.leaving or self.core.presence):
             with contextlib.suppress(Exception):  # the feed and plugins hear the last departures
                 await self._commit_and_deliver(self.core.settle_all(time.time()))
         if self._seat_watch is not None:
@@ -709,6 +721,7 @@ class Hub:
 
     async def _commit_and_deliver(self, out: Outcome) -> None:
         """Make ``out``'s events durable, then deliver it, in core order."""
+        self._schedule_presence()
         if out.events:
             assert self.journal is not None
             self._last_commit = self.journal.submit(out.events)
@@ -726,6 +739,12 @@ class Hub:
 
     def _deliver(self, out: Outcome) -> None:
         budget = self.config.max_frame_bytes
+        if (self._fanout.busy or (self.core is not None and self.core.presence)) and any(s.public for s in out.sends):
+            # Everyone hears who joined before anything broadcast after it (0.99 order); the
+            # flush costs no more than the broadcast that triggers it.
+            self._fanout.drain()
+            if self._core.presence:
+                self._flush_presence(at_once=True)
         sent = self.metrics.frames_out
         for send in out.sends:
             sent.add(str(send.frame.get("type")), len(send.to))
@@ -774,6 +793,55 @@ class Hub:
                 request_type=ftype,
             )
             link.put(encode(error))
+
+    def _schedule_presence(self) -> None:
+        """Broadcast the core's pending presence changes at the next tick, or one window after the last broadcast.
+
+        A lone join goes out at once; a storm of them (1,000 agents
+        connecting) becomes one frame per socket per ``presence_window``
+        instead of one per join, which was O(N^2) frames.
+        """
+        core = self.core
+        if self._presence_timer is not None or self._server is None or core is None or not core.presence:
+            return
+        if self._fanout.busy:
+            return  # the running broadcast schedules the next one when it is done
+        loop = asyncio.get_running_loop()
+        # Never closer than twice what the last broadcast cost: with 10k sockets one costs ~0.3 s, and
+        # presence churn must not take more than a third of the loop whatever the window.
+        spacing = max(self.config.presence_window, 2 * self._presence_cost)
+        delay = max(0.0, self._presence_sent_at + spacing - loop.time())
+        self._presence_timer = loop.call_later(delay, self._flush_presence)
+
+    def _flush_presence(self, *, at_once: bool = False) -> None:
+        """Send the batch: ``at_once`` to every socket now, else a chunk of sockets per tick.
+
+        Presence frames carry no journalled event, so nothing waits for a commit.
+        """
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        if self._server is None:
+            return  # stopping: stop() announces what is left
+        out = self._core.flush_presence(time.time())
+        if at_once:
+            started = time.perf_counter()
+            self._deliver(out)
+            self._presence_sent(time.perf_counter() - started)
+            return
+        for send in out.sends:
+            data = encode(send.frame)
+            self._fanout.add(data, len(data.encode()), send.to)
+            if self.feed is not None:
+                self.feed.append(send.frame)
+        for notice in out.notices:
+            self._emit(notice.hook, **notice.kwargs)
+
+    def _presence_sent(self, spent: float) -> None:
+        """A presence broadcast finished after ``spent`` seconds of writing: space the next one by it."""
+        self._presence_sent_at = asyncio.get_running_loop().time()
+        self._presence_cost = spent
+        self._schedule_presence()
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
         """Queue a hook with ``hub`` as a :class:`~synapse_channel.events.HubInfo` (plugins never get the Hub)."""
