@@ -172,6 +172,8 @@ def test_sync_session_and_wait_from_plain_code(hub_uri_thread: str) -> None:
         claim = api.claim("S-1", ["a.py"])
         assert [c.task_id for c in api.claims()] == ["S-1"]
         api.release("S-1", claim.epoch)
+        api.broadcast("a scripted search target")
+        assert [h.text for h in api.search("scripted", limit=1).hits] == ["a scripted search target"]
     from synapse_channel.api import wait_sync
 
     assert [m.text for m in wait_sync("shop/web", uri=hub_uri_thread, timeout=5)] == ["from a script"]
@@ -326,3 +328,72 @@ async def test_a_board_broadcast_already_in_flight_is_not_taken_for_the_answer(h
         done = await web.update_task("T-1", status="done", expected_version=task.version)
         assert (done.status, done.version) == ("done", task.version + 1)
         await web.progress("T-1", "shipped")
+
+
+async def test_search_returns_typed_hits_and_never_another_identitys_mail(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api:
+        await api.send("shop/secret", "zebra launch code for secret only")
+        await api.send("shop/web", "zebra review for web")
+        await api.broadcast("zebra crossing news")
+        await api.declare_task("Z-1", "Zebra stripes", description="paint them")
+        await api.progress("Z-1", "zebra paint dried")
+    async with Session("shop/web", uri=hub.uri) as web:
+        page = await web.search("zebra")
+        assert [(h.kind, h.sender, h.target) for h in page.hits] == [
+            ("note", "shop/api", "board"),
+            ("task", "shop/api", "board"),
+            ("chat", "shop/api", "all"),
+            ("chat", "shop/api", "shop/web"),
+        ]
+        note, task, news, review = page.hits
+        assert (note.task_id, task.task_id, news.task_id) == ("Z-1", "Z-1", None)
+        assert review.text == "zebra review for web" and "[zebra]" in review.snippet and review.msg_id is not None
+        assert review.seq < news.seq and review.timestamp > 0
+        assert (page.has_more, page.cursor) == (False, None)
+        for probe in ("secret", "launch OR zebra", '"launch code"', "zeb*"):
+            for to in (None, "shop/secret"):
+                found = await web.search(probe, to=to, limit=500)
+                assert all("secret only" not in h.text for h in found.hits), (probe, to)
+        assert [h.text for h in (await web.search("zebra", sender="shop/api", to="shop/web")).hits] == [
+            "zebra review for web"
+        ]
+        assert (await web.search("zebra", since=note.timestamp + 3600)).hits == ()
+        with pytest.raises(TypeError):
+            review.raw["text"] = "rewritten"  # type: ignore[index]
+    async with Session("shop/secret", uri=hub.uri) as secret:
+        assert [h.text for h in (await secret.search("launch")).hits] == ["zebra launch code for secret only"]
+
+
+async def test_search_follows_pages_past_the_hubs_page_size_and_continues_from_a_cursor(hub: Hub) -> None:
+    async with Session("shop/api", uri=hub.uri) as api:
+        for i in range(205):
+            await api.broadcast(f"tick {i}")
+        everything = await api.search("tick", limit=1000)
+        assert len(everything.hits) == 205 and not everything.has_more and everything.cursor is None
+        assert [h.text for h in everything.hits[:2]] == ["tick 204", "tick 203"]
+        first = await api.search("tick", limit=3)
+        assert [h.text for h in first.hits] == ["tick 204", "tick 203", "tick 202"]
+        assert first.has_more and first.cursor is not None
+        second = await api.search("tick", limit=2, after=first.cursor)
+        assert [h.text for h in second.hits] == ["tick 201", "tick 200"]
+
+
+async def test_search_refusals_are_typed_and_the_session_stays_usable(hub_factory: HubFactory) -> None:
+    hub = await hub_factory()
+    async with Session("shop/api", uri=hub.uri) as api:
+        await api.broadcast("a parser fix")
+        with pytest.raises(Refused) as bad:
+            await api.search('"unbalanced')
+        assert bad.value.code == "BAD_QUERY"
+        with pytest.raises(Refused) as empty:
+            await api.search("  ")
+        assert empty.value.code == "BAD_FIELD"
+        with pytest.raises(Refused) as zero:
+            await api.search("parser", limit=0)
+        assert zero.value.code == "BAD_FIELD"
+        assert [h.text for h in (await api.search("parser")).hits] == ["a parser fix"]
+    memory = await hub_factory(db=":memory:", relay_log=None)
+    async with Session("shop/api", uri=memory.uri) as api:
+        with pytest.raises(Refused) as unavailable:
+            await api.search("parser")
+        assert unavailable.value.code == "SEARCH_UNAVAILABLE"

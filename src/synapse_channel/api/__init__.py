@@ -40,7 +40,19 @@ if TYPE_CHECKING:  # the names below are loaded on first use (a plugin's `synaps
     from .session import Session
     from .sync import SyncSession
     from .sync import wait as wait_sync
-    from .types import Board, Claim, InboxPage, Message, PathHold, Question, Roster, SendResult, Task
+    from .types import (
+        Board,
+        Claim,
+        InboxPage,
+        Message,
+        PathHold,
+        Question,
+        Roster,
+        SearchHit,
+        SearchPage,
+        SendResult,
+        Task,
+    )
     from .waiting import wait
 
 #: Public name -> (submodule, attribute).
@@ -51,6 +63,8 @@ _LAZY = {
         n: ("types", n)
         for n in ("Board", "Claim", "InboxPage", "Message", "PathHold", "Question", "Roster", "SendResult", "Task")
     },
+    "SearchHit": ("types", "SearchHit"),
+    "SearchPage": ("types", "SearchPage"),
     **{n: ("scope", n) for n in ("OutsideWorktree", "claim_scope", "git_toplevel")},
     **{n: ("context", n) for n in ("default_identity", "default_uri", "one_shot", "owner_of", "resolve_token")},
     "setting": ("context", "setting"),
@@ -75,6 +89,8 @@ __all__ = [
     "Question",
     "Refused",
     "Roster",
+    "SearchHit",
+    "SearchPage",
     "SendResult",
     "Session",
     "Superseded",

@@ -43,9 +43,24 @@ from .errors import (
     Timeout,
     Unreachable,
 )
-from .types import Board, Claim, InboxPage, Message, PathHold, Question, Roster, SendResult, Task
+from .types import (
+    Board,
+    Claim,
+    InboxPage,
+    Message,
+    PathHold,
+    Question,
+    Roster,
+    SearchHit,
+    SearchPage,
+    SendResult,
+    Task,
+)
 
 Frame = dict[str, Any]
+
+#: The most results the hub returns per ``search_request`` (its ``LIMIT_MAX``).
+SEARCH_PAGE_MAX = 200
 
 #: Reason codes that mean "someone else's state won", not "you asked wrongly".
 CONFLICT_CODES = frozenset(
@@ -379,6 +394,51 @@ class Session:
             raise translate(exc) from None
         if reply is not None and reply.get("type") == "error":
             raise refusal(reply)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        sender: str | None = None,
+        to: str | None = None,
+        since: float | None = None,
+        limit: int = 20,
+        after: int | None = None,
+    ) -> SearchPage:
+        """Chats, board tasks and notes this identity may see that match ``query`` (FTS5 syntax), newest first.
+
+        ``sender`` and ``to`` narrow by who sent and to whom, ``since`` by
+        time (epoch seconds), ``after`` continues from an earlier page's
+        ``cursor``. Pages are followed until ``limit`` hits or the last one,
+        so ``limit`` may exceed the hub's 200 a page. :class:`Refused` with
+        ``code`` ``BAD_QUERY`` (FTS5 refused the syntax), ``BAD_FIELD``,
+        ``SEARCH_TIMEOUT`` or ``SEARCH_UNAVAILABLE``.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise Refused(f"limit must be a positive integer, not {limit!r}", "BAD_FIELD")
+        fields: dict[str, Any] = {"query": query}
+        for key, value in (("from", sender), ("to", to), ("since", since)):
+            if value is not None:
+                fields[key] = value
+        hits: list[SearchHit] = []
+        cursor = after
+        while True:
+            request_id = f"search-{uuid.uuid4().hex}"
+            ask = dict(fields, limit=min(limit - len(hits), SEARCH_PAGE_MAX), request_id=request_id)
+            if cursor is not None:
+                ask["after"] = cursor
+            reply = await self.request(self.frame("search_request", **ask), _answer("search_results", request_id))
+            hits.extend(SearchHit.of(r) for r in reply.get("results") or [] if isinstance(r, dict))
+            more, nxt = reply.get("has_more") is True, reply.get("cursor")
+            cursor = nxt if isinstance(nxt, int) and not isinstance(nxt, bool) else None
+            if len(hits) >= limit or not more or cursor is None:
+                indexed = reply.get("indexed_through")
+                return SearchPage(
+                    tuple(hits[:limit]),
+                    more and cursor is not None,
+                    cursor if more else None,
+                    indexed if isinstance(indexed, int) and not isinstance(indexed, bool) else None,
+                )
 
     # ------------------------------------------------------------------ roster
 

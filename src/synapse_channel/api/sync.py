@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .session import Session
-from .types import Board, Claim, InboxPage, Message, PathHold, Roster, SendResult, Task
+from .types import Board, Claim, InboxPage, Message, PathHold, Roster, SearchPage, SendResult, Task
 
 T = TypeVar("T")
 
@@ -65,6 +65,19 @@ class SyncSession:
     def ack(self, through_seq: int, *, identity: str | None = None) -> None:
         """See :meth:`Session.ack`."""
         self._run(self.session.ack(through_seq, identity=identity))
+
+    def search(
+        self,
+        query: str,
+        *,
+        sender: str | None = None,
+        to: str | None = None,
+        since: float | None = None,
+        limit: int = 20,
+        after: int | None = None,
+    ) -> SearchPage:
+        """See :meth:`Session.search`."""
+        return self._run(self.session.search(query, sender=sender, to=to, since=since, limit=limit, after=after))
 
     def who(self) -> Roster:
         """See :meth:`Session.who`."""

@@ -240,3 +240,56 @@ class PathHold:
             lease_expires_at=float(until) if isinstance(until, int | float) else 0.0,
             holder_online=entry.get("holder_online") is True,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result: a chat (``msg_id``), a task version or a progress note (``task_id``).
+
+    ``snippet`` marks the matched words with ``[`` ``]``; ``text`` is the
+    whole chat (a task's title and description, a note's text).
+    """
+
+    seq: int
+    kind: str
+    sender: str
+    target: str
+    text: str
+    snippet: str
+    timestamp: float
+    msg_id: int | None = None
+    task_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, result: Mapping[str, Any]) -> SearchHit:
+        """From one entry of a ``search_results`` frame's ``results``."""
+        seq, ts, msg_id, task_id = result.get("seq"), result.get("ts"), result.get("msg_id"), result.get("task_id")
+        text = result.get("text")
+        return cls(
+            seq=seq if isinstance(seq, int) else 0,
+            kind=str(result.get("kind", "")),
+            sender=str(result.get("from", "")),
+            target=str(result.get("to", "")),
+            text=text if isinstance(text, str) else "" if text is None else str(text),
+            snippet=str(result.get("snippet") or ""),
+            timestamp=float(ts) if isinstance(ts, int | float) else 0.0,
+            msg_id=msg_id if isinstance(msg_id, int) else None,
+            task_id=task_id if isinstance(task_id, str) else None,
+            raw=frozen(result),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """Search hits, newest first; ask again with ``after=page.cursor`` while ``has_more`` for older ones.
+
+    ``indexed_through`` is the last journal ``seq`` the index held when the
+    hub answered (None from a hub that does not say): anything newer may not
+    be searchable yet.
+    """
+
+    hits: tuple[SearchHit, ...]
+    has_more: bool
+    cursor: int | None
+    indexed_through: int | None = None

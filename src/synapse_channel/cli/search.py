@@ -1,8 +1,8 @@
 """``synapse search``: full-text search of the hub's chats, tasks and notes.
 
-The request/reply logic is :func:`search_pages` (one connection, every page
-followed until ``--limit`` results or the last page), kept apart from the
-printing so another client can reuse it as is.
+The request/reply logic is :meth:`synapse_channel.api.Session.search` (one
+connection, every page followed until ``--limit`` results or the last page);
+this module only maps its failures to exit codes and prints.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from .requests import Caller, Verdict, run_request
 _CONTROL = dict.fromkeys(range(32), " ")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-#: The most results the hub returns per request (its ``LIMIT_MAX``).
-PAGE_MAX = 200
+#: Said after a query FTS5 refused: how to write what was probably meant.
+SYNTAX_HINT = "put words with punctuation in double quotes, e.g. synapse search '\"foo-bar\" OR baz'"
 
 
 def parse_since(value: str, now: float) -> float:
@@ -39,40 +39,36 @@ def parse_since(value: str, now: float) -> float:
         ) from None
 
 
-async def search_pages(who: Caller, fields: dict[str, Any], limit: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Send ``search_request`` and follow ``cursor`` until ``limit`` results or no more; the results, newest first.
+async def search_pages(
+    who: Caller,
+    query: str,
+    *,
+    sender: str | None = None,
+    target: str | None = None,
+    since: float | None = None,
+    limit: int = 20,
+    timeout: float = 10.0,
+) -> list[dict[str, Any]]:
+    """:meth:`Session.search` on one connection, up to ``limit`` results; the hub's result objects, newest first.
 
-    Raises :class:`Verdict` for an ``error`` reply (bad query syntax, a bad
-    field), an unreachable hub (1) or no answer in time (3).
+    Raises :class:`Verdict` for a refusal (bad query syntax, a bad field) or
+    an unreachable hub (1), or no answer in time (3).
     """
-    from ..client.connection import HubClient, HubError
+    from ..api import Refused, Session, SynapseError, Timeout, Unreachable
 
-    client = HubClient(who.uri, who.name, token=who.token, ready_timeout=timeout, registration={"quiet": True})
-
-    def settles(f: dict[str, Any]) -> bool:
-        return f.get("type") == "search_results" or (f.get("type") == "error" and f.get("target") == who.name)
-
-    results: list[dict[str, Any]] = []
     try:
-        first = client.frame("search_request", **fields, limit=min(limit, PAGE_MAX))
-        await client.connect(first)
-        reply = await client.wait_for(settles, timeout)
-        while True:
-            if reply is None:
-                raise Verdict(f"no answer from the hub within {timeout:g}s", 3)
-            if reply.get("type") == "error":
-                raise Verdict(str(reply.get("payload")), 1)
-            results.extend(reply.get("results") or [])
-            cursor = reply.get("cursor")
-            if len(results) >= limit or reply.get("has_more") is not True or not isinstance(cursor, int):
-                break
-            ask = client.frame("search_request", **fields, limit=min(limit - len(results), PAGE_MAX), after=cursor)
-            reply = await client.request(ask, settles, timeout)
-    except HubError as exc:
+        async with Session(who.name, uri=who.uri, token=who.token, timeout=timeout) as session:
+            page = await session.search(query, sender=sender, to=target, since=since, limit=limit)
+    except Refused as exc:
+        hint = f" ({SYNTAX_HINT})" if exc.code == "BAD_QUERY" else ""
+        raise Verdict(f"{exc}{hint}", 1) from None
+    except Timeout as exc:
+        raise Verdict(str(exc), 3) from None
+    except Unreachable as exc:
         raise Verdict(f"[{who.name}] {exc}", 1) from None
-    finally:
-        await client.close()
-    return results[:limit]
+    except SynapseError as exc:
+        raise Verdict(str(exc), exc.exit_code) from None
+    return [dict(hit.raw) for hit in page.hits]
 
 
 def render(result: dict[str, Any]) -> str:
@@ -125,17 +121,11 @@ def search(
 
     if not query.strip():
         raise click.BadParameter("the query is empty", param_hint="'QUERY'")
-    fields: dict[str, Any] = {"query": query}
-    if sender:
-        fields["from"] = sender
-    if target:
-        fields["to"] = target
-    if since:
-        fields["since"] = parse_since(since, time.time())
+    after = parse_since(since, time.time()) if since else None
     who = Caller(uri, name or one_shot("search"), resolve_token(token, token_file))
 
     async def go() -> int:
-        results = await search_pages(who, fields, limit)
+        results = await search_pages(who, query, sender=sender or None, target=target or None, since=after, limit=limit)
         if as_json:
             for r in results:
                 click.echo(json.dumps(r, separators=(",", ":"), ensure_ascii=False))
