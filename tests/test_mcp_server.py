@@ -20,7 +20,7 @@ from synapse_channel.hub.server import Hub
 
 from .conftest import SYNAPSE, TIMEOUT, needs, read_line_containing, run_cli, start_cli
 
-TOOLS = {"send", "inbox", "ack", "wait", "who", "claim", "release", "board", "task_update"}
+TOOLS = {"send", "inbox", "ack", "wait", "who", "claim", "release", "board", "task_update", "search"}
 #: The budget the issue sets for what a model sees of our tools.
 TOOLS_LIST_BUDGET = 8 * 1024
 
@@ -266,3 +266,30 @@ def test_the_cli_does_not_import_the_sdk_for_other_commands() -> None:
     for args in (["--help"], ["mcp", "--help"], ["mcp", "install", "gemini", "--dry-run"]):
         out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
         assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout, out.stderr)
+
+
+async def test_search_finds_what_the_agent_may_see_pages_and_says_how_to_fix_bad_syntax(hub: Hub) -> None:
+    async with stdio(hub, "proj/alice") as alice, stdio(hub, "proj/bob") as bob:
+        for to, said in (("proj/carol", "zebra launch code for carol only"), ("proj/bob", "zebra review for bob")):
+            failed, out = await call(alice, "send", to=to, text=said)
+            assert not failed, out
+        failed, out = await call(alice, "send", to="all", text="zebra-crossing news")
+        assert not failed, out
+        failed, out = await call(bob, "search", query="zebra")
+        assert not failed, out
+        lines = out.splitlines()
+        assert len(lines) == 2 and "proj/alice -> all (chat): [zebra]" in lines[0], out
+        assert "proj/alice -> proj/bob (chat): [zebra] review for bob" in lines[1], out
+        failed, out = await call(bob, "search", query="launch OR carol", to="proj/carol")
+        assert not failed and out.startswith("no matches"), out
+        failed, out = await call(bob, "search", query="zebra", limit=1)
+        assert not failed and "news" in out and "older matches remain: search again with after=" in out, out
+        cursor = int(out.rsplit("after=", 1)[1])
+        failed, out = await call(bob, "search", query="zebra", after=cursor, hours=1, **{"from": "proj/alice"})
+        assert not failed and "review for bob" in out and "news" not in out, out
+        failed, out = await call(bob, "search", query="zebra-crossing (")
+        assert failed and "double quotes" in out and '"foo-bar"' in out, out
+        failed, out = await call(bob, "search", query="zebra", limit=0)
+        assert failed and "limit must be between 1 and 50" in out, out
+        failed, out = await call(bob, "search", query='"zebra-crossing"')
+        assert not failed and "news" in out, out

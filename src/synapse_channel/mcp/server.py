@@ -30,6 +30,8 @@ from synapse_channel import api
 #: The longest ``wait`` the tool allows (an MCP call should not hang an assistant indefinitely).
 MAX_WAIT = 300.0
 INBOX_LIMIT = 50
+#: The most search hits one ``search`` call returns (each is a line in the model's context).
+SEARCH_LIMIT = 50
 #: The hub's longest lease (30 days); a longer ttl is cut to it rather than refused.
 MAX_TTL = 30 * 86400.0
 URI_INBOX, URI_BOARD, URI_CLAIMS = "synapse://inbox", "synapse://board", "synapse://claims"
@@ -72,8 +74,13 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
         "Set a task's status (open, in_progress, blocked, done, cancelled) and/or post a progress note.",
         _obj({"task": _S, "status": _S, "note": _S, "version": {**_I, "description": "expected version"}}, ("task",)),
     ),
+    "search": (
+        'Search chats, tasks and notes you may see, newest first. query: words, pre*, "a phrase", AND/OR/NOT. '
+        "from/to: names; hours: last N only; after: cursor from a previous call.",
+        _obj({"query": _S, "from": _S, "to": _S, "hours": {"type": "number"}, "limit": _I, "after": _I}, ("query",)),
+    ),
 }
-READ_ONLY = frozenset({"inbox", "wait", "who", "board"})
+READ_ONLY = frozenset({"inbox", "wait", "who", "board", "search"})
 
 
 class ToolFailure(Exception):
@@ -113,6 +120,7 @@ class Tools:
             "release": self.release,
             "board": self.board,
             "task_update": self.task_update,
+            "search": self.search,
         }
 
     @asynccontextmanager
@@ -303,6 +311,30 @@ class Tools:
                 raise ToolFailure(f"{exc} Call board for the task ids and their status.") from None
         return "; ".join(said)
 
+    async def search(self, args: dict[str, Any]) -> str:
+        query = _text(args, "query")
+        limit = _int(args, "limit", 20, low=1, high=SEARCH_LIMIT)
+        after = _int(args, "after", None, low=1) if args.get("after") is not None else None
+        since = None
+        if args.get("hours") is not None:
+            since = time.time() - _number(args, "hours", None, low=0.001, high=24 * 365 * 10) * 3600
+        names = {k: _text(args, k) if args.get(k) is not None else None for k in ("from", "to")}
+        async with self.session() as s:
+            try:
+                page = await s.search(
+                    query, sender=names["from"], to=names["to"], since=since, limit=limit, after=after
+                )
+            except api.Refused as exc:
+                raise ToolFailure(
+                    f"{exc}. {_SEARCH_HELP.get(exc.code, 'Fix the arguments and search again.')}"
+                ) from None
+        if not page.hits:
+            return "no matches; try fewer words, a prefix (pars*) or OR between alternatives"
+        lines = [_hit(h) for h in page.hits]
+        if page.has_more and page.cursor is not None:
+            lines.append(f"older matches remain: search again with after={page.cursor}")
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------ resources
 
     async def resource(self, uri: str) -> str:
@@ -363,6 +395,26 @@ def _clock(ts: float) -> str:
 
 def _msg(m: api.Message) -> dict[str, Any]:
     return {"seq": m.seq, "from": m.sender, "to": m.target, "text": m.text, "at": m.timestamp}
+
+
+_SEARCH_HELP = {
+    "BAD_QUERY": (
+        'The query is SQLite FTS5 syntax: put a phrase or words with punctuation in double quotes ("foo-bar",'
+        ' "two words"), write AND, OR, NOT in capitals, balance parentheses.'
+    ),
+    "BAD_FIELD": "Fix the arguments: from and to are agent names, limit and after positive integers.",
+    "SEARCH_TIMEOUT": "Narrow the query: more words, from, to or hours.",
+    "SEARCH_UNAVAILABLE": "This hub keeps no database (it runs with --db :memory:), so there is nothing to search.",
+}
+
+
+def _hit(h: api.SearchHit) -> str:
+    kind = f"{h.kind} {h.task_id}" if h.task_id else h.kind
+    text = " ".join((h.snippet or h.text).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(h.timestamp)) if h.timestamp else "unknown"
+    return f"#{h.seq} {when} {h.sender} -> {h.target} ({kind}): {text}"
 
 
 def _messages(messages: tuple[api.Message, ...], more: bool) -> str:
