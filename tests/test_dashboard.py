@@ -330,3 +330,50 @@ async def test_an_observer_sees_questions_but_cannot_answer(
     snap = await agent.expect("attention_snapshot")
     assert [q["status"] for q in snap["questions"]] == ["open"]
     await agent.close()
+
+
+@pytest.mark.browser
+async def test_a_message_appears_in_the_stream_and_is_found_by_search(hub: Hub, open_page: Open) -> None:
+    """Enter asks the hub (search_request over the page's socket); typing still filters the live stream."""
+    from playwright.async_api import expect
+
+    agent = await open_raw(hub.uri, "api/claude-1")
+    await agent.send("heartbeat", payload="online")
+    await agent.send("chat", "all", "an early note on the tokenizer, before the page was open")
+    await agent.sync()
+    page = await open_page(await login_url(hub, "--name", "human/ana"))
+    await agent.send("chat", "all", "the parser broke on tabs")
+    await agent.send("chat", "api/carol", "parser secret for carol only")
+    stream = page.locator("#stream")
+    await expect(stream).to_contain_text("the parser broke on tabs", timeout=MS)
+
+    await page.fill("#filter", "parser")
+    await expect(page.locator("#search")).to_be_hidden()  # typing alone filters the stream, no request
+    await expect(stream).to_contain_text("the parser broke on tabs")
+    await page.press("#filter", "Enter")
+    results = page.locator("#results .hit")
+    await expect(results).to_have_count(1, timeout=MS)
+    await expect(results.first).to_contain_text("api/claude-1 → all: the parser broke on tabs")
+    await expect(results.first.locator("mark")).to_have_text("parser")
+    await expect(page.locator("#search-status")).to_contain_text("1 match for “parser”")
+    await expect(page.locator("#results")).not_to_contain_text("carol only")  # another identity's mail
+
+    await page.fill("#filter", "tokeni*")
+    await expect(page.locator("#search")).to_be_hidden()
+    await page.press("#filter", "Enter")
+    await expect(results).to_have_count(1, timeout=MS)
+    await expect(results.first.locator("mark")).to_have_text("tokenizer")
+
+    await page.fill("#filter", "parser AND (")
+    await page.press("#filter", "Enter")
+    status = page.locator("#search-status")
+    await expect(status).to_contain_text("bad search query", timeout=MS)
+    await expect(status).to_contain_text('quote words with punctuation: "foo-bar"')
+    await expect(results).to_have_count(0)
+    await page.press("#filter", "Escape")
+    await expect(page.locator("#search")).to_be_hidden()
+    await expect(stream).to_contain_text("the parser broke on tabs")
+    await page.fill("#filter", "tabs")
+    await page.press("#filter", "Enter")
+    await expect(results).to_have_count(1, timeout=MS)  # the socket stayed usable after the refusal
+    await agent.close()

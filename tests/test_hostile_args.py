@@ -98,7 +98,36 @@ TEMPLATES = [
     ["attention", "list", "--name", "{name}"],
     ["attention", "answer", "{name}", "yes", "--name", "ops/human"],
     ["attention", "cancel", "{name}", "--name", "{name}"],
+    ["search", "{name}"],
+    ["search", "x", "--since", "{number}"],
+    ["search", "x", "--limit", "{number}", "--from", "{name}", "--to", "{name}"],
+    ["search", "x", "--name", "{name}"],
 ]
+#: Queries SQLite's FTS5 refuses or reads oddly: each must be an answer or a one-line refusal.
+QUERIES = [
+    '"',
+    "(",
+    ")",
+    "a AND",
+    "NOT",
+    "OR OR",
+    "*",
+    "-x",
+    "zebra-crossing",
+    "a:b",
+    "body:x",
+    "{body}: x",
+    "NEAR(a b",
+    "NEAR(a b, -1)",
+    "^x",
+    "x" * 1001,
+    "\x1b[31m",
+    "\u202e",
+    "' OR 1=1 --",
+    "a\nb",
+]
+#: ``--since`` values that parse (a duration, an ISO time) yet land far outside any real time.
+SINCE = ["9" * 400 + "s", "99999999999w", "0s", "9999-12-31T23:59:59", "0001-01-01T00:00", "2026-02-30"]
 
 
 def with_uri(args: list[str], uri: str) -> list[str]:
@@ -119,13 +148,22 @@ def invocations(draw: st.DrawFn) -> list[str]:
 @pytest.fixture(scope="module")
 def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real hub in its own process on an ephemeral port; yields its URI."""
+    yield from spawn_hub(tmp_path_factory, ":memory:")
+
+
+@pytest.fixture(scope="module")
+def live_db_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Like :func:`live_hub` with a journal on disk, so ``search`` really runs its queries."""
+    yield from spawn_hub(tmp_path_factory, "hub.db")
+
+
+def spawn_hub(tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[str]:
     home = tmp_path_factory.mktemp("hubhome")
     env = {**os.environ, "SYN_HOME": str(home), "HOME": str(home)}
     log = home / "hub.log"
+    path = db if db == ":memory:" else str(home / db)
     with log.open("w") as sink:  # a file, not a pipe: nobody drains a pipe while the tests run
-        proc = subprocess.Popen(
-            [SYNAPSE, "hub", "--port", "0", "--db", ":memory:", "--relay-log", ""], env=env, stderr=sink
-        )
+        proc = subprocess.Popen([SYNAPSE, "hub", "--port", "0", "--db", path, "--relay-log", ""], env=env, stderr=sink)
     try:
         deadline = time.monotonic() + 30
         while not (match := re.search(r"listening on (ws://\S+)", log.read_text())):
@@ -183,6 +221,35 @@ def test_every_command_takes_odd_values(template: list[str], live_hub: str, tmp_
     for name, number in (("..", "nan"), ("tab\there\x1b[31m", "-1")):
         args = [a.replace("{name}", name).replace("{number}", number) for a in template]
         check_run(with_uri(args, "{uri}"), live_hub, tmp_path)
+
+
+def test_hostile_search_queries_never_trace_back(live_db_hub: str, tmp_path: Path) -> None:
+    """Against a hub that really searches: FTS5 syntax errors, odd --since, generated text; never a traceback."""
+    env, _, cwd = clean_env(tmp_path)
+    sent = subprocess.run(
+        [SYNAPSE, "send", "--uri", live_db_hub, "--target", "all", "zebra crossing x body"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sent.returncode == 0, sent.stderr
+    for query in QUERIES:
+        check_run(["search", query, "--uri", "{uri}"], live_db_hub, tmp_path)
+    for since in SINCE:
+        check_run(["search", "zebra", "--since", since, "--uri", "{uri}"], live_db_hub, tmp_path)
+    done = subprocess.run(
+        [SYNAPSE, "search", "zebra-crossing", "--uri", live_db_hub], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "double quotes" in done.stdout + done.stderr, done
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(TEXT.filter(lambda t: bool(t.strip())))
+    def check(query: str) -> None:
+        check_run(["search", query, "--uri", "{uri}"], live_db_hub, tmp_path)
+
+    check()
 
 
 async def test_wait_for_a_path_like_name_is_one_line_exit_1(hub: Hub, tmp_path: Path) -> None:

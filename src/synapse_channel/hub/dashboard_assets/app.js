@@ -6,6 +6,8 @@
   const $ = (sel) => document.querySelector(sel);
   const view = { who: null, claims: [], skew: 0, board: [], questions: [], messages: [], health: null };
   let me = null, name = "", ws = null, retry = 500;
+  // A search the hub runs over its journal (Enter in the filter box); typing only filters the live stream.
+  const search = { query: "", id: null, hits: [], cursor: null, more: false, error: "", pending: false };
   const timers = {};
 
   function el(tag, attrs, ...kids) {
@@ -77,6 +79,12 @@
     else if (t === "history_snapshot") { view.messages = (f.history || []).slice(); renderStream(); }
     else if (t === "chat") { view.messages.push(f); if (view.messages.length > 500) view.messages.shift(); renderStream(); refresh("who"); }
     else if (t === "dashboard_health") { view.health = f.health; renderHealth(); }
+    else if (t === "search_results") onResults(f);
+    else if (t === "error" && f.request_type === "search_request" && search.pending) {
+      search.pending = false;
+      search.error = String(f.payload) + (f.code === "BAD_QUERY" ? ' (quote words with punctuation: "foo-bar"; AND, OR, NOT in capitals)' : "");
+      renderSearch();
+    }
     else if (t === "error" || t === "auth_denied") toast(String(f.payload));
   }
 
@@ -236,6 +244,54 @@
     if (!ul.children.length) ul.append(el("li", { class: "muted", text: needle ? "nothing matches" : "no messages yet" }));
   }
 
+  // ----------------------------------------------------------------- search
+  function runSearch(after) {
+    const q = $("#filter").value.trim();
+    if (!q) { clearSearch(); return; }
+    if (after == null) Object.assign(search, { query: q, hits: [], cursor: null, more: false });
+    search.id = `search-${Math.random().toString(16).slice(2)}`;
+    const ask = { query: search.query, limit: 50, request_id: search.id };
+    if (after != null) ask.after = after;
+    search.pending = send("search_request", ask);
+    search.error = search.pending ? "" : "not connected to the hub";
+    renderSearch();
+  }
+  function clearSearch() {
+    Object.assign(search, { query: "", id: null, hits: [], cursor: null, more: false, error: "", pending: false });
+    renderSearch();
+  }
+  function onResults(f) {
+    if (f.request_id !== search.id) return;  // an answer to a search the user has since replaced
+    search.pending = false;
+    search.hits.push(...(f.results || []));
+    search.more = f.has_more === true && Number.isInteger(f.cursor);
+    search.cursor = search.more ? f.cursor : null;
+    renderSearch();
+  }
+  function marked(snippet) {
+    // the hub marks matched words as [word]; shown as <mark>, always as text (never parsed as HTML)
+    const span = el("span");
+    String(snippet).split(/\[([^\]]*)\]/).forEach((part, i) => span.append(i % 2 ? el("mark", { text: part }) : part));
+    return span;
+  }
+  function renderSearch() {
+    const box = $("#search"), status = $("#search-status"), ul = $("#results");
+    box.hidden = !search.query && !search.error;
+    status.classList.toggle("bad", !!search.error);
+    const n = search.hits.length;
+    status.textContent = search.error ? `search: ${search.error}`
+      : search.pending ? `searching the hub for “${search.query}”…`
+      : `${n}${search.more ? "+" : ""} match${n === 1 ? "" : "es"} for “${search.query}” in the hub's history (Esc to close)`;
+    ul.replaceChildren();
+    for (const h of search.hits) {
+      const when = new Date((h.ts || 0) * 1000).toLocaleString();
+      const kind = h.kind === "chat" ? "" : ` (${h.kind} ${h.task_id || ""})`;
+      ul.append(el("li", { class: "msg hit", "data-seq": String(h.seq) }, el("span", { class: "muted", text: when + " " }),
+        el("span", { class: "who", text: h.from }), el("span", { class: "to", text: ` → ${h.to}${kind}: ` }), marked(h.snippet || h.text || "")));
+    }
+    $("#search-more").hidden = !search.more || search.pending;
+  }
+
   // ----------------------------------------------------------------- health
   function renderHealth() {
     const h = view.health || {}, dl = $("#health"); dl.replaceChildren();
@@ -259,11 +315,16 @@
     $("#hub").textContent = me.hub_id || "";
     $("#whoami").textContent = me.seat ? `${me.seat} (${me.role})` : me.role;
     $("#attention-ro").hidden = me.can_answer;
-    $("#filter").addEventListener("input", renderStream);
+    $("#filter").addEventListener("input", () => { if ($("#filter").value.trim() !== search.query) clearSearch(); renderStream(); });
+    $("#filter").addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") { ev.preventDefault(); runSearch(); }
+      else if (ev.key === "Escape") { $("#filter").value = ""; clearSearch(); renderStream(); }
+    });
+    $("#search-more").addEventListener("click", () => runSearch(search.cursor));
     $("#hide-hub").addEventListener("change", renderStream);
     if ("Notification" in window && Notification.permission === "default") document.addEventListener("click", () => Notification.requestPermission(), { once: true });
     setInterval(tick, 1000);  // only redraws the countdowns; data arrives over the socket
-    window.synapseDashboard = { send, view };  // for the browser tests
+    window.synapseDashboard = { send, view, search };  // for the browser tests
     connect();
   }
   start();
