@@ -80,6 +80,11 @@ async def test_outputs_say_what_the_comments_promise(hub: Hub, tmp_path: Path) -
     code, out, err = await run_python(errors.replace(DOC_URI, hub.uri), tmp_path)
     assert code == 0, err
     assert "unreachable:" in out and "retryable=False" in out and out.strip().endswith("queued")
+    search = next(s for s in SCRIPTS if "web.search(" in s)
+    code, out, err = await run_python(search.replace(DOC_URI, hub.uri), tmp_path)
+    assert code == 0, err
+    assert "task shop/api -> board: API-14 [Parser]: accept tabs" in out and "db only" not in out, out
+    assert "['parser fix is in review']" in out and "True True" in out and "refused (BAD_QUERY)" in out, out
 
 
 def install_plugin(site: Path) -> tuple[str, str]:
