@@ -104,8 +104,9 @@ def to_script(lines: tuple[str, ...] | list[str]) -> Script:
         if not re.sub(r"\s+#.*$", "", stripped).endswith("&"):
             out.append(f'echo "{MARK} exit {index} $?"')
             foreground.append(index)
-    out.append("sleep 1")  # let background commands print what they were woken for
-    out.append("kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; true")
+    if len(foreground) <= index:  # background commands: let them print what they were woken for, then stop them
+        out.append("sleep 1")
+        out.append("kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; true")
     return Script("\n".join(out) + "\n", tuple(expected), exits, tuple(foreground))
 
 
