@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from synapse_channel.hub import server
 from synapse_channel.hub.config import HubConfig, InsecureBindError
 from synapse_channel.hub.server import Hub
 from synapse_channel.protocol import name_problem
@@ -411,6 +412,21 @@ async def test_revoke_and_rotate_take_effect_on_a_running_hub(hub_factory: HubFa
         frame = await client.expect("welcome" if ok else "auth_denied")
         assert frame["type"] == ("welcome" if ok else "auth_denied")
         await client.close()
+
+
+async def test_a_seat_added_to_a_running_hub_works_at_once(
+    hub_factory: HubFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`seat add` then the agent's first command: no wait for the seat poll (docs/security.md does this)."""
+    monkeypatch.setattr(server, "SEAT_POLL", 3600.0)  # the poll never comes: only the check at auth can help
+    hub, _ = await seated_hub(hub_factory, tmp_path)
+    with SeatStore(tmp_path / "hub.db") as store:
+        secret = store.add("dave", "agent")
+    await (await register(hub.uri, "dave", token=secret)).close()
+    client = await open_raw(hub.uri, "dave")
+    await client.send("heartbeat", payload="online", token=secret[:-1] + "x")
+    await client.expect("auth_denied")  # a wrong secret is still refused
+    assert (await client.closed())[0] == 4010
 
 
 async def test_seat_cli_prints_secret_last_and_lists_without_it(tmp_path: Path) -> None:

@@ -468,6 +468,8 @@ class Hub:
             cmd = parse_frame(data)
             offered, sender = cmd.raw.get("token"), cmd.sender
         accepted, grant = self.credential(offered)
+        if not accepted and isinstance(offered, str) and offered and await self._refresh_seats():
+            accepted, grant = self.credential(offered)  # a seat added since the last poll
         if accepted:
             return data, grant
         message = text.AUTH_INVALID if offered else text.AUTH_REQUIRED
@@ -609,23 +611,33 @@ class Hub:
 
     async def _watch_seats(self) -> None:
         """Apply seat changes made while the hub runs; drop sockets of revoked or rotated seats."""
-        from ..seats import read_seat_table
-
         while True:
             await asyncio.sleep(SEAT_POLL)
-            try:
-                mark = await asyncio.to_thread(self._seat_log_mark)
-                if mark == self._seat_mark:
-                    continue
-                assert self._seat_db is not None
-                was_secured = self.secured
-                self._seats = await asyncio.to_thread(read_seat_table, self._seat_db)
-                self._seat_mark = mark
-            except Exception:
-                log.exception("could not reload seats; keeping the previous table")
-                continue
-            self._update_security()
-            self._drop_invalid_grants(unauthenticated=not was_secured and self.secured)
+            await self._refresh_seats()
+
+    async def _refresh_seats(self) -> bool:
+        """Re-read the seat table if ``seat_log`` moved; True when it did.
+
+        Also called before refusing a secret, so a seat added a moment ago
+        works at once rather than after the next poll.
+        """
+        from ..seats import read_seat_table
+
+        if self._seat_db is None:
+            return False
+        try:
+            mark = await asyncio.to_thread(self._seat_log_mark)
+            if mark == self._seat_mark:
+                return False
+            was_secured = self.secured
+            self._seats = await asyncio.to_thread(read_seat_table, self._seat_db)
+            self._seat_mark = mark
+        except Exception:
+            log.exception("could not reload seats; keeping the previous table")
+            return False
+        self._update_security()
+        self._drop_invalid_grants(unauthenticated=not was_secured and self.secured)
+        return True
 
     def _drop_invalid_grants(self, *, unauthenticated: bool) -> None:
         """Close sockets whose seat was revoked or rotated; with ``unauthenticated``
