@@ -118,6 +118,10 @@ class Journal:
         self.failed: BaseException | None = None
         #: Seconds each durable commit (the fsync) took, for ``/metrics``; empty in memory.
         self.commit_seconds = Histogram()
+        #: The newest seq known to be on disk (replayed or committed since).
+        self.committed_seq = 0
+        #: Called on the loop with the newest seq after each durable commit (the search indexer's wake-up).
+        self.on_commit: Callable[[int], None] | None = None
 
     def submit(self, events: list[Event]) -> asyncio.Future[None]:
         """Queue ``events``; the future resolves once they are durable."""
@@ -191,6 +195,8 @@ class SqliteJournal(Journal):
             await self.db.commit()
             self.commit_seconds.observe(time.perf_counter() - started)
             self.commits += 1
+            if last:
+                self.committed_seq = last
         except Exception as exc:
             self.failed = exc
             log.critical("journal commit failed (seq %s..%s): %s", rows[0][0] if rows else "-", last, exc)
@@ -199,6 +205,8 @@ class SqliteJournal(Journal):
             _settle(batch, exc)
             return
         _settle(batch, None)
+        if rows and self.on_commit is not None:
+            self.on_commit(last)
 
     async def _try_snapshot(self, seq: int, ts: float) -> None:
         """Write a snapshot inside a savepoint: if it fails, the events still commit without it."""
@@ -243,6 +251,7 @@ class SqliteJournal(Journal):
             qrow = await cur.fetchone()
         if qrow and qrow[0]:
             core.seq = max(core.seq, int(qrow[0]))  # a seq is never reused, even a bad one's
+        self.committed_seq = core.seq
         log.info("journal %s: %s", self.path, report)
         return report
 
@@ -426,9 +435,10 @@ async def open_journal(
 
 
 def _ensure_search(path: Path) -> None:
-    """Create, rebuild or catch up the full-text index (:mod:`search`) before anything is journalled.
+    """Create, check or recreate the full-text index (:mod:`search`) before anything is journalled.
 
-    On its own short-lived connection (the journal's is idle until it starts), in one transaction.
+    On its own short-lived connection (the journal's is idle until it starts),
+    in one transaction; the hub's indexer then catches up from the watermark.
     """
     from . import search
 
