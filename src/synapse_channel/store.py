@@ -152,6 +152,9 @@ class SqliteJournal(Journal):
         self.commits = 0
         self.snapshot_chunk = snapshots.CHUNK_BYTES
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue()
+        #: Held by the writer around each commit; the search indexer takes it around each batch, so the two
+        #: take turns on the database lock instead of SQLite's busy handler sleeping one of them in backoff.
+        self.turn = asyncio.Lock()
         self._writer = asyncio.create_task(self._run())
         self.lock: WriterLock | None = None
 
@@ -173,7 +176,8 @@ class SqliteJournal(Journal):
                     stop = True
                     break
                 batch.append(item)
-            await self._commit(batch)
+            async with self.turn:
+                await self._commit(batch)
             if stop:
                 return
 

@@ -194,7 +194,7 @@ class Hub:
             from .indexer import Indexer
 
             self.searcher = Searcher(path)
-            self.indexer = Indexer(path)
+            self.indexer = Indexer(path, turn=getattr(self.journal, "turn", None))
             self.journal.on_commit = self.indexer.wake
             self.indexer.start()  # catches up from the stored watermark in the background
         if self.pm is not None:
