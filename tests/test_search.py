@@ -181,11 +181,10 @@ async def test_the_index_survives_a_restart_and_is_rebuilt_or_caught_up_when_mis
     assert await found() == 30
     con = sqlite3.connect(db)  # a database from before the index: no index objects at all
     for statement in (
-        "DROP TRIGGER search_events_ai",
         "DROP TRIGGER search_events_ad",
         "DROP TABLE search_index",
         "DROP VIEW search_source",
-        "DELETE FROM meta WHERE key = 'search_version'",
+        "DELETE FROM meta WHERE key IN ('search_version', 'search_indexed_through')",
     ):
         con.execute(statement)
     con.commit()
@@ -201,6 +200,25 @@ async def test_the_index_survives_a_restart_and_is_rebuilt_or_caught_up_when_mis
     con = sqlite3.connect(db)
     con.execute("INSERT INTO search_index(search_index, rank) VALUES ('integrity-check', 1)")  # raises if corrupt
     con.close()
+    # a watermark ahead of the journal (a restored journal, a newer index): indexed again from the journal
+    _exec(db, "UPDATE meta SET value = '1000000' WHERE key = 'search_indexed_through'")
+    assert await found() == 30
+    assert _watermark(db) < 1000000
+    _integrity(db)
+    # the index an insert trigger kept complete (version 2) is kept: the watermark moves to the journal's end
+    _exec(
+        db,
+        "UPDATE meta SET value = '2' WHERE key = 'search_version'",
+        "CREATE TRIGGER search_events_ai AFTER INSERT ON events WHEN 0 BEGIN SELECT 1; END",
+    )
+    upgraded = await hub_factory()
+    c = await register(upgraded.uri, "api/carol")
+    assert len(await texts(c, "walrus", limit=200)) == 30
+    assert upgraded.indexer is not None and upgraded.indexer.indexed == 0
+    await c.close()
+    await upgraded.stop()
+    assert _db_rows(db, "SELECT name FROM sqlite_master WHERE name = 'search_events_ai'") == []
+    _integrity(db)
 
 
 async def test_compaction_removes_dropped_chats_from_the_index(hub_factory: HubFactory, tmp_path: Path) -> None:
@@ -333,3 +351,138 @@ async def test_cli_follows_pages_up_to_the_limit(hub_factory: HubFactory) -> Non
     assert code == 0, err
     seqs = [json.loads(line)["seq"] for line in out.splitlines()]
     assert len(seqs) == 25 and seqs == sorted(set(seqs), reverse=True)
+
+
+#: Makes the indexer's every batch fail (it cannot move the watermark) while the journal commits on.
+HOLD_INDEXER = (
+    "CREATE TRIGGER test_hold_indexer BEFORE INSERT ON meta WHEN new.key = 'search_indexed_through' "
+    "BEGIN SELECT RAISE(ABORT, 'indexer held by the test'); END"
+)
+
+
+def _exec(db: Path, *statements: str) -> None:
+    con = sqlite3.connect(db)
+    try:
+        for statement in statements:
+            con.execute(statement)
+        con.commit()
+    finally:
+        con.close()
+
+
+def _integrity(db: Path, content: int = 1) -> None:
+    """Raises if the index is corrupt; ``content=1`` also compares it with the journal (nothing left to index)."""
+    _exec(db, f"INSERT INTO search_index(search_index, rank) VALUES ('integrity-check', {content})")
+
+
+def _watermark(db: Path) -> int:
+    return int(_db_rows(db, "SELECT value FROM meta WHERE key = 'search_indexed_through'")[0][0])
+
+
+async def test_a_search_right_after_a_burst_waits_for_the_indexer_and_finds_every_chat(hub: Hub) -> None:
+    """Chats are indexed after their commit; a search sent right behind them still finds them all."""
+    assert hub.indexer is not None
+    hub.indexer.batch_rows = 10  # many small batches: the indexer is still behind when the search arrives
+    a = await register(hub.uri, "api/alice")
+    n = 200
+    for i in range(n):
+        await a.send("chat", "all", f"kestrel burst {i}")
+    reply = await search(a, "kestrel", limit=200)  # no sync: the search is the next frame after the burst
+    assert reply["type"] == "search_results", reply
+    assert sorted(r["text"] for r in reply["results"]) == sorted(f"kestrel burst {i}" for i in range(n))
+    assert reply["indexed_through"] >= max(r["seq"] for r in reply["results"])
+    assert hub.indexer.batches > 1
+
+
+async def test_the_watermark_persists_and_a_restart_indexes_only_the_rest(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "hub.db"
+    hub = await hub_factory()
+    a = await register(hub.uri, "api/alice")
+    for i in range(30):
+        await a.send("chat", "all", f"puffin {i}")
+    assert len(await texts(a, "puffin", limit=200)) == 30
+    assert hub.indexer is not None and hub.indexer.indexed == 30
+    await a.close()
+    await hub.stop()
+    mark = _watermark(db)
+    assert mark == _db_rows(db, "SELECT MAX(seq) FROM events")[0][0] or mark >= 30
+
+    again = await hub_factory()
+    b = await register(again.uri, "api/bob")
+    assert len(await texts(b, "puffin", limit=200)) == 30
+    assert again.indexer is not None and again.indexer.indexed == 0, "nothing below the watermark is indexed again"
+    for i in range(12):
+        await b.send("chat", "all", f"puffin later {i}")
+    assert len(await texts(b, "puffin", limit=200)) == 42
+    assert again.indexer.indexed == 12
+    await b.close()
+    await again.stop()
+    assert _watermark(db) > mark
+    _integrity(db)
+
+
+async def test_compaction_of_rows_not_yet_indexed_leaves_the_index_exact(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    """The delete trigger skips rows above the watermark (an FTS5 delete of an unindexed row would corrupt it)."""
+    db = tmp_path / "hub.db"
+    hub = await hub_factory(snapshot_every=20, retain_days=0)
+    a = await register(hub.uri, "api/alice")
+    await a.send("chat", "all", "gannet indexed before the hold")
+    assert len(await texts(a, "gannet")) == 1
+    _exec(db, HOLD_INDEXER)
+    for i in range(10):
+        await a.send("chat", "all", f"gannet held {i}")
+    kept = await a.chat_seq("api/offline", "gannet unacked mail")
+    await a.send("ledger_task", task_id="T", title="filler")
+    for i in range(25):
+        await a.send("ledger_task_update", task_id="T", description=f"filler {i}")
+    await a.sync()
+    assert hub.compactor is not None
+    await hub.compactor.compact_now()
+    assert _db_rows(db, "SELECT seq FROM events WHERE kind = 'chat'") == [(kept,)]
+    _integrity(db, content=0)  # the compacted, never-indexed rows touched nothing in the index
+    _exec(db, "DROP TRIGGER test_hold_indexer")
+    reply = await search(a, "gannet")
+    assert [r["seq"] for r in reply["results"]] == [kept]
+    assert _db_rows(db, "SELECT rowid FROM search_index WHERE search_index MATCH 'gannet'") == [(kept,)]
+    _integrity(db)
+
+
+async def test_a_hub_killed_between_commit_and_indexing_indexes_the_rest_on_restart(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    from .hubproc import HubProcess
+
+    db = tmp_path / "hub.db"
+    proc = HubProcess(db, extra=("--no-compaction",))
+    await proc.start()
+    try:
+        a = await register(proc.uri, "api/alice")
+        await a.send("chat", "all", "osprey before")
+        assert len(await texts(a, "osprey")) == 1
+        await a.close()
+    finally:
+        assert await proc.stop() == 0
+    before = _watermark(db)
+    _exec(db, HOLD_INDEXER)  # the indexer of the next run never gets past `before`
+    await proc.start()
+    try:
+        a = await register(proc.uri, "api/alice")
+        seqs = [await a.chat_seq("all", f"osprey acked {i}") for i in range(20)]  # each receipt: committed
+        reply = await search(a, "osprey", limit=200)
+        assert reply["indexed_through"] == before and len(reply["results"]) == 1  # answered after the bounded wait
+    finally:
+        await proc.kill()
+    assert [s for (s,) in _db_rows(db, "SELECT seq FROM events WHERE kind = 'chat' ORDER BY seq")][1:] == seqs
+    assert _watermark(db) == before
+    assert _db_rows(db, "SELECT COUNT(*) FROM search_index_docsize") == [(1,)]
+    _exec(db, "DROP TRIGGER test_hold_indexer")
+    hub = await hub_factory(compaction=False)
+    b = await register(hub.uri, "api/bob")
+    found = await search(b, "osprey", limit=200)
+    assert sorted(r["seq"] for r in found["results"] if r["text"].startswith("osprey acked")) == seqs
+    assert hub.indexer is not None and hub.indexer.indexed == 20
+    _integrity(db)

@@ -1,28 +1,34 @@
 """Full-text search over chats, board tasks and progress notes (SQLite FTS5).
 
-The index lives in the hub's database and is kept in step by SQLite itself:
+The index lives in the hub's database, next to the journal it indexes:
 
 * ``search_source`` is a view over ``events`` giving each indexable row
   (kinds ``chat``, ``ledger_task``, ``ledger_progress``) its text, ``body``;
 * ``search_index`` is an FTS5 table with **external content** (the view),
   keyed by the event ``seq`` (its rowid);
-* two triggers on ``events`` add a row's text when it is inserted and remove
-  it when the row is deleted.
+* ``meta.search_indexed_through`` (the watermark) is the seq through which
+  every indexable row has been added: the background indexer
+  (:mod:`synapse_channel.hub.indexer`, :func:`index_batch`) adds the rows
+  above it in bounded batches, each a short transaction that also moves the
+  watermark, so the group commit that journals an event does no indexing;
+* one trigger on ``events`` removes an indexed row's text when the row is
+  deleted (compaction, the quarantine of a bad tail), inside the deleting
+  transaction, so no index entry outlives its row whichever code deleted it.
+  It fires only for ``seq <= watermark``: an FTS5 external-content delete of
+  a row that was never added would corrupt the index.
 
 Why external content keyed by seq: the text is already in the journal, so the
 index stores only tokens (no second copy of every chat), and every hit is
 joined back to its ``events`` row: a search can never return a message the
-journal no longer has. A contentless table would give the same size but no
-``snippet()`` and no ``rebuild`` from the journal. Why triggers rather than
-a second write in Python: the insert trigger runs inside the group-commit
-transaction that journals the event, and the delete trigger inside every
-compaction batch (and the quarantine of a bad tail), so the index cannot
-disagree with the journal after a crash, whichever code deleted the rows;
-and the text is defined once, in SQL, so ``rebuild`` indexes exactly what
-the triggers index (FTS5 external-content deletes must name the same text).
+journal no longer has. The text is defined once, in SQL, so the indexer adds
+exactly what the trigger removes (FTS5 external-content deletes must name the
+same text). The index is not durable the way events are (its batches commit
+with ``synchronous=NORMAL``): a crash can lose the last batches, together
+with the watermark they moved, and the next start indexes those rows again.
 
-On start :func:`ensure` creates what is missing and rebuilds or catches up
-an index that is missing or behind (a database from before this index).
+On start :func:`ensure` creates what is missing and empties an index that is
+missing, damaged or out of step with the journal (watermark 0: the indexer
+then indexes the whole journal in the background).
 
 Queries (:class:`Searcher`) run on a separate read-only connection in one
 worker thread: WAL lets them read while the hub's writer commits, the event
@@ -47,8 +53,12 @@ from .protocol import base_identity, target_parts
 
 log = logging.getLogger("synapse_channel.store")
 
-#: Bumped when the view, table or triggers change: :func:`ensure` then recreates and rebuilds them.
-SEARCH_VERSION = "2"
+#: Bumped when the view, table or trigger change: :func:`ensure` then recreates them (empty, watermark 0).
+SEARCH_VERSION = "3"
+#: The version whose index an insert trigger kept complete: upgraded in place, without reindexing.
+TRIGGER_VERSION = "2"
+#: ``meta`` key: every indexable event with a seq at or below it is in the index.
+WATERMARK = "search_indexed_through"
 INDEXED_KINDS = ("chat", "ledger_task", "ledger_progress")
 #: Result ``kind`` for each indexed event kind.
 RESULT_KIND = {"chat": "chat", "ledger_task": "task", "ledger_progress": "note"}
@@ -56,10 +66,12 @@ RESULT_KIND = {"chat": "chat", "ledger_task": "task", "ledger_progress": "note"}
 SCAN_ROWS = 5000
 #: Wall-clock seconds one query may run before SQLite interrupts it (``error`` SEARCH_TIMEOUT).
 QUERY_SECONDS = 2.0
+#: Journal rows (of any kind) one indexing batch covers at most: it bounds how long it holds the writer.
+BATCH_ROWS = 1000
 
 
 def _body(row: str) -> str:
-    """The SQL text of an indexable event row (``row`` is ``new``, ``old`` or empty for the view).
+    """The SQL text of an indexable event row (``row`` is ``old`` or empty for the view).
 
     Guarded by ``json_valid`` so a corrupted row can still be deleted (quarantine).
     """
@@ -77,15 +89,15 @@ def _body(row: str) -> str:
 
 
 _KINDS = ", ".join(f"'{k}'" for k in INDEXED_KINDS)
+_MARK = f"(SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{WATERMARK}')"
 #: One statement each (``executescript`` would commit the caller's transaction).
 SCHEMA = (
     f"CREATE VIEW IF NOT EXISTS search_source AS SELECT seq, {_body('')} AS body FROM events WHERE kind IN ({_KINDS})",
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5("
     "body, content='search_source', content_rowid='seq', tokenize='unicode61 remove_diacritics 2', "
     "prefix='2 3')",
-    f"CREATE TRIGGER IF NOT EXISTS search_events_ai AFTER INSERT ON events WHEN new.kind IN ({_KINDS}) BEGIN "
-    f"INSERT INTO search_index(rowid, body) VALUES (new.seq, {_body('new')}); END",
-    f"CREATE TRIGGER IF NOT EXISTS search_events_ad AFTER DELETE ON events WHEN old.kind IN ({_KINDS}) BEGIN "
+    f"CREATE TRIGGER IF NOT EXISTS search_events_ad AFTER DELETE ON events "
+    f"WHEN old.kind IN ({_KINDS}) AND old.seq <= coalesce({_MARK}, 0) BEGIN "
     f"INSERT INTO search_index(search_index, rowid, body) VALUES ('delete', old.seq, {_body('old')}); END",
 )
 DROP = (
@@ -96,37 +108,92 @@ DROP = (
 )
 
 
-def ensure(con: sqlite3.Connection) -> str:
-    """Create the index if missing and bring it level with the journal; returns what was done.
+def _one(con: sqlite3.Connection, sql: str, *args: Any) -> int | None:
+    row = con.execute(sql, args).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
-    Runs before the hub journals anything. ``rebuilt``: the index was missing,
-    of another version, or ahead of the journal (rows deleted behind its back);
-    ``caught up N``: events journalled without it (by a hub before this index)
-    were added; ``ok``: nothing to do. The caller commits.
+
+def watermark(con: sqlite3.Connection) -> int:
+    """The stored watermark (0 when none is stored)."""
+    return _one(con, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?", WATERMARK) or 0
+
+
+def _set_watermark(con: sqlite3.Connection, seq: int) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (WATERMARK, str(seq)))
+
+
+def _recreate(con: sqlite3.Connection) -> None:
+    """An empty index at the current version, watermark 0: the indexer indexes the journal again."""
+    for statement in (*DROP, *SCHEMA):
+        con.execute(statement)
+    _set_watermark(con, 0)
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('search_version', ?)", (SEARCH_VERSION,))
+
+
+def ensure(con: sqlite3.Connection) -> str:
+    """Create the index if missing and check it against the journal; returns what was done.
+
+    Runs before the hub journals anything. ``recreated``: the index was
+    missing (a database from before it), of another version, or out of step
+    with its watermark and the journal (emptied, rows deleted behind its
+    back, a watermark ahead of the journal after a restore): it is empty now
+    and the indexer fills it in the background. ``upgraded``: the index of
+    the trigger-kept version was complete, so it is kept and the watermark
+    set to the journal's end. ``ok``: nothing to do (the indexer still
+    catches up from the watermark). The caller commits.
     """
-    row = con.execute("SELECT value FROM meta WHERE key = 'search_version'").fetchone()
-    present = con.execute(
-        "SELECT COUNT(*) FROM sqlite_master WHERE name IN "
-        "('search_source', 'search_index', 'search_events_ai', 'search_events_ad')"
-    ).fetchone()[0]
-    if row is None or row[0] != SEARCH_VERSION or present != 4:
-        for statement in (*DROP, *SCHEMA):
+    version = con.execute("SELECT value FROM meta WHERE key = 'search_version'").fetchone()
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'search_%'")}
+    core = {"search_source", "search_index", "search_events_ad"}
+    if version is not None and version[0] == TRIGGER_VERSION and core | {"search_events_ai"} <= names:
+        for statement in (*DROP[:2], *SCHEMA):
             con.execute(statement)
-        con.execute("INSERT INTO search_index(search_index) VALUES ('rebuild')")
+        _set_watermark(con, _one(con, "SELECT MAX(seq) FROM events") or 0)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('search_version', ?)", (SEARCH_VERSION,))
-        return "rebuilt"
-    indexed = con.execute("SELECT MAX(id) FROM search_index_docsize").fetchone()[0] or 0
-    newest = con.execute(f"SELECT seq FROM events WHERE kind IN ({_KINDS}) ORDER BY seq DESC LIMIT 1").fetchone()
-    journal = int(newest[0]) if newest else 0
-    if indexed == journal:
-        return "ok"
-    if indexed > journal:
-        con.execute("INSERT INTO search_index(search_index) VALUES ('rebuild')")
-        return "rebuilt"
-    added = con.execute(
-        "INSERT INTO search_index(rowid, body) SELECT seq, body FROM search_source WHERE seq > ?", (indexed,)
-    ).rowcount
-    return f"caught up {added}"
+        done = "upgraded"
+    elif version is None or version[0] != SEARCH_VERSION or not core <= names or "search_events_ai" in names:
+        _recreate(con)
+        return "recreated"
+    else:
+        done = "ok"
+    mark = _one(con, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?", WATERMARK)
+    top = max(_one(con, "SELECT MAX(seq) FROM events") or 0, _one(con, "SELECT MAX(seq) FROM quarantine") or 0)
+    indexed = _one(con, "SELECT MAX(id) FROM search_index_docsize") or 0
+    newest = _one(con, f"SELECT MAX(seq) FROM events WHERE kind IN ({_KINDS}) AND seq <= ?", mark or 0) or 0
+    if mark is None or mark > top or indexed != newest:
+        _recreate(con)
+        return "recreated"
+    return done
+
+
+def index_batch(con: sqlite3.Connection, rows: int = BATCH_ROWS) -> tuple[int, int, int]:
+    """Index the journal rows above the watermark, at most ``rows`` of them, in one short transaction.
+
+    Returns ``(watermark, rows examined, rows indexed)``. The rows are read
+    and the watermark moved under the write lock, so a compaction cannot
+    delete a row between the two (its trigger would miss an entry added
+    after). ``con`` is in autocommit mode (``isolation_level=None``).
+    """
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        mark = watermark(con)
+        span = con.execute(
+            "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)", (mark, rows)
+        ).fetchone()
+        examined, hi = int(span[0]), span[1]
+        added = 0
+        if hi is not None:
+            added = con.execute(
+                "INSERT INTO search_index(rowid, body) SELECT seq, body FROM search_source WHERE seq > ? AND seq <= ?",
+                (mark, hi),
+            ).rowcount
+            _set_watermark(con, int(hi))
+            mark = int(hi)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return mark, examined, added
 
 
 class SearchError(Exception):

@@ -118,6 +118,10 @@ class Journal:
         self.failed: BaseException | None = None
         #: Seconds each durable commit (the fsync) took, for ``/metrics``; empty in memory.
         self.commit_seconds = Histogram()
+        #: The newest seq known to be on disk (replayed or committed since).
+        self.committed_seq = 0
+        #: Called on the loop with the newest seq after each durable commit (the search indexer's wake-up).
+        self.on_commit: Callable[[int], None] | None = None
 
     def submit(self, events: list[Event]) -> asyncio.Future[None]:
         """Queue ``events``; the future resolves once they are durable."""
@@ -148,6 +152,9 @@ class SqliteJournal(Journal):
         self.commits = 0
         self.snapshot_chunk = snapshots.CHUNK_BYTES
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue()
+        #: Held by the writer around each commit; the search indexer takes it around each batch, so the two
+        #: take turns on the database lock instead of SQLite's busy handler sleeping one of them in backoff.
+        self.turn = asyncio.Lock()
         self._writer = asyncio.create_task(self._run())
         self.lock: WriterLock | None = None
 
@@ -169,7 +176,8 @@ class SqliteJournal(Journal):
                     stop = True
                     break
                 batch.append(item)
-            await self._commit(batch)
+            async with self.turn:
+                await self._commit(batch)
             if stop:
                 return
 
@@ -191,6 +199,8 @@ class SqliteJournal(Journal):
             await self.db.commit()
             self.commit_seconds.observe(time.perf_counter() - started)
             self.commits += 1
+            if last:
+                self.committed_seq = last
         except Exception as exc:
             self.failed = exc
             log.critical("journal commit failed (seq %s..%s): %s", rows[0][0] if rows else "-", last, exc)
@@ -199,6 +209,8 @@ class SqliteJournal(Journal):
             _settle(batch, exc)
             return
         _settle(batch, None)
+        if rows and self.on_commit is not None:
+            self.on_commit(last)
 
     async def _try_snapshot(self, seq: int, ts: float) -> None:
         """Write a snapshot inside a savepoint: if it fails, the events still commit without it."""
@@ -243,6 +255,7 @@ class SqliteJournal(Journal):
             qrow = await cur.fetchone()
         if qrow and qrow[0]:
             core.seq = max(core.seq, int(qrow[0]))  # a seq is never reused, even a bad one's
+        self.committed_seq = core.seq
         log.info("journal %s: %s", self.path, report)
         return report
 
@@ -426,9 +439,10 @@ async def open_journal(
 
 
 def _ensure_search(path: Path) -> None:
-    """Create, rebuild or catch up the full-text index (:mod:`search`) before anything is journalled.
+    """Create, check or recreate the full-text index (:mod:`search`) before anything is journalled.
 
-    On its own short-lived connection (the journal's is idle until it starts), in one transaction.
+    On its own short-lived connection (the journal's is idle until it starts),
+    in one transaction; the hub's indexer then catches up from the watermark.
     """
     from . import search
 

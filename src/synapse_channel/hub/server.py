@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from ..store import Journal
     from .compactor import AutoCompactor
     from .dashboard import DashSession
+    from .indexer import Indexer
 
 log = logging.getLogger("synapse_channel.hub")
 EXPIRY_POLL = 0.5
@@ -138,6 +139,8 @@ class Hub:
         #: Seconds the last presence broadcast kept the loop busy (see ``_schedule_presence``).
         self._presence_cost = 0.0
         self._fanout = PresenceFanout(self._links, self._presence_sent)
+        #: Indexes the journal behind its commits for search (None: in memory).
+        self.indexer: Indexer | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,8 +199,12 @@ class Hub:
         path = getattr(self.journal, "path", None)
         if path is not None:
             from ..search import Searcher
+            from .indexer import Indexer
 
             self.searcher = Searcher(path)
+            self.indexer = Indexer(path, turn=getattr(self.journal, "turn", None))
+            self.journal.on_commit = self.indexer.wake
+            self.indexer.start()  # catches up from the stored watermark in the background
         if self.pm is not None:
             self._dispatcher = Dispatcher(self.pm)
         self._expirer = asyncio.create_task(self._run_expiry())
@@ -238,6 +245,11 @@ class Hub:
         self.compactor.start()
 
     async def _close_searcher(self) -> None:
+        if self.indexer is not None:
+            indexer, self.indexer = self.indexer, None
+            if self.journal is not None:
+                self.journal.on_commit = None
+            await indexer.stop()
         if self.searcher is not None:
             searcher, self.searcher = self.searcher, None
             await asyncio.to_thread(searcher.close)
@@ -709,11 +721,17 @@ class Hub:
         Awaited by the asker's own frame loop, so its later frames wait for
         the answer (replies stay in request order) while other connections
         carry on; the query reads the database as of after this
-        connection's earlier frames were committed.
+        connection's earlier frames were committed, once the indexer has
+        reached what was committed then (waiting at most
+        :data:`~.indexer.WAIT_SECONDS`; ``indexed_through`` in the reply says
+        how far it got).
         """
         if self.searcher is None:
             reply = query.error("SEARCH_UNAVAILABLE", "this hub keeps no database (--db :memory:): nothing to search")
         else:
+            if self.indexer is not None and self.journal is not None:
+                # what was committed when the request was read, so a chat acked just before it is found
+                query.reply["indexed_through"] = await self.indexer.wait_for(self.journal.committed_seq)
             try:
                 reply = await self.searcher.search(query)
             except Exception:
