@@ -21,7 +21,10 @@ from synapse_channel.hub.server import Hub
 from .docblocks import Block, clean_env, problems, run_script, sh_blocks, to_script
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-BLOCKS = [block for page in sorted(DOCS.glob("*.md")) for block in sh_blocks(page)]
+#: Pages whose examples run here. Pages written since (dashboard, mcp, api: api.md runs through
+#: tests/test_api_docs.py) join once their blocks are checked; a new page must be added by hand.
+PAGES = ("adapters.md", "claims.md", "cli.md", "configuration.md", "deployment.md", "persistence.md", "security.md")
+BLOCKS = [block for name in PAGES if (DOCS / name).exists() for block in sh_blocks(DOCS / name)]
 
 #: page -> block line -> (problems, output); filled a page at a time.
 RESULTS: dict[Path, dict[int, tuple[list[str], str]]] = {}
