@@ -263,7 +263,7 @@ def git_branch(worktree: str) -> str:
     type=click.Choice(["manual", "commit", "merge"]),
     default="merge",
     show_default=True,
-    help="When a 0.99 git hook should release the claim (recorded on the claim; this CLI installs no hook).",
+    help="When the claim is released (merge: by the guard's post-merge hook or release --merged).",
 )
 @JSON_OPTION
 @click.argument("task", required=False)
