@@ -16,14 +16,16 @@ from synapse_channel.hub.server import Hub
 from .conftest import SYNAPSE, TIMEOUT
 
 
-async def hook(assistant: str, payload: Any, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    """Run ``synapse hook ASSISTANT pre-edit`` with ``payload`` on stdin; (exit code, stdout, stderr)."""
+async def hook(
+    assistant: str, payload: Any, env: dict[str, str], cwd: Path, event: str = "pre-edit"
+) -> tuple[int, str, str]:
+    """Run ``synapse hook ASSISTANT EVENT`` with ``payload`` on stdin; (exit code, stdout, stderr)."""
     data = payload if isinstance(payload, str) else json.dumps(payload)
     proc = await asyncio.create_subprocess_exec(
         SYNAPSE,
         "hook",
         assistant,
-        "pre-edit",
+        event,
         cwd=cwd,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -141,3 +143,80 @@ def test_install_entries_carry_the_edit_matchers() -> None:
         group = adapter.entries()[event]
         assert group["matcher"] == matcher
         assert group["hooks"][0]["command"].endswith(f"hook {adapter.name} pre-edit")
+
+
+async def owned(session: Session, owner: str) -> dict[str, Any]:
+    """The live claims of ``owner``, by task id (their raw fields)."""
+    return {c.task_id: dict(c.raw) for c in await session.claims() if c.owner == owner}
+
+
+async def test_auto_claim_claims_on_first_edit_extends_and_is_released_when_the_turn_ends(hub: Hub, repo: Path) -> None:
+    assert (
+        await (await asyncio.create_subprocess_exec("git", "-C", str(repo), "checkout", "-q", "-b", "feat")).wait() == 0
+    )
+    me = {"SYN_IDENTITY": "shop/api", "SYNAPSE_URI": hub.uri, "SYNAPSE_CLAIMS_AUTO": "1"}
+    async with Session("shop/obs", uri=hub.uri) as obs:
+        code, out, err = await hook(
+            "claude-code", claude("Write", file_path=str(repo / "src/api.py"), content="y"), me, repo
+        )
+        assert (code, out) == (0, ""), err
+        claims = await owned(obs, "shop/api")
+        assert list(claims) == ["auto/shop/api/feat"]
+        claim = claims["auto/shop/api/feat"]
+        assert claim["paths"] == ["src/api.py"] and claim["worktree"] == str(repo)
+        assert claim["git"] == {"branch": "feat", "auto_release_on": "merge"}
+        edit = claude("Edit", file_path=str(repo / "docs/new.md"), old_string="", new_string="x")
+        assert (await hook("claude-code", edit, me, repo))[:2] == (0, "")
+        claim = (await owned(obs, "shop/api"))["auto/shop/api/feat"]
+        assert claim["paths"] == ["docs/new.md", "src/api.py"]  # one claim, extended
+        # the claim now keeps another agent out, through its own guard
+        other = {**me, "SYN_IDENTITY": "shop/web", "SYNAPSE_CLAIMS_AUTO": "0"}
+        code, out, _ = await hook("claude-code", claude("Write", file_path=str(repo / "src/api.py")), other, repo)
+        reason = json.loads(out)["hookSpecificOutput"]["permissionDecisionReason"]
+        assert "src/api.py is claimed by shop/api (task auto/shop/api/feat" in reason
+        # the same file again: nothing new to claim, the epoch stays
+        assert (await hook("claude-code", claude("Write", file_path=str(repo / "src/api.py")), me, repo))[:2] == (0, "")
+        assert (await owned(obs, "shop/api"))["auto/shop/api/feat"]["epoch"] == claim["epoch"]
+        # the turn ends: the stop hook lets the agent stop and releases the auto-claim
+        code, out, err = await hook("claude-code", {"session_id": "s1", "stop_hook_active": False}, me, repo, "stop")
+        assert (code, out) == (0, "") and "released auto/shop/api/feat" in err
+        assert await owned(obs, "shop/api") == {}
+
+
+async def test_auto_claim_merge_mode_outlives_the_turn_and_never_takes_another_agents_file(
+    hub: Hub, repo: Path
+) -> None:
+    me = {"SYN_IDENTITY": "shop/api", "SYNAPSE_URI": hub.uri, "SYNAPSE_CLAIMS_AUTO": "1", "SYN_TASK": "API-7"}
+    (repo / "synapse.toml").write_text('[claims]\nauto_release = "merge"\nauto_ttl = 600\n')
+    async with Session("shop/obs", uri=hub.uri) as obs, Session("shop/web", uri=hub.uri) as web:
+        assert (await hook("claude-code", claude("Write", file_path=str(repo / "a.py")), me, repo))[:2] == (0, "")
+        claim = (await owned(obs, "shop/api"))["auto/shop/api/API-7"]
+        assert claim["paths"] == ["a.py"] and 590 < claim["lease_expires_at"] - claim["claimed_at"] <= 600
+        assert (await hook("claude-code", {"session_id": "s2"}, me, repo, "stop"))[:2] == (0, "")
+        assert "auto/shop/api/API-7" in await owned(obs, "shop/api")  # merge mode: still held after the turn
+        await web.claim("WEB-9", ["b.py"], worktree=str(repo))
+        code, out, _ = await hook("claude-code", claude("Write", file_path=str(repo / "b.py")), me, repo)
+        assert code == 0
+        assert (
+            "b.py is claimed by shop/web (task WEB-9"
+            in json.loads(out)["hookSpecificOutput"]["permissionDecisionReason"]
+        )
+        assert (await owned(obs, "shop/api"))["auto/shop/api/API-7"]["paths"] == ["a.py"]  # nothing of b.py taken
+
+
+async def test_auto_claim_after_its_lease_lapsed_keeps_the_new_file_when_an_old_one_was_taken(
+    hub: Hub, repo: Path
+) -> None:
+    me = {"SYN_IDENTITY": "shop/api", "SYNAPSE_URI": hub.uri, "SYNAPSE_CLAIMS_AUTO": "1", "SYN_TASK": "API-8"}
+    (repo / "synapse.toml").write_text("[claims]\nauto_ttl = 1\n")
+    async with Session("shop/obs", uri=hub.uri) as obs, Session("shop/web", uri=hub.uri) as web:
+        assert (await hook("claude-code", claude("Write", file_path=str(repo / "a.py")), me, repo))[:2] == (0, "")
+        assert "auto/shop/api/API-8" in await owned(obs, "shop/api")
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while "auto/shop/api/API-8" in await owned(obs, "shop/api"):  # the 1 s lease lapses
+            assert asyncio.get_running_loop().time() < deadline, "the auto-claim's lease never lapsed"
+            await asyncio.sleep(0.2)
+        await web.claim("WEB-1", ["a.py"], worktree=str(repo))
+        code, out, err = await hook("claude-code", claude("Write", file_path=str(repo / "c.py")), me, repo)
+        assert (code, out) == (0, ""), err
+        assert (await owned(obs, "shop/api"))["auto/shop/api/API-8"]["paths"] == ["c.py"]

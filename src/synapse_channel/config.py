@@ -81,6 +81,20 @@ CORE_SETTINGS = (
         "`synapse adapters install` adds the assistants' pre-edit hook refusing files other agents claimed.",
     ),
     Setting(
+        "claims.auto",
+        bool,
+        False,
+        "The assistants' pre-edit hook claims an unclaimed file on its first edit (guard.edits must be on).",
+        "SYNAPSE_CLAIMS_AUTO",
+    ),
+    Setting(
+        "claims.auto_release",
+        str,
+        "turn",
+        "When auto-claims end: turn (the agent's turn ends) or merge (its branch is merged; the lease bounds it).",
+    ),
+    Setting("claims.auto_ttl", float, 1800.0, "Lease of an auto-claim, renewed by the agent's next edits."),
+    Setting(
         "trust.projects",
         list,
         [],

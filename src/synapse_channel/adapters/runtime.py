@@ -290,6 +290,7 @@ async def _stop(adapter: HookAdapter, seat: Seat, payload: dict[str, Any], wait:
     if adapter.stop_active(payload) and guard.count >= MAX_CONTINUES:
         note(f"{guard.count} continuations in a row; letting the agent stop (loop guard)")
         guard.reset()
+        await _end_turn(seat)
         return ""
     messages, _, _ = await seat.take()
     deadline = time.monotonic() + wait
@@ -298,9 +299,24 @@ async def _stop(adapter: HookAdapter, seat: Seat, payload: dict[str, Any], wait:
         messages, _, _ = await seat.take()
     if not messages:
         guard.reset()
+        await _end_turn(seat)
         return ""
     guard.bump()
     return adapter.block_output(render_messages(seat.identity, messages) + "\nHandle these, then stop.")
+
+
+async def _end_turn(seat: Seat) -> None:
+    """The agent stops: release its auto-claims (``[claims] auto``, ``auto_release = "turn"``)."""
+    from ..client.context import settings
+
+    cfg = settings()
+    if not cfg.get("claims.auto") or str(cfg.get("claims.auto_release")) == "merge":
+        return
+    from ..guard.auto import release_turn
+
+    released = await release_turn(seat.identity, seat.uri, seat.token)
+    if released:
+        note(f"turn over: released {', '.join(released)}")
 
 
 def render_messages(identity: str, messages: list[dict[str, Any]]) -> str:

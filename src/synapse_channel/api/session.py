@@ -458,11 +458,20 @@ class Session:
         worktree: str = "",
         ttl: float | None = None,
         note: str = "",
+        git: Mapping[str, str] | None = None,
     ) -> Claim:
-        """Lease ``task`` over ``paths``; :class:`Conflict` when it overlaps someone else's live claim."""
+        """Lease ``task`` over ``paths``; :class:`Conflict` when it overlaps someone else's live claim.
+
+        Claiming a task you already hold replaces its scope (a new epoch).
+        ``git`` (``branch``, ``base``, ``auto_release_on``) scopes the claim to
+        a branch as ``synapse git-claim`` does, so ``release --merged`` and the
+        guard's post-merge hook release it once the branch is merged.
+        """
         fields: dict[str, Any] = {"task_id": task, "note": note, "worktree": worktree, "paths": list(paths)}
         if ttl is not None:
             fields["ttl_seconds"] = ttl
+        if git is not None:
+            fields["git"] = dict(git)
 
         def settles(f: Frame) -> bool:
             return f.get("task_id") == task and (

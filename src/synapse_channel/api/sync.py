@@ -8,7 +8,7 @@ use it from inside a running event loop: use :class:`Session` there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -84,10 +84,17 @@ class SyncSession:
         return self._run(self.session.who())
 
     def claim(
-        self, task: str, paths: Iterable[str] = (), *, worktree: str = "", ttl: float | None = None, note: str = ""
+        self,
+        task: str,
+        paths: Iterable[str] = (),
+        *,
+        worktree: str = "",
+        ttl: float | None = None,
+        note: str = "",
+        git: Mapping[str, str] | None = None,
     ) -> Claim:
         """See :meth:`Session.claim`."""
-        return self._run(self.session.claim(task, paths, worktree=worktree, ttl=ttl, note=note))
+        return self._run(self.session.claim(task, paths, worktree=worktree, ttl=ttl, note=note, git=git))
 
     def renew(self, task: str, epoch: int, *, ttl: float | None = None) -> Claim:
         """See :meth:`Session.renew`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 from .check import GitFailed, Hold, HubDown, ask, context, git, judge, lease_left
 
@@ -74,10 +75,13 @@ def check_edit(paths: list[str], cwd: str | None = None) -> str | None:
     """The refusal reason for writing ``paths`` as this identity, or None to allow.
 
     Hub unreachable: allow with a note on stderr, or refuse with
-    ``[guard] refuse_offline = true``.
+    ``[guard] refuse_offline = true``. With ``[claims] auto = true`` the
+    files found free are claimed for this identity before the edit goes on
+    (see :mod:`synapse_channel.guard.auto`).
     """
     ctx = context()
     where = cwd or os.getcwd()
+    auto: Any = None  # the [claims] auto settings, read once a file turns out to be free
     for worktree, rel in by_worktree(paths, where).items():
         try:
             holds = ask(ctx, worktree, rel)
@@ -89,4 +93,14 @@ def check_edit(paths: list[str], cwd: str | None = None) -> str | None:
         verdict = judge(ctx.identity, rel, holds, strict=False)
         if verdict.others:
             return refusal(verdict.others[0], ctx.identity)
+        if auto is None:
+            from . import auto as auto_claims
+
+            auto = auto_claims.settings(ctx.identity, ctx.uri, ctx.token, ctx.timeout) or False
+        if auto:
+            from .auto import claim_for_edit
+
+            in_way = claim_for_edit(auto, worktree, rel, holds)
+            if in_way is not None:  # taken between the check and our claim
+                return refusal(in_way, ctx.identity)
     return None
