@@ -78,67 +78,52 @@ def emit_json(obj: dict[str, Any]) -> None:
 async def ask(
     who: Caller, frame_type: str, settles: Callable[[Frame], bool], timeout: float = 5.0, **fields: Any
 ) -> Frame:
-    """Send one request and return the frame that settles it.
+    """Send one request through the public API's :class:`~synapse_channel.api.Session`; the frame that settles it.
 
     Raises :class:`Verdict` for an ``error`` addressed to us, an unreachable
     hub (1) or no answer in time (3).
     """
-    from ..client.connection import HubClient, HubError
+    from ..api import Session, SynapseError
 
-    client = HubClient(who.uri, who.name, token=who.token, ready_timeout=timeout, registration={"quiet": True})
     try:
-        await client.connect(client.frame(frame_type, **fields))
-
-        def done(f: Frame) -> bool:
-            return settles(f) or (f.get("type") == "error" and f.get("target") == who.name)
-
-        reply = await client.wait_for(done, timeout)
-    except HubError as exc:
-        raise unreachable(who, exc) from None
-    finally:
-        await client.close()
-    if reply is None:
-        raise Verdict(f"no answer from the hub within {timeout:g}s; the outcome is unknown", 3, outcome="unknown")
-    if reply.get("type") == "error":
-        raise Verdict(str(reply.get("payload")), 1, reason=_code(reply))
-    return reply
+        async with Session(who.name, uri=who.uri, token=who.token, timeout=timeout) as session:
+            return await session.request(session.frame(frame_type, **fields), settles, timeout)
+    except SynapseError as exc:
+        raise verdict_of(who, exc) from None
 
 
-def _code(frame: Frame) -> str | None:
+def verdict_of(who: Caller, exc: Exception) -> Verdict:
+    """The CLI's verdict for an API exception: same message, exit code and ``--json`` outcome as always."""
+    from ..api import Closed, Forbidden, Refused, Timeout, Unreachable
+
+    if isinstance(exc, Timeout):
+        return Verdict(str(exc), 3, outcome="unknown")
+    if isinstance(exc, Refused) and exc.frame:  # the hub answered with a refusal
+        return Verdict(str(exc), 1, reason=_code(exc.frame))
+    if isinstance(exc, Unreachable):
+        return Verdict(f"[{who.name}] {exc}", 1, outcome="unreachable")
+    if isinstance(exc, Closed):
+        return Verdict(f"[{who.name}] {exc}", 1, reason=None if exc.code is None else str(exc.code))
+    reason = "4010" if isinstance(exc, Forbidden) and exc.code == "AUTH_DENIED" else None
+    return Verdict(f"[{who.name}] {exc}", 1, reason=reason)
+
+
+def _code(frame: Any) -> str | None:
     code = frame.get("reason_code") or frame.get("code")
     return None if code is None else str(code)
-
-
-def unreachable(who: Caller, exc: Exception) -> Verdict:
-    """A connection-level failure (unreachable, refused at the door) as a verdict with exit 1."""
-    from ..client.connection import HubClosed, HubUnreachable
-
-    outcome = "unreachable" if isinstance(exc, HubUnreachable) else "refused"
-    reason = str(exc.code) if isinstance(exc, HubClosed) and exc.code is not None else None
-    return Verdict(f"[{who.name}] {exc}", 1, outcome=outcome, reason=reason)
 
 
 async def ask_pages(
     who: Caller, frame_type: str, settles: Callable[[Frame], bool], timeout: float = 5.0, **fields: Any
 ) -> list[Frame]:
     """Like :func:`ask` for a reply the hub may split by bytes: every page, following ``has_more``/``after``."""
-    from ..client.connection import HubClient, HubError, next_after
-
-    client = HubClient(who.uri, who.name, token=who.token, ready_timeout=timeout, registration={"quiet": True})
-
-    def done(f: Frame) -> bool:
-        return settles(f) or (f.get("type") == "error" and f.get("target") == who.name)
+    from ..api import Session, SynapseError
 
     try:
-        await client.connect(client.frame(frame_type, **fields))
-        reply = await client.wait_for(done, timeout)
-        if reply is None:
-            raise Verdict(f"no answer from the hub within {timeout:g}s; the outcome is unknown", 3, outcome="unknown")
-        pages = await client.follow_pages(reply, next_after(client, frame_type, **fields), done, timeout)
-    except HubError as exc:
-        raise unreachable(who, exc) from None
-    finally:
-        await client.close()
+        async with Session(who.name, uri=who.uri, token=who.token, timeout=timeout) as session:
+            pages = await session.pages(session.frame(frame_type, **fields), settles, **fields)
+    except SynapseError as exc:
+        raise verdict_of(who, exc) from None
     for page in pages:
         if page.get("type") == "error":
             raise Verdict(str(page.get("payload")), 1, reason=_code(page))
