@@ -368,19 +368,19 @@ async def test_idle_wake_setting_installs_and_removes_the_background_hook(projec
         return found
 
     assert (await run_cli("adapters", "install", "claude-code"))[0] == 0
-    assert idle_hooks() == {"Stop": 0, "SessionStart": 0, "UserPromptSubmit": 0}
+    assert idle_hooks() == {"Stop": 0, "SessionStart": 0, "UserPromptSubmit": 0, "PreToolUse": 0}
     (project / "synapse.toml").write_text(IDLE_CONFIG)
     code, out, _ = await run_cli("adapters", "status", "--json")
     assert code == 0 and not project_row(out)["current"]  # the setting asks for a hook that is not there yet
     assert (await run_cli("adapters", "install", "claude-code"))[0] == 0
-    assert idle_hooks() == {"Stop": 1, "SessionStart": 1, "UserPromptSubmit": 0}
+    assert idle_hooks() == {"Stop": 1, "SessionStart": 1, "UserPromptSubmit": 0, "PreToolUse": 0}
     code, out, _ = await run_cli("adapters", "install", "claude-code")
     assert code == 0 and "unchanged" in out and idle_hooks()["Stop"] == 1  # idempotent
     _, out, _ = await run_cli("adapters", "status", "--json")
     assert project_row(out)["current"] and project_row(out)["will_run"]
     (project / "synapse.toml").write_text("[adapters.claude_code]\nidle_wake = false\n")
     assert (await run_cli("adapters", "install", "claude-code"))[0] == 0
-    assert idle_hooks() == {"Stop": 0, "SessionStart": 0, "UserPromptSubmit": 0}
+    assert idle_hooks() == {"Stop": 0, "SessionStart": 0, "UserPromptSubmit": 0, "PreToolUse": 0}
     stop = json.loads(settings.read_text())["hooks"]["Stop"]
     assert stop[0] == {"hooks": [{"type": "command", "command": "notify-send done"}]}  # the user's hook stays
     assert (await run_cli("adapters", "uninstall", "claude-code"))[0] == 0

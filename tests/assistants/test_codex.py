@@ -202,7 +202,7 @@ async def test_untrusted_install_names_the_step_and_codex_skips_the_hooks(
     assert row["installed"] and row["current"]
     assert row["trusted"] is False and row["will_run"] is False and row["step"] == STEP
     listed = await codex_hooks(codex, project, env)  # Codex's own verdict agrees
-    assert sorted(h["trustStatus"] for h in listed) == ["untrusted"] * 3
+    assert sorted(h["trustStatus"] for h in listed) == ["untrusted"] * 4  # session start, prompt, stop, pre-edit (apply_patch)
 
     await send(hub, "alpha: rebase on main before you start")
     code, out, err = await run_codex(codex, project, env, "exec", "say hi PROMPT-U")
@@ -287,7 +287,7 @@ async def test_user_scope_through_a_symlinked_codex_home(
     real = Path(env["HOME"]) / ".codex"
     states = tomllib.loads((real / "config.toml").read_text())["hooks"]["state"]
     assert sorted(states) == sorted(
-        f"{real.resolve()}/hooks.json:{e}:0:0" for e in ("session_start", "stop", "user_prompt_submit")
+        f"{real.resolve()}/hooks.json:{e}:0:0" for e in ("pre_tool_use", "session_start", "stop", "user_prompt_submit")
     )
     row = await status(env, "user")
     assert row["trusted"] is True and row["will_run"] and row["file"] == str(real.resolve() / "hooks.json")
@@ -321,7 +321,7 @@ async def test_trust_records_what_codex_itself_records_on_approval(
     code, out = await install(env, "--trust")
     assert code == 0, out
     assert tomllib.loads(config.read_text()) == by_codex
-    assert [h["trustStatus"] for h in await codex_hooks(codex, project, env)] == ["trusted"] * 3
+    assert [h["trustStatus"] for h in await codex_hooks(codex, project, env)] == ["trusted"] * 4
 
 
 async def test_trust_also_trusts_the_project_folder_and_uninstall_takes_it_back(
@@ -340,7 +340,7 @@ async def test_trust_also_trusts_the_project_folder_and_uninstall_takes_it_back(
     code, out = await install(env, "--trust")
     assert code == 0, out
     assert tomllib.loads(config.read_text())["projects"] == {str(project): {"trust_level": "trusted"}}
-    assert [h["trustStatus"] for h in await codex_hooks(codex, project, env)] == ["trusted"] * 3
+    assert [h["trustStatus"] for h in await codex_hooks(codex, project, env)] == ["trusted"] * 4
     code, out, err = await run_cli("adapters", "uninstall", "codex", env=env)
     assert code == 0, out + err
     assert config.read_text() == untrusted  # byte for byte: hook trust and the folder trust we added are gone
@@ -433,7 +433,7 @@ async def test_tricky_config_toml_keeps_codex_starting_and_uninstall_restores_it
     trusted = tomllib.loads(config.read_text())
     assert {k: v for k, v in meaning.items() if k != "hooks"} == {k: v for k, v in trusted.items() if k != "hooks"}
     listed = await codex_hooks(codex, project, env)  # Codex loads the file and trusts exactly ours
-    assert sorted(h["trustStatus"] for h in listed if "synapse hook codex" in (h["command"] or "")) == ["trusted"] * 3
+    assert sorted(h["trustStatus"] for h in listed if "synapse hook codex" in (h["command"] or "")) == ["trusted"] * 4
     await send(hub, f"gamma: {case}")
     code, out, err = await run_codex(codex, project, env, "exec", "say hi PROMPT-X")
     assert code == 0 and out.strip().endswith("Done."), err
