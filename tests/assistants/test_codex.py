@@ -202,9 +202,8 @@ async def test_untrusted_install_names_the_step_and_codex_skips_the_hooks(
     assert row["installed"] and row["current"]
     assert row["trusted"] is False and row["will_run"] is False and row["step"] == STEP
     listed = await codex_hooks(codex, project, env)  # Codex's own verdict agrees
-    assert (
-        sorted(h["trustStatus"] for h in listed) == ["untrusted"] * 4
-    )  # session start, prompt, stop, pre-edit (apply_patch)
+    # session start, prompt, stop and the pre-edit guard (apply_patch)
+    assert sorted(h["trustStatus"] for h in listed) == ["untrusted"] * 4
 
     await send(hub, "alpha: rebase on main before you start")
     code, out, err = await run_codex(codex, project, env, "exec", "say hi PROMPT-U")
