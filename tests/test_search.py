@@ -338,6 +338,12 @@ async def test_cli_search_json_human_and_errors(hub: Hub) -> None:
     assert code == 2 and "--since" in err and "Traceback" not in err
     code, _, err = await run_cli("search", "parser", "--uri", "ws://127.0.0.1:1", "--name", "api/bob")
     assert code == 1 and "Traceback" not in err
+    # --json: a failure is one JSON object too (ok false, the outcome, the hub's code)
+    code, out, _ = await run_cli("search", "parser AND (", "--json", *base)
+    failure = json.loads(out)
+    assert code == 1 and (failure["ok"], failure["outcome"], failure["code"]) == (False, "refused", "BAD_QUERY")
+    code, out, _ = await run_cli("search", "parser", "--json", "--uri", "ws://127.0.0.1:1", "--name", "api/bob")
+    assert code == 1 and (json.loads(out)["ok"], json.loads(out)["outcome"]) == (False, "unreachable")
 
 
 async def test_cli_follows_pages_up_to_the_limit(hub_factory: HubFactory) -> None:

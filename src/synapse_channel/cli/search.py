@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from .common import connection_options, one_shot, resolve_token
-from .requests import Caller, Verdict, run_request
+from .requests import Caller, Verdict, run_request, verdict_of
 
 _CONTROL = dict.fromkeys(range(32), " ")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -54,20 +54,16 @@ async def search_pages(
     Raises :class:`Verdict` for a refusal (bad query syntax, a bad field) or
     an unreachable hub (1), or no answer in time (3).
     """
-    from ..api import Refused, Session, SynapseError, Timeout, Unreachable
+    from ..api import Refused, Session, SynapseError
 
     try:
         async with Session(who.name, uri=who.uri, token=who.token, timeout=timeout) as session:
             page = await session.search(query, sender=sender, to=target, since=since, limit=limit)
     except Refused as exc:
         hint = f" ({SYNTAX_HINT})" if exc.code == "BAD_QUERY" else ""
-        raise Verdict(f"{exc}{hint}", 1) from None
-    except Timeout as exc:
-        raise Verdict(str(exc), 3) from None
-    except Unreachable as exc:
-        raise Verdict(f"[{who.name}] {exc}", 1) from None
+        raise Verdict(f"{exc}{hint}", 1, reason=exc.code or None) from None
     except SynapseError as exc:
-        raise Verdict(str(exc), exc.exit_code) from None
+        raise verdict_of(who, exc) from None
     return [dict(hit.raw) for hit in page.hits]
 
 
@@ -97,7 +93,7 @@ def render(result: dict[str, Any]) -> str:
 @click.option("--to", "target", help="Only chats to this target (an identity, project, role or 'all').")
 @click.option("--since", help="Only newer than a duration ago (30m, 2h, 7d) or an ISO time.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Results at most.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per result (a failure: one, ok false).")
 @click.argument("query")
 def search(
     uri: str,
@@ -136,4 +132,4 @@ def search(
                 click.echo(render(r))
         return 0
 
-    run_request(go())
+    run_request(go(), as_json)
