@@ -101,6 +101,10 @@ async def test_metrics_parse_and_move_with_traffic(hub: Hub, raw: RawFactory) ->
     assert sample(before, "synapse_auth_refusals_total", door="websocket") == 0
 
     agent = await raw("shop/api")
+    await raw("shop/ops")  # its join reaches shop/api through the presence batcher
+    await agent.expect("presence_update")
+    joined = await scrape(hub)  # batched presence frames are counted too
+    assert sample(joined, "synapse_frames_out_total", type="presence_update") >= 1
     await agent.chat_seq("shop/web", "for later")  # shop/web is offline: the mailbox keeps it
     await agent.send("claim", payload="API-1", task_id="API-1", paths=["src/api/"], worktree="/w")
     await agent.expect("claim_granted")

@@ -860,6 +860,7 @@ class Hub:
             self._presence_sent(time.perf_counter() - started)
             return
         for send in out.sends:
+            self.metrics.frames_out.add(str(send.frame.get("type")), len(send.to))
             data = encode(send.frame)
             self._fanout.add(data, len(data.encode()), send.to)
             if self.feed is not None:
