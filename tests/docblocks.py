@@ -132,6 +132,10 @@ def clean_env(home: Path, uri: str, **extra: str) -> dict[str, str]:
     }
 
 
+#: Output kept from one page's script; more means a runaway command (the block fails).
+MAX_OUTPUT = 4 << 20
+
+
 async def run_script(script: Script, cwd: Path, env: dict[str, str], timeout: float = 120) -> str:
     """Run the script with bash; everything it printed (stdout and stderr together)."""
     proc = await asyncio.create_subprocess_exec(
@@ -147,10 +151,15 @@ async def run_script(script: Script, cwd: Path, env: dict[str, str], timeout: fl
     )
     assert proc.stdout is not None
     chunks: list[bytes] = []
+    kept = 0
 
     async def drain(stream: asyncio.StreamReader) -> None:
+        nonlocal kept
         while chunk := await stream.read(65536):
             chunks.append(chunk)
+            kept += len(chunk)
+            if kept > MAX_OUTPUT:  # an output line read as a command (``yes``) prints forever
+                raise OverflowError
 
     try:
         await asyncio.wait_for(asyncio.gather(drain(proc.stdout), proc.wait()), timeout)
@@ -158,6 +167,10 @@ async def run_script(script: Script, cwd: Path, env: dict[str, str], timeout: fl
         os.killpg(proc.pid, signal.SIGKILL)  # the script and whatever it started, nothing else
         await proc.wait()
         chunks.append(f"\n{MARK} timed out after {timeout:.0f} s\n".encode())
+    except OverflowError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        chunks.append(f"\n{MARK} printed more than {MAX_OUTPUT} bytes\n".encode())
     return b"".join(chunks).decode(errors="replace")
 
 
@@ -166,6 +179,8 @@ def problems(script: Script, out: str) -> list[str]:
     found: list[str] = []
     if f"{MARK} timed out" in out:
         found.append("the block did not finish (a command waits forever?)")
+    if f"{MARK} printed more than" in out:
+        found.append(f"the block printed more than {MAX_OUTPUT} bytes (an output line run as a command?)")
     if "Traceback" in out:
         found.append("a traceback")
     codes = {int(index): int(code) for index, code in re.findall(rf"{MARK} exit (\d+) (\d+)", out)}

@@ -60,3 +60,10 @@ async def test_a_block_that_never_ends_is_stopped_and_reported(tmp_path: Path) -
     script = to_script(["sleep 600"])
     out = await run_script(script, tmp_path, clean_env(tmp_path, "ws://127.0.0.1:9"), timeout=1)
     assert problems(script, out)[0] == "the block did not finish (a command waits forever?)"
+
+
+async def test_a_block_that_prints_forever_is_stopped_and_reported(tmp_path: Path) -> None:
+    """An output line read as a command (``yes``) must fail the block, not fill the test's memory."""
+    script = to_script(["yes"])
+    out = await run_script(script, tmp_path, clean_env(tmp_path, "ws://127.0.0.1:9"), timeout=60)
+    assert "the block printed more than" in problems(script, out)[0]

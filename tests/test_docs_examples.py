@@ -21,9 +21,20 @@ from synapse_channel.hub.server import Hub
 from .docblocks import Block, clean_env, problems, run_script, sh_blocks, to_script
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-#: Pages whose examples run here. Pages written since (dashboard, mcp, api: api.md runs through
-#: tests/test_api_docs.py) join once their blocks are checked; a new page must be added by hand.
-PAGES = ("adapters.md", "claims.md", "cli.md", "configuration.md", "deployment.md", "persistence.md", "security.md")
+#: Pages whose examples run here (api.md runs through tests/test_api_docs.py); a new page must be added
+#: by hand.
+PAGES = (
+    "adapters.md",
+    "claims.md",
+    "cli.md",
+    "configuration.md",
+    "dashboard.md",
+    "deployment.md",
+    "mcp.md",
+    "persistence.md",
+    "plugins.md",
+    "security.md",
+)
 BLOCKS = [block for name in PAGES if (DOCS / name).exists() for block in sh_blocks(DOCS / name)]
 
 #: page -> block line -> (problems, output); filled a page at a time.
@@ -70,3 +81,11 @@ async def test_docs_example_runs_as_written(block: Block, tmp_path_factory: pyte
         RESULTS[block.path] = await run_page(block.path, tmp_path_factory.mktemp(block.path.stem))
     found, out = RESULTS[block.path][block.line]
     assert not found, f"{block.id}: {'; '.join(found)}\n{out}"
+
+
+def test_every_page_with_shell_examples_is_run_and_no_example_has_a_prompt() -> None:
+    """A page with ``sh`` blocks is in PAGES (api.md has its own test); a ``$`` prompt line would run as a command."""
+    pages = {p.name for p in DOCS.glob("*.md") if sh_blocks(p)}
+    assert pages - set(PAGES) == set(), "add the page to PAGES (or mark its blocks not run)"
+    prompts = [f"{b.id}: {line}" for b in BLOCKS for line in b.lines if line.startswith("$ ")]
+    assert prompts == [], "write the command bare and its output as '# -> TEXT'"
