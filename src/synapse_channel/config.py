@@ -81,6 +81,14 @@ CORE_SETTINGS = (
         "`synapse adapters install` adds the assistants' pre-edit hook refusing files other agents claimed.",
     ),
     Setting(
+        "guard.enforce_shell",
+        bool,
+        False,
+        "`synapse adapters install` adds a shell-tool hook that runs each of the assistant's shell commands "
+        "under `synapse run --enforce` (Linux Landlock: writes only inside your claims). Claude Code and Gemini CLI.",
+        "SYNAPSE_GUARD_ENFORCE_SHELL",
+    ),
+    Setting(
         "trust.projects",
         list,
         [],
