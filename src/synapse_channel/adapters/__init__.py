@@ -158,7 +158,7 @@ class HookAdapter:
         return groups
 
     def enforce_shell(self) -> bool:
-        """``[guard] enforce_shell`` (default false): install the hook that runs shell commands under ``run --enforce``."""
+        """``[guard] enforce_shell`` (default false): install the hook running shell commands confined."""
         from ..client.context import settings
 
         return settings().get("guard.enforce_shell") is True

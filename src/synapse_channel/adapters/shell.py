@@ -4,7 +4,7 @@ Installed only with ``[guard] enforce_shell = true``. The assistant hands its
 shell tool call to this hook before running it; the hook answers with the
 same tool input whose ``command`` became::
 
-    /abs/path/synapse run --enforce -- bash -c '<the original command>'
+    /abs/path/synapse run --enforce --no-claims-ok -- bash -c '<the original command>'
 
 so the command, and everything it starts, can write only inside the agent's
 live claims (Linux Landlock; see ``synapse run``). The command still runs in
@@ -25,8 +25,10 @@ import shlex
 
 from . import HookAdapter, synapse_command
 
-#: What the hook puts before ``bash -c COMMAND``.
-RUN_ARGS = ("run", "--enforce", "--")
+#: What the hook puts before ``bash -c COMMAND``. Holding no claim, the command still runs, read-only in the
+#: work tree (so ``ls`` and ``git log`` work before the first claim).
+RUN_ARGS = ("run", "--enforce", "--no-claims-ok", "--")
+PLAIN_ARGS = ("run", "--enforce", "--")
 OFF_HINT = (
     "To let shell commands run unconfined, set `[guard] enforce_shell = false` in synapse.toml "
     "(or SYNAPSE_GUARD_ENFORCE_SHELL=false) and re-run `synapse adapters install`."
@@ -39,7 +41,7 @@ def wrap(command: str, synapse: str | None = None) -> str:
 
 
 def is_wrapped(command: str, synapse: str | None = None) -> bool:
-    """True when ``command`` is exactly ``synapse run --enforce -- ...`` with this installation's synapse.
+    """True when ``command`` is exactly ``synapse run --enforce [--no-claims-ok] -- ...`` with this synapse.
 
     Exact: the words re-quoted must give back the command, so nothing (``;``,
     ``&&``, a second line) can ride along unconfined after a real prefix.
@@ -48,8 +50,14 @@ def is_wrapped(command: str, synapse: str | None = None) -> bool:
         words = shlex.split(command)
     except ValueError:
         return False
-    head = [synapse or synapse_command(), *RUN_ARGS]
-    return len(words) > len(head) and words[: len(head)] == head and shlex.join(words) == command
+    me = synapse or synapse_command()
+    if shlex.join(words) != command:
+        return False
+    for args in (RUN_ARGS, PLAIN_ARGS):  # ours, or a plain `run --enforce --` (never one with --allow)
+        head = [me, *args]
+        if len(words) > len(head) and words[: len(head)] == head:
+            return True
+    return False
 
 
 def _enforce_on() -> bool:
@@ -102,4 +110,3 @@ def run_pre_shell(adapter: HookAdapter, stdin_text: str) -> str:
     except Exception as exc:  # refusing is safe; running unconfined silently is not
         reason = f"synapse: cannot confine this shell command ({type(exc).__name__}: {exc}). {OFF_HINT}"
         return adapter.deny_edit_output(reason)
-
