@@ -1,0 +1,91 @@
+"""``[guard] enforce_shell`` against the real, pinned ``claude`` CLI: its Bash tool runs confined.
+
+The fake model (:mod:`.fake_anthropic`) asks for one Bash call; Claude Code
+runs our PreToolUse hook, which rewrites the command to run under
+``synapse run --enforce``; the tool result Claude Code sends back to the model
+is read from the recorded request. Needs Landlock (skips without it, fails
+under ``CI=true``), a real hub and a real git repository.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from synapse_channel.api import Session
+from synapse_channel.hub.server import Hub
+
+from ..conftest import SYNAPSE
+from ..test_run_enforce import needs_landlock
+from .fake_anthropic import call_tool
+from .fakebase import FakeModelServer
+from .install import Pin
+from .test_claude_code import ID, claude, claude_env, finish, install, model, project, start_claude, turns
+
+__all__ = ["claude", "model", "project"]  # fixtures, imported for pytest
+
+
+def tool_results(model: FakeModelServer, marker: str) -> list[dict[str, Any]]:
+    """Every ``tool_result`` block Claude Code sent back to the model in the session marked ``marker``."""
+    found = []
+    for rec in turns(model, marker):
+        for message in (rec.json() or {}).get("messages", []):
+            content = message.get("content")
+            if isinstance(content, list):
+                found += [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+    return found
+
+
+def result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, list):
+        return "\n".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+    return str(content)
+
+
+async def bash_once(pin: Pin, project: Path, env: dict[str, str], model: FakeModelServer, command: str, marker: str,
+                    *flags: str) -> list[dict[str, Any]]:  # fmt: skip
+    call_tool(model, "Bash", {"command": command, "description": "write a file"})
+    code, _, err = await finish(await start_claude(pin, project, env, "-p", f"do it {marker}", *flags))
+    assert code == 0, err
+    return tool_results(model, marker)
+
+
+@needs_landlock
+async def test_bash_cannot_clobber_another_agents_file_but_writes_its_own(
+    claude: Pin, project: Path, model: FakeModelServer, hub: Hub
+) -> None:
+    for name in ("other.txt", "mine.txt"):
+        (project / name).write_text("v1\n")
+    (project / "synapse.toml").write_text("[guard]\nenforce_shell = true\n")
+    env = claude_env(model, project, hub)
+    await install(env)
+    doc = json.loads((project / ".claude" / "settings.json").read_text())
+    shell = [g for g in doc["hooks"]["PreToolUse"] if g.get("matcher") == "Bash"]
+    assert [h["command"].rsplit(" ", 2)[-2:] for g in shell for h in g["hooks"]] == [["claude-code", "pre-shell"]]
+    async with Session("shop/web", uri=hub.uri) as web, Session(ID, uri=hub.uri) as me:
+        await web.claim("WEB-1", ["other.txt"], worktree=str(project.resolve()))
+        await me.claim("API-1", ["mine.txt"], worktree=str(project.resolve()))
+        allowed = ("--allowedTools", "Bash")
+        results = await bash_once(claude, project, env, model, "echo x > other.txt", "SHELL-A", *allowed)
+        assert len(results) == 1, results
+        text = result_text(results[0])
+        assert "other.txt: Permission denied" in text and results[0].get("is_error") is True, results[0]
+        assert f"writes limited to 1 claim(s) of {ID}" in text  # what the model is told, from synapse run
+        assert (project / "other.txt").read_text() == "v1\n"
+        results = await bash_once(claude, project, env, model, "echo mine > mine.txt", "SHELL-B", *allowed)
+        assert len(results) == 1 and results[0].get("is_error") is not True, results
+        assert (project / "mine.txt").read_text() == "mine\n"
+        # Claude Code checks its permission rules against the rewritten command: a prefix rule no longer
+        # matches (docs/adapters.md says so), a rule naming the confined form does
+        prefix = ("--allowedTools", "Bash(echo:*)")
+        results = await bash_once(claude, project, env, model, "echo p > mine.txt", "SHELL-P", *prefix)
+        assert len(results) == 1 and "requires approval" in result_text(results[0]), results
+        confined = ("--allowedTools", f"Bash({SYNAPSE} run --enforce --no-claims-ok -- bash -c:*)")
+        results = await bash_once(claude, project, env, model, "echo mine > mine.txt", "SHELL-Q", *confined)
+        assert len(results) == 1 and results[0].get("is_error") is not True, results
+        # no auto-approval: without a rule allowing Bash, claude -p still refuses to run it at all
+        results = await bash_once(claude, project, env, model, "echo again > mine.txt", "SHELL-C")
+        assert len(results) == 1 and results[0].get("is_error") is True, results
+        assert (project / "mine.txt").read_text() == "mine\n"
