@@ -1,27 +1,34 @@
-"""``[guard] enforce_shell`` against the real, pinned ``claude`` CLI: its Bash tool runs confined.
+"""``[guard] enforce_shell`` against the real, pinned ``claude`` and ``gemini`` CLIs: their shell tools run confined.
 
-The fake model (:mod:`.fake_anthropic`) asks for one Bash call; Claude Code
-runs our PreToolUse hook, which rewrites the command to run under
-``synapse run --enforce``; the tool result Claude Code sends back to the model
-is read from the recorded request. Needs Landlock (skips without it, fails
+The fake model (:mod:`.fake_anthropic`, :mod:`.fake_gemini`) asks for one
+shell call; the CLI runs our pre-tool hook, which rewrites the command to run
+under ``synapse run --enforce``; the tool result the CLI sends back to the
+model is read from the recorded request. Needs Landlock (skips without it, fails
 under ``CI=true``), a real hub and a real git repository.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from synapse_channel.api import Session
 from synapse_channel.hub.server import Hub
 
-from ..conftest import SYNAPSE
+from ..conftest import SYNAPSE, run_cli
 from ..test_run_enforce import needs_landlock
+from .conftest import installed
 from .fake_anthropic import call_tool
+from .fake_gemini import call_tool as gemini_call
+from .fake_gemini import serve as gemini_serve
+from .fake_gemini import setup as gemini_setup
 from .fakebase import FakeModelServer
 from .install import Pin
 from .test_claude_code import ID, claude, claude_env, finish, install, model, project, start_claude, turns
+from .test_gemini import GEMINI_TIMEOUT, IDENTITY, SCRUB, start_gemini
 
 __all__ = ["claude", "model", "project"]  # fixtures, imported for pytest
 
@@ -89,3 +96,48 @@ async def test_bash_cannot_clobber_another_agents_file_but_writes_its_own(
         results = await bash_once(claude, project, env, model, "echo again > mine.txt", "SHELL-C")
         assert len(results) == 1 and results[0].get("is_error") is True, results
         assert (project / "mine.txt").read_text() == "mine\n"
+
+
+# --------------------------------------------------------------------------- Gemini CLI
+
+
+def function_responses(server: FakeModelServer) -> list[dict[str, Any]]:
+    """Every ``functionResponse`` part Gemini sent back to the model."""
+    found = []
+    for rec in list(server.requests):
+        if not rec.path.split("?")[0].endswith(":streamGenerateContent"):
+            continue
+        for content in (rec.json() or {}).get("contents", []):
+            for part in content.get("parts") or []:
+                if isinstance(part, dict) and "functionResponse" in part:
+                    found.append(part["functionResponse"])
+    return found
+
+
+@needs_landlock
+async def test_gemini_shell_cannot_clobber_another_agents_file(project: Path, hub: Hub) -> None:
+    """Gemini CLI 0.61 (``--approval-mode yolo``): a ``run_shell_command`` call runs confined, dir and all."""
+    pin = installed("gemini")
+    for name in ("other.txt", "mine.txt"):
+        (project / name).write_text("v1\n")
+    (project / "synapse.toml").write_text("[guard]\nenforce_shell = true\n")
+    home = Path(os.environ["HOME"])
+    with gemini_serve() as server:
+        env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+        env.update({**gemini_setup(server, home, project), "SYN_IDENTITY": IDENTITY, "SYNAPSE_URI": hub.uri})
+        code, out, err = await run_cli("adapters", "install", "gemini", "--trust", env=env)
+        assert code == 0, out + err
+        async with Session("shop/web", uri=hub.uri) as web, Session(IDENTITY, uri=hub.uri) as me:
+            await web.claim("WEB-1", ["other.txt"], worktree=str(project.resolve()))
+            await me.claim("G-1", ["mine.txt"], worktree=str(project.resolve()))
+            for command, marker in (("echo x > other.txt", "G-A"), ("echo mine > mine.txt", "G-B")):
+                gemini_call(server, "run_shell_command", {"command": command, "description": "write a file"})
+                proc = await start_gemini(pin, env, project, "-p", f"do it {marker}", "--approval-mode", "yolo")
+                _, err = await asyncio.wait_for(proc.communicate(), GEMINI_TIMEOUT)
+                assert proc.returncode == 0, err.decode()
+        responses = [str(r["response"].get("output")) for r in function_responses(server)]
+    assert len(responses) == 2, responses
+    assert "other.txt: Permission denied" in responses[0] and f"1 claim(s) of {IDENTITY}" in responses[0]
+    assert "modified by a hook" in responses[0]  # Gemini tells the model its input was rewritten
+    assert (project / "other.txt").read_text() == "v1\n"
+    assert "Permission denied" not in responses[1] and (project / "mine.txt").read_text() == "mine\n"
