@@ -1,9 +1,10 @@
-"""``[guard] enforce_shell`` against the real, pinned ``claude`` and ``gemini`` CLIs: their shell tools run confined.
+"""``[guard] enforce_shell`` against the real, pinned assistant CLIs: their shell commands run confined.
 
 The fake model (:mod:`.fake_anthropic`, :mod:`.fake_gemini`) asks for one
 shell call; the CLI runs our pre-tool hook, which rewrites the command to run
 under ``synapse run --enforce``; the tool result the CLI sends back to the
-model is read from the recorded request. Needs Landlock (skips without it, fails
+model is read from the recorded request. Codex has no such hook: its whole
+session runs under ``synapse run --enforce`` instead. Needs Landlock (skips without it, fails
 under ``CI=true``), a real hub and a real git repository.
 """
 
@@ -25,9 +26,13 @@ from .fake_anthropic import call_tool
 from .fake_gemini import call_tool as gemini_call
 from .fake_gemini import serve as gemini_serve
 from .fake_gemini import setup as gemini_setup
+from .fake_openai import serve as openai_serve
 from .fakebase import FakeModelServer
 from .install import Pin
 from .test_claude_code import ID, claude, claude_env, finish, install, model, project, start_claude, turns
+from .test_codex import ID as CODEX_ID
+from .test_codex import codex_env
+from .test_codex import finish as codex_finish
 from .test_gemini import GEMINI_TIMEOUT, IDENTITY, SCRUB, start_gemini
 
 __all__ = ["claude", "model", "project"]  # fixtures, imported for pytest
@@ -141,3 +146,33 @@ async def test_gemini_shell_cannot_clobber_another_agents_file(project: Path, hu
     assert "modified by a hook" in responses[0]  # Gemini tells the model its input was rewritten
     assert (project / "other.txt").read_text() == "v1\n"
     assert "Permission denied" not in responses[1] and (project / "mine.txt").read_text() == "mine\n"
+
+
+# --------------------------------------------------------------------------- Codex CLI: the whole session confined
+
+
+@needs_landlock
+async def test_codex_session_runs_whole_under_synapse_run_enforce(project: Path, hub: Hub) -> None:
+    """No shell hook for Codex: ``synapse run --enforce --allow $CODEX_HOME -- codex`` runs the session confined.
+
+    Codex 0.171 needs its home writable (it refuses to start otherwise, as docs/claims.md says); every
+    process it then starts inherits the rule set, as tests/test_run_enforce.py shows for any grandchild.
+    """
+    pin = installed("codex")
+    (project / "mine.txt").write_text("v1\n")
+    with openai_serve() as server:
+        env = codex_env(server, project, hub)
+        async with Session(CODEX_ID, uri=hub.uri) as me:
+            await me.claim("C-1", ["mine.txt"], worktree=str(project.resolve()))
+            for allow in ((), ("--allow", env["CODEX_HOME"])):
+                argv = ("run", "--enforce", *allow, "--", str(pin.path), "exec", f"say hi PROMPT-{len(allow)}")
+                proc = await asyncio.create_subprocess_exec(
+                    SYNAPSE, *argv, cwd=project, env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                code, out, err = await codex_finish(proc)
+                if not allow:
+                    assert code != 0 and "Permission denied" in err, err
+                else:
+                    assert code == 0 and out.strip() == "Done.", err
+                    assert f"writes limited to 1 claim(s) of {CODEX_ID}" in err
