@@ -40,6 +40,8 @@ class ClaudeCode(HookAdapter):
     docs_url = "https://docs.claude.com/en/docs/claude-code/hooks"
     edit_event = "PreToolUse"
     edit_matcher = "Write|Edit|MultiEdit|NotebookEdit"
+    shell_event = "PreToolUse"
+    shell_matcher = "Bash"
 
     def config_path(self, scope: str) -> Path:
         if scope == "user":

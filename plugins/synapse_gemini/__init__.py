@@ -35,6 +35,8 @@ class Gemini(HookAdapter):
     docs_url = "https://geminicli.com/docs/hooks/reference"
     edit_event = "BeforeTool"
     edit_matcher = "write_file|replace"
+    shell_event = "BeforeTool"
+    shell_matcher = "run_shell_command"
 
     def config_path(self, scope: str) -> Path:
         """``<project>/.gemini/settings.json``, or Gemini's user file (``$GEMINI_CLI_HOME`` honoured)."""
@@ -50,6 +52,10 @@ class Gemini(HookAdapter):
         tool_input = payload.get("tool_input")
         found = tool_input.get("file_path") if isinstance(tool_input, dict) and self.writes(payload) else None
         return [found] if isinstance(found, str) and found else []
+
+    def shell_input_output(self, tool_input: dict[str, Any]) -> str:
+        """BeforeTool: ``hookSpecificOutput.tool_input`` replaces the arguments (the whole input, so none is lost)."""
+        return json.dumps({"hookSpecificOutput": {"hookEventName": self.shell_event, "tool_input": tool_input}})
 
     def deny_edit_output(self, reason: str) -> str:
         """BeforeTool: ``decision: "deny"`` blocks the tool; ``reason`` goes to the model."""
@@ -69,7 +75,7 @@ class Gemini(HookAdapter):
         verdict = check(root)
         if verdict.trusted is False:
             return TrustCheck(False, verdict.step or (self.install_step(scope) + " --trust"), verdict.why)
-        commands = [hook["command"] for group in self.entries().values() for hook in group["hooks"]]
+        commands = [hook["command"] for _, group in self.hook_groups() for hook in group["hooks"]]
         off = hooks_switched_off(root, commands)
         if off:
             return TrustCheck(False, off[1], off[0])

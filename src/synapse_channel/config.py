@@ -95,6 +95,14 @@ CORE_SETTINGS = (
     ),
     Setting("claims.auto_ttl", float, 1800.0, "Lease of an auto-claim, renewed by the agent's next edits."),
     Setting(
+        "guard.enforce_shell",
+        bool,
+        False,
+        "`synapse adapters install` adds a shell-tool hook that runs each of the assistant's shell commands "
+        "under `synapse run --enforce` (Linux Landlock: writes only inside your claims). Claude Code and Gemini CLI.",
+        "SYNAPSE_GUARD_ENFORCE_SHELL",
+    ),
+    Setting(
         "trust.projects",
         list,
         [],

@@ -8,6 +8,11 @@ answers every turn with the server's canned ``reply`` as one text block and
 counting and anything else the CLI asks for get a small well-formed answer
 at once, so nothing stalls waiting for a network that is not there.
 
+:func:`call_tool` makes the next main-loop turn (a request that offers that
+tool) answer with one ``tool_use`` block instead, ``stop_reason: tool_use``,
+so the CLI runs the tool and sends its ``tool_result`` back; every turn after
+that gets the text reply again.
+
 :func:`setup` writes the few files that let Claude Code start straight into
 work in a fresh ``$HOME`` (onboarding done, the project trusted, the dummy
 key approved) and returns the environment that points it here.
@@ -38,7 +43,12 @@ class Handler(FakeHandler):
         elif rec.method == "POST" and path.endswith("/v1/messages"):
             doc = rec.json() or {}
             model = str(doc.get("model") or "claude-fake")
-            if doc.get("stream"):
+            tool = take_tool_call(self.server, doc)
+            if tool is not None and doc.get("stream"):
+                self.send_sse(tool_events(model, tool))
+            elif tool is not None:
+                self.send_json(200, tool_message(model, tool))
+            elif doc.get("stream"):
                 self.send_sse(stream_events(model, self.server.reply))
             else:
                 self.send_json(200, message(model, self.server.reply))
@@ -85,6 +95,52 @@ def stream_events(model: str, text: str) -> list[tuple[str | None, Any]]:
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                 "usage": {"output_tokens": max(1, len(text) // 4)},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+
+
+def call_tool(server: FakeModelServer, name: str, tool_input: dict[str, Any]) -> None:
+    """Answer the next turn that offers tool ``name`` with one call of it (once)."""
+    with server.lock:
+        server.extra["tool_call"] = {"name": name, "input": tool_input}
+
+
+def take_tool_call(server: FakeModelServer, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The pending tool call if this request offers its tool (it is then used up), else None."""
+    with server.lock:
+        plan = server.extra.get("tool_call")
+        offered = {t.get("name") for t in doc.get("tools") or [] if isinstance(t, dict)}
+        if not plan or plan["name"] not in offered:
+            return None
+        del server.extra["tool_call"]
+    return {**plan, "id": f"toolu_fake{next(_ids):06d}"}
+
+
+def tool_message(model: str, tool: dict[str, Any]) -> dict[str, Any]:
+    """A complete assistant message that calls ``tool`` and stops for its result."""
+    block = {"type": "tool_use", "id": tool["id"], "name": tool["name"], "input": tool["input"]}
+    return {**message(model, ""), "content": [block], "stop_reason": "tool_use"}
+
+
+def tool_events(model: str, tool: dict[str, Any]) -> list[tuple[str | None, Any]]:
+    """The same tool call as the Messages API streams it (its input as one ``input_json_delta``)."""
+    start = {**tool_message(model, tool), "content": [], "stop_reason": None}
+    start["usage"] = {"input_tokens": 10, "output_tokens": 1}
+    block = {"type": "tool_use", "id": tool["id"], "name": tool["name"], "input": {}}
+    delta = {"type": "input_json_delta", "partial_json": json.dumps(tool["input"])}
+    return [
+        ("message_start", {"type": "message_start", "message": start}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {"output_tokens": 5},
             },
         ),
         ("message_stop", {"type": "message_stop"}),

@@ -13,6 +13,10 @@ Gemini CLI talks to it with ``GEMINI_API_KEY`` and ``GOOGLE_GEMINI_BASE_URL``
 * ``POST .../<model>:countTokens`` and ``GET /v1beta/models...``;
 * anything else: an empty JSON object, so the CLI never stalls on a route we
   did not foresee (the request is still recorded for the test to see).
+
+:func:`call_tool` makes the next turn that offers that function answer with
+one ``functionCall`` instead, so the CLI runs the tool and sends its
+``functionResponse`` back; every turn after that gets the text reply again.
 """
 
 from __future__ import annotations
@@ -39,6 +43,36 @@ def _response(text: str, model: str) -> dict[str, Any]:
         "modelVersion": model,
         "responseId": "fake-gemini",
     }
+
+
+def _call_response(call: dict[str, Any], model: str) -> dict[str, Any]:
+    """A turn whose only part is a call of ``call["name"]`` with ``call["args"]``."""
+    part = {"functionCall": {"name": call["name"], "args": call["args"]}}
+    return {**_response("", model), "candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0,
+                                                   "finishReason": "STOP"}]}  # fmt: skip
+
+
+def call_tool(server: FakeModelServer, name: str, args: dict[str, Any]) -> None:
+    """Answer the next turn that offers function ``name`` with one call of it (once)."""
+    with server.lock:
+        server.extra["tool_call"] = {"name": name, "args": args}
+
+
+def take_tool_call(server: FakeModelServer, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The pending call if this request declares its function (it is then used up), else None."""
+    offered = {
+        f.get("name")
+        for tool in doc.get("tools") or []
+        if isinstance(tool, dict)
+        for f in tool.get("functionDeclarations") or []
+        if isinstance(f, dict)
+    }
+    with server.lock:
+        plan = server.extra.get("tool_call")
+        if not plan or plan["name"] not in offered:
+            return None
+        del server.extra["tool_call"]
+    return dict(plan)
 
 
 def _fill(schema: Any, name: str = "") -> Any:
@@ -71,7 +105,9 @@ class Handler(FakeHandler):
         path = rec.path.split("?", 1)[0]
         model = path.rsplit("/", 1)[-1].split(":", 1)[0] or MODEL
         if rec.method == "POST" and path.endswith(":streamGenerateContent"):
-            self.send_sse([(None, _response(self.server.reply, model))])
+            call = take_tool_call(self.server, rec.json() or {})
+            chunk = _call_response(call, model) if call else _response(self.server.reply, model)
+            self.send_sse([(None, chunk)])
         elif rec.method == "POST" and path.endswith(":generateContent"):
             self.send_json(200, _response(self._side_answer(rec), model))
         elif rec.method == "POST" and path.endswith(":countTokens"):

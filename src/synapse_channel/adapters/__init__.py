@@ -100,6 +100,9 @@ class HookAdapter:
     #: the assistant's pre-tool event and the matcher naming its file-writing tools ("": no edit guard)
     edit_event: ClassVar[str] = ""
     edit_matcher: ClassVar[str] = ""
+    #: the assistant's pre-tool event and the matcher naming its shell tool ("": no shell confinement)
+    shell_event: ClassVar[str] = ""
+    shell_matcher: ClassVar[str] = ""
 
     # ------------------------------------------------------------------ where config lives
 
@@ -139,6 +142,27 @@ class HookAdapter:
             out[self.edit_event] = {"matcher": self.edit_matcher, "hooks": [hook]}
         return out
 
+    def hook_groups(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every hook group we install, as (assistant event, group): :meth:`entries`, plus the shell hook.
+
+        The shell hook shares its event with the pre-edit guard (a second
+        group with its own matcher), so it cannot live in the one-group-per-event
+        :meth:`entries`.
+        """
+        groups = list(self.entries().items())
+        if self.shell_event and self.enforce_shell():
+            scale = 1000 if self.timeout_in_ms else 1
+            command = f"{synapse_command()} hook {self.name} pre-shell"
+            hook = {"type": "command", "command": command, "timeout": self.timeout_seconds * scale}
+            groups.append((self.shell_event, {"matcher": self.shell_matcher, "hooks": [hook]}))
+        return groups
+
+    def enforce_shell(self) -> bool:
+        """``[guard] enforce_shell`` (default false): install the hook running shell commands confined."""
+        from ..client.context import settings
+
+        return settings().get("guard.enforce_shell") is True
+
     def edit_guard(self) -> bool:
         """``[guard] edits`` (default true): install the pre-edit hook that refuses other agents' claimed files."""
         from ..client.context import settings
@@ -148,7 +172,7 @@ class HookAdapter:
     def plan(self, scope: str, installing: bool) -> list[Change]:
         """The edits an install or uninstall would make."""
         path = self.config_path(scope)
-        main = plan_install(path, self.entries()) if installing else plan_uninstall(path)
+        main = plan_install(path, self.hook_groups()) if installing else plan_uninstall(path)
         return [main, *self.extra_changes(scope, installing)]
 
     def install(self, scope: str = "project") -> list[Change]:
@@ -197,7 +221,7 @@ class HookAdapter:
         events = installed_events(path)
         installed = set(self.events.values()) <= set(events)
         try:
-            current = installed and not plan_install(path, self.entries()).changed
+            current = installed and not plan_install(path, self.hook_groups()).changed
         except SettingsError:
             current = False
         check = self.trust_check(scope) if installed else TrustCheck()
@@ -254,6 +278,16 @@ class HookAdapter:
     def writes(self, payload: dict[str, Any]) -> bool:
         """Is the call one of the file-writing tools the matcher names? (A hook may be wired more widely.)"""
         return payload.get("tool_name") in self.edit_matcher.split("|")
+
+    def shell_input_output(self, tool_input: dict[str, Any]) -> str:
+        """Output that runs the shell tool with ``tool_input`` instead (Claude Code's ``updatedInput``).
+
+        No ``permissionDecision``: Claude Code then applies the new input and
+        still runs its own permission checks on it, so nothing is auto-approved.
+        """
+        import json
+
+        return json.dumps({"hookSpecificOutput": {"hookEventName": self.shell_event, "updatedInput": tool_input}})
 
     def deny_edit_output(self, reason: str) -> str:
         """Output that refuses the tool call and shows ``reason`` to the model (Claude Code's form)."""

@@ -126,9 +126,11 @@ def _refresh(groups: list[Any], wanted: dict[str, Any]) -> bool:
     return found
 
 
-def _prune(hooks: dict[str, Any], entries: dict[str, dict[str, Any]]) -> None:
+def _prune(hooks: dict[str, Any], entries: list[tuple[str, dict[str, Any]]]) -> None:
     """Drop hooks of ours, for the assistants ``entries`` is for, that it no longer asks for (a setting turned off)."""
-    wanted = {event: {hook_key(h) for h in group["hooks"]} for event, group in entries.items()}
+    wanted: dict[str, set[str | None]] = {}
+    for event, group in entries:
+        wanted.setdefault(event, set()).update(hook_key(h) for h in group["hooks"])
     assistants = {k.split()[2] for keys in wanted.values() for k in keys if k}
     for event, groups in list(hooks.items()):
         if not isinstance(groups, list):
@@ -146,27 +148,30 @@ def _prune(hooks: dict[str, Any], entries: dict[str, dict[str, Any]]) -> None:
                     groups.remove(group)
                 else:
                     group["hooks"] = [h for h in found if h not in stale]
-                if emptied and not groups and event not in entries:
+                if emptied and not groups and event not in wanted:
                     del hooks[event]
 
 
-def plan_install(path: Path, entries: dict[str, dict[str, Any]]) -> Change:
-    """Our hook group per event, added once or brought up to date; everything else kept as it is.
+def plan_install(path: Path, entries: dict[str, dict[str, Any]] | list[tuple[str, dict[str, Any]]]) -> Change:
+    """Our hook groups (one per event, or (event, group) pairs), added once or brought up to date; the rest kept.
 
     A re-install after a setting changed (the stop hook's timeout grows with
     ``stop_wait_seconds``; the command moves with the virtualenv) rewrites our
-    entry where it stands instead of reporting "unchanged".
+    entry where it stands instead of reporting "unchanged". An event may take
+    several groups of ours (Claude Code's PreToolUse: the edit guard and the
+    shell hook, each with its own matcher).
     """
+    pairs = list(entries.items()) if isinstance(entries, dict) else list(entries)
     before, doc = _load(path)
     hooks = _hooks(doc, path)
-    for event, group in entries.items():
+    for event, group in pairs:
         groups = hooks.setdefault(event, [])
         if not isinstance(groups, list):
             raise SettingsError(f"{path}: hooks.{event} is not a list; nothing was changed")
         missing = [hook for hook in group["hooks"] if not _refresh(groups, hook)]
         if missing:
             groups.append({**group, "hooks": missing})
-    _prune(hooks, entries)
+    _prune(hooks, pairs)
     after = _dump(doc, before)
     if before is not None and json.loads(after) == json.loads(before or "{}"):
         after = before  # already installed: leave the bytes alone

@@ -157,7 +157,7 @@ def render_readiness(ready: dict[str, Any]) -> str:
 
 @click.command()
 @click.argument("assistant")
-@click.argument("event", type=click.Choice(["session-start", "prompt", "stop", "idle-wait", "pre-edit"]))
+@click.argument("event", type=click.Choice(["session-start", "prompt", "stop", "idle-wait", "pre-edit", "pre-shell"]))
 def hook(assistant: str, event: str) -> None:
     """Run by the assistant itself: read its hook JSON on stdin, print its answer (exit 0).
 
@@ -165,7 +165,8 @@ def hook(assistant: str, event: str) -> None:
     ``asyncRewake``): it exits 2 with the messages on stderr when one arrives,
     which wakes the idle model, and 0 otherwise. ``pre-edit`` answers the
     assistant's pre-tool hook: a refusal when the edit touches a file another
-    agent has claimed.
+    agent has claimed. ``pre-shell`` (``[guard] enforce_shell``) rewrites a
+    shell tool call to run under ``synapse run --enforce``.
     """
     from ..adapters.runtime import note, run_hook, run_idle_wait
 
@@ -180,6 +181,13 @@ def hook(assistant: str, event: str) -> None:
         if text:
             click.echo(text, err=True)
         sys.exit(code)
+    if event == "pre-shell":
+        from ..adapters.shell import run_pre_shell
+
+        out = run_pre_shell(adapter, stdin_text)
+        if out:
+            click.echo(out)
+        return
     if event == "pre-edit":
         from ..adapters.runtime import run_pre_edit
 

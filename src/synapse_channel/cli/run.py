@@ -69,12 +69,18 @@ def build_allowed(
 @click.option("--enforce", is_flag=True, help="Confine CMD's writes to your live claims (Linux Landlock).")
 @click.option("--task", "task", help="Only this task's claim (default: all your claims in this work tree).")
 @click.option("--allow", "allow", multiple=True, type=click.Path(), help="Also allow writes beneath PATH.")
+@click.option(
+    "--no-claims-ok",
+    is_flag=True,
+    help="Holding no claim, run CMD anyway with nothing in the work tree writable (default: refuse).",
+)
 @connection_options(name_help="Whose claims (default: SYN_IDENTITY or the project config's identity).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     enforce: bool,
     task: str | None,
     allow: tuple[str, ...],
+    no_claims_ok: bool,
     uri: str,
     name: str | None,
     token: str | None,
@@ -128,9 +134,15 @@ def run(
         claims = asyncio.run(mine())
     except SynapseError as exc:
         raise click.ClickException(f"cannot read your claims: {exc}") from None
-    if not claims:
+    if not claims and not no_claims_ok:
         what = f"task {task!r}" if task else "any live claim"
         raise click.ClickException(f"{identity} holds {what} in {worktree}: nothing would be writable; claim first")
+    if not claims:
+        click.echo(
+            f"synapse run: {identity} holds no claim in {worktree}: nothing in it is writable"
+            " (synapse claim TASK PATH... first)",
+            err=True,
+        )
     allowed, missing, dropped = build_allowed(worktree, claims, git_dirs, allow)
     for path in missing:
         click.echo(
