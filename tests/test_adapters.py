@@ -300,6 +300,18 @@ async def _log_line(proc: asyncio.subprocess.Process, *needles: str, timeout: fl
     raise AssertionError(f"the bridge ended without logging any of {needles}")
 
 
+async def _typed(log: Path, lines: int, timeout: float = 20) -> list[str]:
+    """The fake agent's typed lines once it has logged ``lines`` of them (it reads the pane on its own time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        typed = log.read_text().splitlines() if log.exists() else []
+        if len(typed) >= lines:
+            await asyncio.sleep(0.3)  # a second, unwanted line would land now: the caller checks the count
+            return log.read_text().splitlines()
+        assert time.monotonic() < deadline, f"the agent logged {len(typed)} typed line(s), expected {lines}"
+        await asyncio.sleep(0.05)
+
+
 async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path) -> None:
     """Busy or a permission dialog: nothing typed; idle again: the fixed prompt, once, without message text.
 
@@ -345,8 +357,7 @@ async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path
         state.write_text("idle")
         _, err = await asyncio.wait_for(bridge.communicate(), 20)
         assert bridge.returncode == 0, err.decode()
-        await asyncio.sleep(0.3)
-        typed = log.read_text().splitlines()
+        typed = await _typed(log, 1)
         assert len(typed) == 1 and typed[0].startswith("idle|")
         assert "run syn-inbox" in typed[0] and ID in typed[0] and "secret" not in typed[0]
 
@@ -375,8 +386,7 @@ async def test_tmux_bridge_types_only_into_an_idle_pane(hub: Hub, tmp_path: Path
         await queue(hub, "third")
         await _log_line(bridge, "woke")
         assert await asyncio.wait_for(bridge.wait(), 10) == 0
-        await asyncio.sleep(0.3)
-        typed = log.read_text().splitlines()
+        typed = await _typed(log, 2)
         assert len(typed) == 2 and typed[1].startswith("idle|") and "run syn-inbox" in typed[1]
 
         # -L NAME reaches the server `tmux -L NAME` runs; without a server option, tmux's default (absent here).
