@@ -55,6 +55,19 @@ class Standby:
         return f"ws://127.0.0.1:{port}"
 
 
+class Deposed(Standby):
+    """A leader that steps down: welcomes the first connection, then turns it away with 4018 naming ``leader``."""
+
+    async def handler(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        if self.connections > 1:
+            await ws.close(Close.STANDBY, f"{REASON_STANDBY_PREFIX}{self.leader}")
+            return
+        await ws.recv()  # the registration
+        await ws.send(json.dumps({"type": "welcome", "hub_id": "deposed", "protocol_version": 7}))
+        await ws.close(Close.STANDBY, f"{REASON_STANDBY_PREFIX}{self.leader}")
+
+
 class Recorder:
     """A server that only counts who connects (a hint target that must never be contacted)."""
 
@@ -72,7 +85,7 @@ class Recorder:
         return f"ws://127.0.0.1:{next(iter(self.server.sockets)).getsockname()[1]}"
 
 
-ServerFactory = Callable[[Standby | Recorder], Awaitable[str]]
+ServerFactory = Callable[[Standby | Recorder], Awaitable[str]]  # Deposed is a Standby
 
 
 @pytest.fixture
@@ -284,3 +297,18 @@ async def test_api_wait_rides_a_failover_too(tmp_path: Path) -> None:
     finally:
         await first.kill()
         await second.kill()
+
+
+async def test_a_waiter_turned_away_by_a_stepping_down_leader_goes_to_the_named_one(
+    hub: Hub, servers: ServerFactory
+) -> None:
+    deposed = Deposed(hub.uri)
+    uris = f"{await servers(deposed)},{hub.uri}"
+    waiter = await start_cli("wait", "--uri", uris, "--name", "shop/a", "--timeout", "60")
+    assert waiter.stderr is not None
+    await read_line_containing(waiter.stderr, f"waiting for messages to shop/a at {hub.uri}")
+    code, _, err = await run_cli("send", "--uri", hub.uri, "--name", "shop/b", "--target", "shop/a", "new leader")
+    assert code == 0, err
+    code, out, err = await finish(waiter, TIMEOUT * 3)
+    assert (code, out) == (0, "shop/b: new leader\n"), err
+    assert deposed.connections == 1  # the re-arm went straight to the leader it named
