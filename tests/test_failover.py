@@ -184,6 +184,8 @@ async def test_a_bad_list_element_is_a_usage_error(value: str) -> None:
     for args, env in ((("who", "--uri", value), None), (("who",), {"SYNAPSE_URI": value})):
         code, _, err = await run_cli(*args, env=env)
         assert code == 2 and "element 2 of" in err and "Traceback" not in err, err
+    code, out, err = await run_cli("doctor", "--no-hub", "--uri", value)
+    assert code == 1 and "PROBLEM:     hub uri: element 2 of" in out, out + err
     with pytest.raises(Refused) as caught:
         Session("shop/a", uri=value)
     assert caught.value.code == "BAD_URI"
