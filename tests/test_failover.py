@@ -166,6 +166,12 @@ async def test_a_dead_first_address_passes_the_turn_to_the_second(hub: Hub) -> N
         assert hub.core is not None and session.hub_id == hub.core.hub_id
 
 
+async def test_the_dashboard_link_points_at_the_hub_that_answered(hub: Hub) -> None:
+    code, out, err = await run_cli("dashboard", "--print-url", "--uri", f"{dead()},{hub.uri}")
+    assert code == 0, err
+    assert out.startswith(f"http://127.0.0.1:{hub.port}/dashboard/login?nonce="), out  # its nonce is good there only
+
+
 async def test_when_every_address_fails_one_line_names_each(tmp_path: Path) -> None:
     first, second = dead(), dead()
     code, _, err = await run_cli("who", "--uri", f"{first},{second}")
