@@ -18,6 +18,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from synapse_channel.api import Refused, Session, Unreachable, wait
 from synapse_channel.client.addresses import (
+    STANDBY_CLOSE,
+    STANDBY_PREFIX,
     AddressError,
     listed,
     parse_addresses,
@@ -136,7 +138,7 @@ def test_standby_hint_and_the_list_decide_where_a_hint_may_lead() -> None:
     assert listed("ws://evil:8876", mine) is None
     assert listed("ws://h2:8876", mine) is None  # never a downgrade from wss:// to ws://
     assert listed("not a uri", mine) is None
-    assert Close.STANDBY == 4018
+    assert (Close.STANDBY, REASON_STANDBY_PREFIX) == (STANDBY_CLOSE, STANDBY_PREFIX) == (4018, "standby; leader=")
 
 
 def test_the_trust_rules_hold_for_every_element_of_a_list() -> None:
