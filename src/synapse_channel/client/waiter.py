@@ -34,6 +34,8 @@ from .connection import (
 STALE_REPLAY_SECONDS = 900
 DRAIN_WINDOW = 0.01
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
+#: With several addresses the gap is a failover measured in seconds: retry sooner (a refusal costs ~nothing).
+RETRY_MAX_FAILOVER = 2.0
 
 
 @dataclass(slots=True)
@@ -119,7 +121,7 @@ class Waiter:
             if code == EXIT_REFUSED and not connected_once:
                 pass  # unbounded waits also ride out a hub that is not up yet
             await asyncio.sleep(delay * (0.5 + random.random()))  # jitter, not crypto
-            delay = min(RETRY_MAX, delay * 2)
+            delay = min(RETRY_MAX_FAILOVER if failover else RETRY_MAX, delay * 2)
 
     async def _attempt(self, deadline: float | None) -> int | None:
         """One connection. None means it dropped after being ready (re-arm)."""
