@@ -58,6 +58,10 @@ URIS = [
     "not a uri",
     "",
     "ws://127.0.0.1:9",
+    "ws://127.0.0.1:9,,ws://127.0.0.1:10",
+    "ws://127.0.0.1:9,http://127.0.0.1:10",
+    ",",
+    "ws://127.0.0.1:9, ws://127.0.0.1:10",
 ]
 NUMBERS = ["-1", "0", "nan", "inf", "-inf", "1e309", "0x10", "abc", "", "99999999999999999999"]
 # Free text without NUL (argv cannot carry it) or lone surrogates.

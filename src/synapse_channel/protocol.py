@@ -48,6 +48,7 @@ class Close(IntEnum):
     HOST_CAP = 4015
     NAME_OWNED = 4016
     SLOW_CONSUMER = 4017  # ours: more than --max-queue-bytes waited unsent for this socket
+    STANDBY = 4018  # ours: a standby hub (PostgreSQL HA); the reason is "standby; leader=<uri>"
 
 
 REASON_SUPERSEDED = "superseded"
@@ -66,6 +67,8 @@ REASON_SEATS_REQUIRED = "auth denied: this hub now requires a seat"
 REASON_BAD_NAME = "identity refused: invalid name"
 REASON_ROLE = "identity refused: role not granted"
 REASON_SLOW_CONSUMER = "slow consumer: send queue over limit"
+#: A standby hub's close reason (4018) starts with this; the leader's advertised URI follows (may be empty).
+REASON_STANDBY_PREFIX = "standby; leader="
 
 
 class ProtocolError(ValueError):

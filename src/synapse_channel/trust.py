@@ -58,8 +58,14 @@ def uri_host(uri: str) -> str | None:
         return None
 
 
-def is_loopback_uri(uri: str) -> bool:
-    """True when ``uri`` is a ``ws://``/``wss://`` URI whose host is this machine."""
+def _elements(uri: str) -> list[str]:
+    """The addresses of a hub URI or comma-separated list (see :mod:`synapse_channel.client.addresses`)."""
+    from .client.addresses import split_addresses
+
+    return split_addresses(uri) or [uri]
+
+
+def _is_loopback_one(uri: str) -> bool:
     try:
         scheme = urlsplit(uri).scheme
     except ValueError:
@@ -67,24 +73,31 @@ def is_loopback_uri(uri: str) -> bool:
     return scheme in ("ws", "wss") and is_loopback_host(uri_host(uri))
 
 
+def is_loopback_uri(uri: str) -> bool:
+    """True when ``uri`` is a ``ws://``/``wss://`` URI whose host is this machine (for a list: every one)."""
+    return all(_is_loopback_one(u) for u in _elements(uri))
+
+
 def is_tls_uri(uri: str) -> bool:
-    """True for ``wss://`` (the transport encrypts whatever it carries)."""
-    return uri.strip().lower().startswith("wss://")
+    """True for ``wss://`` (the transport encrypts whatever it carries); for a list, every address."""
+    return all(u.lower().startswith("wss://") for u in _elements(uri))
 
 
 def transport_problem(uri: str) -> str | None:
-    """Why a secret may not be sent to ``uri``, or None when it may.
+    """Why a secret may not be sent to ``uri`` (any address of a list), or None when it may.
 
     The only refusal is plain ``ws://`` to a host that is not loopback: anyone
     on the path could read the token out of the registration frame.
     """
-    if is_tls_uri(uri) or is_loopback_uri(uri):
-        return None
-    host = uri_host(uri) or uri
-    return (
-        f"refusing to send the hub token over plain ws:// to {host}, which is not this machine; "
-        "use a wss:// URI (or a loopback hub)"
-    )
+    for one in _elements(uri):
+        if is_tls_uri(one) or _is_loopback_one(one):
+            continue
+        host = uri_host(one) or one
+        return (
+            f"refusing to send the hub token over plain ws:// to {host}, which is not this machine; "
+            "use a wss:// URI (or a loopback hub)"
+        )
+    return None
 
 
 def project_refusal(key: str, value: object, *, trusted: bool) -> str | None:
@@ -99,7 +112,7 @@ def project_refusal(key: str, value: object, *, trusted: bool) -> str | None:
         return None
     if key == "hub.token_file":
         return "an untrusted project may not choose the token file"
-    if key == "hub.uri" and not is_loopback_uri(str(value)):
+    if key == "hub.uri" and not is_loopback_uri(str(value)):  # a list: every address must be loopback
         return "an untrusted project may not point clients at a non-loopback hub"
     if key == "paths.home":
         return "an untrusted project may not move the coordination home (feed, cursors, database)"

@@ -63,7 +63,10 @@ def connection_options(
             "--uri",
             envvar="SYNAPSE_URI",
             callback=_uri_default,
-            help=f"Hub URI (ws:// or wss://); env SYNAPSE_URI, then [hub] uri, then {DEFAULT_URI}.",
+            help=(
+                f"Hub URI (ws:// or wss://), or a comma-separated list tried in order; "
+                f"env SYNAPSE_URI, then [hub] uri, then {DEFAULT_URI}."
+            ),
         )(fn)
         return fn
 
@@ -125,25 +128,19 @@ def _uri_default(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def checked_uri(uri: str) -> str:
-    """``uri`` if it is a ws:// or wss:// URI with a host; else a usage error (exit 2).
+    """``uri`` if it is a ws:// or wss:// URI with a host, or a comma-separated list of them; else a usage error.
 
     An ``http://`` URI is a typo for the hub's address, not an unreachable hub,
     so it is reported as a bad argument rather than as "could not reach hub".
+    A list (``ws://h1:8876,ws://h2:8876``) is tried in order by every command;
+    one bad element fails the whole value (exit 2), naming that element.
     """
-    from urllib.parse import urlsplit
+    from ..client.addresses import AddressError, parse_addresses
 
     try:
-        parts = urlsplit(uri)
-        ok = parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
-        parts.port  # noqa: B018  (raises ValueError for a bad port)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise click.BadParameter(
-            f"{uri!r} is not a hub URI; expected ws://HOST:PORT or wss://HOST:PORT (e.g. {DEFAULT_URI})",
-            param_hint="'--uri' / SYNAPSE_URI",
-        )
-    return uri
+        return ",".join(parse_addresses(uri))
+    except AddressError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--uri' / SYNAPSE_URI") from None
 
 
 def read_token_file(path: Path) -> str:
@@ -175,7 +172,7 @@ def refuse_insecure(uri: str, token: str | None) -> None:
     if token:
         from ..trust import transport_problem
 
-        problem = transport_problem(uri)
+        problem = transport_problem(uri)  # every address of a list
         if problem is not None:
             raise click.ClickException(problem)
 

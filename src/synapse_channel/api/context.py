@@ -42,7 +42,7 @@ def default_identity() -> str | None:
 
 
 def default_uri() -> str:
-    """``SYNAPSE_URI``, else ``[hub] uri``, else ``ws://localhost:8876``."""
+    """``SYNAPSE_URI``, else ``[hub] uri``, else ``ws://localhost:8876`` (possibly a comma-separated list)."""
     from ..client import context
 
     return context.default_uri()

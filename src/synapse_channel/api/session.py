@@ -20,6 +20,7 @@ from typing import Any
 
 from ..client.connection import (
     EXIT_YIELD,
+    BadAddress,
     HubClient,
     HubClosed,
     HubError,
@@ -74,6 +75,8 @@ def translate(exc: HubError) -> SynapseError:
         return InsecureTransport(str(exc))
     if isinstance(exc, _ClientForbidden):
         return Forbidden(str(exc), "FORBIDDEN")
+    if isinstance(exc, BadAddress):
+        return Refused(str(exc), "BAD_URI")
     if isinstance(exc, HubUnreachable):
         return Unreachable(str(exc))
     if isinstance(exc, HubClosed) and exc.code == 4010 and "auth" in exc.reason.lower():
@@ -82,6 +85,19 @@ def translate(exc: HubError) -> SynapseError:
         kind = Superseded if exc.exit_code == EXIT_YIELD else Closed
         return kind(str(exc), exc.code, exc.reason, exc.exit_code)
     return SynapseError(str(exc))
+
+
+def checked_addresses(uri: str) -> str:
+    """``uri`` (one hub URI or a comma-separated list, tried in order) if every element is well formed.
+
+    A bad element raises :class:`Refused` (code ``BAD_URI``) naming it, before any socket opens.
+    """
+    from ..client.addresses import AddressError, parse_addresses
+
+    try:
+        return ",".join(parse_addresses(uri))
+    except AddressError as exc:
+        raise Refused(str(exc), "BAD_URI") from None
 
 
 def refusal(frame: Mapping[str, Any]) -> Refused:
@@ -100,6 +116,11 @@ class Session:
     ``[hub] uri``, and ``--token``/``SYNAPSE_TOKEN``/token files. Without any
     identity the session uses a one-shot name (enough to read the board or
     the roster; a claim needs a real owner).
+
+    ``uri`` may be a comma-separated list of hubs of one failover group: a
+    connection goes to the first that welcomes it, following a standby's
+    leader hint only to an address of the list (a malformed element raises
+    :class:`Refused` with code ``BAD_URI``).
 
     ``announce=False`` (the default) registers quietly: the name is not put
     on the roster for others to see, like the CLI's one-shot commands. A
@@ -130,7 +151,7 @@ class Session:
         except context.TokenFileError as exc:
             raise Refused(str(exc), "TOKEN_FILE") from None
         self.name = name or context.default_identity() or context.one_shot("api")
-        self.uri = uri or context.default_uri()
+        self.uri = checked_addresses(uri or context.default_uri())
         self.timeout = timeout
         extra: dict[str, Any] = {} if announce else {"quiet": True}
         extra.update(registration or {})
@@ -164,6 +185,11 @@ class Session:
     def hub_id(self) -> str:
         """The hub's id once connected ("unknown" before)."""
         return self._client.hub_id
+
+    @property
+    def address(self) -> str | None:
+        """The address that welcomed this session (one of ``uri`` when it lists several); None before."""
+        return self._client.address
 
     async def close(self) -> None:
         """Close the connection (safe to call twice)."""

@@ -23,8 +23,8 @@ class SyncSession:
     """The same calls as :class:`Session`, blocking. ``with SyncSession("proj/a") as s: s.send("proj/b", "hi")``."""
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
+        self.session = Session(name, **options)  # first: a refused option leaves no loop open
         self._loop = asyncio.new_event_loop()
-        self.session = Session(name, **options)
 
     @property
     def name(self) -> str:

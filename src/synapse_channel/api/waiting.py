@@ -31,6 +31,10 @@ async def wait(
 ) -> tuple[Message, ...]:
     """Wait up to ``timeout`` seconds (0: forever, riding out hub restarts) for messages to ``name``.
 
+    ``uri`` may list several hubs of one failover group (``ws://h1:8876,ws://h2:8876``):
+    a dropped connection re-arms on the next that answers, from the same
+    mailbox cursor, so a message is neither lost nor returned twice.
+
     Returns the messages that woke it, oldest first (several when they came
     together), or ``()`` on timeout. With ``ack`` (the default) the
     identity's mailbox is acknowledged through them, so the hub will not
@@ -51,7 +55,7 @@ async def wait(
     from ..paths import mailbox_cursor_path
     from ..protocol import name_problem, owner_of
     from .errors import Refused
-    from .session import translate
+    from .session import checked_addresses, translate
 
     who = name or context.default_identity()
     if not who:
@@ -65,7 +69,7 @@ async def wait(
         raise Refused(str(exc), "TOKEN_FILE") from None
     got: list[dict[str, Any]] = []
     spec = WaitSpec(
-        uri=uri or context.default_uri(),
+        uri=checked_addresses(uri or context.default_uri()),
         for_name=for_name,
         connect_name=receiver or f"{for_name}-rx",
         token=secret,

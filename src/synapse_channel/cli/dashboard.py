@@ -45,10 +45,11 @@ def dashboard(
         who = type(who)(who.uri, f"{who.name}~dashboard", who.token)  # never collides with the identity's own socket
 
     async def go() -> int:
-        reply = await ask(who, "dashboard_login_request", lambda f: f.get("type") == "dashboard_login")
+        where: list[str] = []
+        reply = await ask(who, "dashboard_login_request", lambda f: f.get("type") == "dashboard_login", where=where)
         if not reply.get("nonce"):
             raise Verdict("the hub did not hand out a login link (is it older than this synapse?)")
-        url = login_url(who.uri, reply)
+        url = login_url(where[0] if where else who.uri, reply)  # the nonce is good on the hub that issued it
         expires = reply.get("expires_in", 60)
         if as_json:
             emit_json({"ok": True, "url": url, "expires_in": expires})

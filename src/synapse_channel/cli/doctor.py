@@ -68,6 +68,12 @@ def local_report(config: Any, uri: str | None, token: str | None, token_file: Pa
         token_info["owner_only"] = {None: True, "empty": True, "exposed": False}.get(kind)  # unreadable: unknown
         if issue is not None:
             (problems if issue[0] == "exposed" else warnings).append(issue[1])
+    from ..client.addresses import AddressError, parse_addresses
+
+    try:
+        parse_addresses(hub_uri)  # a list is fine; every element must be a hub URI
+    except AddressError as exc:
+        problems.append(f"hub uri: {exc}")
     configured = origin.source != "none"
     refusal = transport_problem(hub_uri) if configured else None
     if refusal is not None:

@@ -115,7 +115,7 @@ async def _send(req: SendRequest) -> int:
         await client.connect(client.frame("chat", req.target, req.text, **extra))
         reply = await client.wait_for(answers, req.timeout)
     except HubError as exc:
-        say(req.name, str(exc) + (f" ({req.uri})" if "reach" not in str(exc) else ""))
+        say(req.name, str(exc) + (f" ({client.address or req.uri})" if "reach" not in str(exc) else ""))
         dropped = exc.exit_code == EXIT_DROPPED  # it may have reached the hub: the outcome is unknown
         if req.as_json:
             outcome = "unknown" if dropped else "refused"
@@ -231,7 +231,7 @@ async def _listen(uri: str, name: str, token: str | None, for_name: str | None, 
         loop.add_signal_handler(sig, stop.set)
     try:
         await client.connect()
-        say(name, f"listening{' for ' + for_name if for_name else ''} on {uri}")
+        say(name, f"listening{' for ' + for_name if for_name else ''} on {client.address or uri}")
         while (frame := await client.recv_until(stop)) is not None:
             _print_frame(frame, for_name, addresses, as_json)
     except HubError as exc:

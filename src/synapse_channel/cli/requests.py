@@ -76,18 +76,28 @@ def emit_json(obj: dict[str, Any]) -> None:
 
 
 async def ask(
-    who: Caller, frame_type: str, settles: Callable[[Frame], bool], timeout: float = 5.0, **fields: Any
+    who: Caller,
+    frame_type: str,
+    settles: Callable[[Frame], bool],
+    timeout: float = 5.0,
+    *,
+    where: list[str] | None = None,
+    **fields: Any,
 ) -> Frame:
     """Send one request through the public API's :class:`~synapse_channel.api.Session`; the frame that settles it.
 
     Raises :class:`Verdict` for an ``error`` addressed to us, an unreachable
-    hub (1) or no answer in time (3).
+    hub (1) or no answer in time (3). ``where`` receives the address that
+    answered (``who.uri`` may be a list of several).
     """
     from ..api import Session, SynapseError
 
     try:
         async with Session(who.name, uri=who.uri, token=who.token, timeout=timeout) as session:
-            return await session.request(session.frame(frame_type, **fields), settles, timeout)
+            reply = await session.request(session.frame(frame_type, **fields), settles, timeout)
+            if where is not None and session.address:
+                where.append(session.address)
+            return reply
     except SynapseError as exc:
         raise verdict_of(who, exc) from None
 

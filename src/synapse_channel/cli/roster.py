@@ -148,6 +148,7 @@ async def _health(uri: str, name: str, token: str | None, timeout: float, as_jso
     finally:
         await client.close()
     n = welcome.get("connected_clients")
+    uri = client.address or uri  # with a list of hubs: the one that answered
     if as_json:
         body = {
             "ok": True,

@@ -36,6 +36,25 @@ class Insecure(ValueError):
     """A secret would cross the network in clear text; refused before connecting."""
 
 
+class _Closed(Exception):
+    """The peer's close frame (internal: :meth:`BlockingClient.recv` decides what it means)."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a failed connection attempt (the caller names the address)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]
+
+
 def _mask(data: bytes, key: bytes) -> bytes:
     n = len(data)
     if not n:
@@ -69,43 +88,107 @@ class BlockingClient:
         self.quiet = quiet
         self.sock: socket.socket | None = None
         self._buf = b""
+        #: The address that answered (one element of ``uri``, which may be a comma-separated list).
+        self.address: str | None = None
+        self._addresses: tuple[str, ...] = ()
+        self._order: list[str] = []
+        self._tried: list[str] = []
+        self._failures: list[str] = []
+        self._pipelined: tuple[Frame, ...] = ()
+        self._welcomed = False
 
     def frame(self, ftype: str, target: str = SYSTEM_TARGET, payload: Any = "", **extra: Any) -> Frame:
         """A frame from this client, stamped now."""
         return client_frame(ftype, self.name, target, payload, time.time(), **extra)
 
     def open(self, *pipelined: Frame) -> None:
-        """Connect, register and write ``pipelined`` frames without waiting for ``welcome``."""
+        """Connect, register and write ``pipelined`` frames without waiting for ``welcome``.
+
+        With a list of addresses the first that accepts the socket is used; a
+        standby's close (or a close before ``welcome``) is noticed by
+        :meth:`recv`, which moves on to the next address (or the standby's
+        leader, when it is in the list) and writes ``pipelined`` again there.
+        """
+        from .addresses import AddressError, parse_addresses
+
+        try:
+            self._addresses = parse_addresses(self.uri)
+        except AddressError as exc:
+            raise Unreachable(str(exc)) from None
         if self.token:
             from ..trust import transport_problem
 
-            problem = transport_problem(self.uri)
-            if problem is not None:
-                raise Insecure(problem)
-        parts = urlsplit(self.uri)
+            for uri in self._addresses:
+                problem = transport_problem(uri)
+                if problem is not None:
+                    raise Insecure(problem)
+        self._order = list(self._addresses)
+        self._pipelined = pipelined
+        self._open_next()
+
+    def _open_next(self) -> None:
+        """Open the next untried address and write the registration and pipelined frames there."""
+        while self._order:
+            uri = self._order.pop(0)
+            if uri in self._tried:
+                continue
+            self._tried.append(uri)
+            try:
+                self._open_one(uri)
+            except (OSError, ValueError) as exc:
+                self.close()
+                self._failures.append(f"{uri} ({_describe(exc)})")
+                continue
+            self.address = uri
+            return
+        self._give_up()
+
+    def _give_up(self) -> None:
+        if len(self._failures) == 1:
+            raise Unreachable(f"could not reach hub at {self._failures[0]}")
+        raise Unreachable("could not reach any hub: " + "; ".join(self._failures))
+
+    def _open_one(self, uri: str) -> None:
+        parts = urlsplit(uri)
         secure = parts.scheme == "wss"
         host = parts.hostname or "localhost"
         port = parts.port or (443 if secure else 80)
-        try:
-            sock = socket.create_connection((host, port), timeout=self.timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes: no Nagle/delayed-ACK stall
-            if secure:
-                import ssl
+        self._buf = b""
+        sock = socket.create_connection((host, port), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes: no Nagle/delayed-ACK stall
+        if secure:
+            import ssl
 
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-            self.sock = sock
-            self._handshake(parts.netloc or host, parts.path or "/")
-        except (OSError, ValueError) as exc:
-            self.close()
-            raise Unreachable(f"could not reach hub at {self.uri} ({exc or type(exc).__name__})") from None
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        self.sock = sock
+        self._handshake(parts.netloc or host, parts.path or "/")
         extra: dict[str, Any] = {"wake_capability": "direct", "protocol_version": PROTOCOL_VERSION}
         if self.token:
             extra["token"] = self.token
         if self.quiet:
             extra["quiet"] = True
-        frames = (self.frame("heartbeat", payload="online", **extra), *pipelined)
-        assert self.sock is not None
+        frames = (self.frame("heartbeat", payload="online", **extra), *self._pipelined)
         self.sock.sendall(b"".join(_frame(OP_TEXT, json.dumps(f, separators=(",", ":")).encode()) for f in frames))
+
+    def _lost_before_welcome(self, why: str, code: int | None, reason: str) -> None:
+        """The hub at ``address`` went away before welcoming us: try the next address (or give up)."""
+        from .addresses import listed, standby_hint
+
+        uri = self.address or self.uri
+        self.close()
+        self.address = None
+        hint = standby_hint(code, reason)
+        leader = listed(hint, self._addresses) if hint else None
+        if leader is not None and leader not in self._tried:
+            self._order.insert(0, leader)
+            self._failures.append(f"{uri} (a standby; its leader {leader} was tried next)")
+        elif hint and leader is None:
+            self._failures.append(f"{uri} (a standby; its leader {hint} is not in your hub URI list, not contacted)")
+        elif hint is not None:
+            self._failures.append(f"{uri} (a standby; no leader {'reachable' if hint else 'elected yet'})")
+        else:
+            self._failures.append(f"{uri} ({why})")
+        self._open_next()
 
     def _handshake(self, netloc: str, path: str) -> None:
         assert self.sock is not None
@@ -145,7 +228,31 @@ class BlockingClient:
         return data
 
     def recv(self, deadline: float) -> Frame | None:
-        """The next JSON object frame; None at ``deadline``. Raises ConnectionError on close."""
+        """The next JSON object frame; None at ``deadline``. Raises ConnectionError on close.
+
+        Before ``welcome``, a close (a standby's 4018, a hub going down) moves
+        on to the next address instead; :class:`Unreachable` when none is left.
+        """
+        while True:
+            try:
+                frame = self._recv_one(deadline)
+            except _Closed as exc:
+                from .addresses import GOING_DOWN, STANDBY_CLOSE
+
+                if self._welcomed or exc.code not in (*GOING_DOWN, STANDBY_CLOSE):
+                    raise ConnectionError(f"the hub closed the connection {exc.reason}".strip()) from None
+                self._lost_before_welcome(f"closed before welcome, code {exc.code}", exc.code, exc.reason)
+                continue
+            except ConnectionError as exc:
+                if self._welcomed:
+                    raise
+                self._lost_before_welcome(str(exc), None, "")
+                continue
+            if frame is not None and frame.get("type") == "welcome":
+                self._welcomed = True
+            return frame
+
+    def _recv_one(self, deadline: float) -> Frame | None:
         message = b""
         while True:
             try:
@@ -162,8 +269,8 @@ class BlockingClient:
                 return None
             opcode = b0 & 0x0F
             if opcode == OP_CLOSE:
-                reason = payload[2:].decode(errors="replace") if len(payload) >= 2 else ""
-                raise ConnectionError(f"the hub closed the connection {reason}".strip())
+                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                raise _Closed(code, payload[2:].decode(errors="replace") if len(payload) >= 2 else "")
             if opcode == OP_PING:
                 assert self.sock is not None
                 self.sock.sendall(_frame(OP_PONG, payload))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import PROTOCOL_VERSION, SYSTEM_TARGET, client_frame
+from .addresses import GOING_DOWN, STANDBY_CLOSE, AddressError, listed, parse_addresses, standby_hint
 from .wire import WebSocketStream, WireClosed
 
 DEFAULT_URI = "ws://localhost:8876"
@@ -65,7 +67,13 @@ class Forbidden(HubError):
 
 
 class HubUnreachable(HubError):
-    """Nothing answered at the URI (or the handshake failed)."""
+    """Nothing answered at the URI (or the handshake failed); with a list, at none of its addresses."""
+
+
+class BadAddress(HubError):
+    """The URI (list) is malformed: a usage error, not worth retrying."""
+
+    retryable = False
 
 
 class HubClosed(HubError):
@@ -107,6 +115,8 @@ def classify_close(code: int | None, reason: str, *, ready: bool) -> tuple[int, 
         return EXIT_REFUSED, "the hub is at capacity (--max-clients)"
     if code == 4015:
         return EXIT_REFUSED, "too many connections from this host (--max-connections-per-host)"
+    if code == STANDBY_CLOSE:
+        return (EXIT_DROPPED if ready else EXIT_REFUSED), f"the hub is a standby now ({reason or 'no leader named'})"
     if ready:
         return EXIT_DROPPED, "connection closed; re-arm the waiter"
     return EXIT_REFUSED, f"the hub closed the connection (code {code}) before it was ready"
@@ -119,7 +129,12 @@ def new_client_msg_id() -> str:
 
 @dataclass(slots=True)
 class HubClient:
-    """One registered connection to a hub."""
+    """One registered connection to a hub.
+
+    ``uri`` may be a comma-separated list: :meth:`connect` tries each address
+    in order and follows a standby's leader hint when it names one of them;
+    ``address`` is the one that welcomed us.
+    """
 
     uri: str
     name: str
@@ -132,6 +147,10 @@ class HubClient:
     backlog: list[dict[str, Any]] = field(default_factory=list)
     pm: Any = None
     closed_by: tuple[int | None, str] | None = None
+    #: The address that welcomed this client (one element of ``uri``); None before.
+    address: str | None = None
+    #: An address of ``uri`` to try first (a leader a standby named when it dropped us).
+    prefer: str | None = None
 
     @property
     def hub_id(self) -> str:
@@ -156,40 +175,113 @@ class HubClient:
             value and any(word in key.lower() for word in SECRET_WORDS) for key, value in self.registration.items()
         )
 
+    def addresses(self) -> tuple[str, ...]:
+        """The addresses of ``uri`` in order; :class:`BadAddress` for a malformed element."""
+        try:
+            return parse_addresses(self.uri)
+        except AddressError as exc:
+            raise BadAddress(str(exc)) from None
+
     def check_transport(self) -> None:
-        """Raise :class:`InsecureTransport` if registering would send a secret over plain ``ws://`` off-machine."""
+        """Raise :class:`InsecureTransport` if registering would send a secret over plain ``ws://`` off-machine.
+
+        Every configured address is checked before any socket opens: the
+        list is tried in an order the hubs influence, so one bad element
+        is a bad configuration, not a fallback.
+        """
         if self.carries_secret():
             from ..trust import transport_problem
 
-            problem = transport_problem(self.uri)
-            if problem is not None:
-                raise InsecureTransport(problem)
+            for uri in self.addresses():
+                problem = transport_problem(uri)
+                if problem is not None:
+                    raise InsecureTransport(problem)
 
     async def connect(self, *pipelined: dict[str, Any]) -> dict[str, Any]:
         """Open, register, send ``pipelined`` frames, and wait for ``welcome``.
 
         Raises :class:`InsecureTransport` (before connecting) when the
-        registration carries a secret and the URI is plain ``ws://`` to a
-        non-loopback host.
+        registration carries a secret and an address is plain ``ws://`` to a
+        non-loopback host. With several addresses, one that refuses, times
+        out or is a standby (close 4018) passes the turn to the next; a
+        standby's leader hint is tried next when it is one of the addresses,
+        and never otherwise. When every address fails, :class:`HubUnreachable`
+        names each and why, on one line. Any other refusal (a name in use, a
+        bad credential) is the hub's answer and is raised at once.
         """
+        addresses = self.addresses()
         self.check_transport()
+        order = list(addresses)
+        if self.prefer in order:
+            order.remove(self.prefer)
+            order.insert(0, self.prefer)
+        tried: list[str] = []
+        failures: list[str] = []
+        last_close: HubClosed | None = None
+        while order:
+            uri = order.pop(0)
+            if uri in tried:
+                continue
+            tried.append(uri)
+            try:
+                return await self._connect_one(uri, pipelined)
+            except HubUnreachable as exc:
+                self.address = None
+                failures.append(f"{uri} ({exc})")
+            except HubClosed as exc:
+                await self.close()
+                self.address = None
+                hint = standby_hint(exc.code, exc.reason)
+                if hint is None and exc.code in GOING_DOWN:
+                    last_close = exc  # a hub on its way down: the next address may be its successor
+                    failures.append(f"{uri} (closed before welcome, code {exc.code})")
+                    continue
+                if hint is None:
+                    raise
+                leader = listed(hint, addresses)
+                if leader is not None and leader not in tried:
+                    order.insert(0, leader)
+                    failures.append(f"{uri} (a standby; its leader {leader} was tried next)")
+                elif leader is not None:
+                    failures.append(f"{uri} (a standby; its leader {leader} failed too)")
+                elif hint:
+                    failures.append(
+                        f"{uri} (a standby; its leader {hint} is not in your hub URI list, so it was not contacted:"
+                        " add it to --uri/SYNAPSE_URI/[hub] uri if you trust it)"
+                    )
+                else:
+                    failures.append(f"{uri} (a standby; no leader elected yet)")
+        if len(failures) == 1 and last_close is not None:
+            raise last_close
+        if len(failures) == 1:
+            raise HubUnreachable(f"could not reach hub at {failures[0]}")
+        raise HubUnreachable("could not reach any hub: " + "; ".join(failures))
+
+    async def _connect_one(self, uri: str, pipelined: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+        """Connect to one address; :class:`HubUnreachable` carries only the reason (the caller names ``uri``)."""
+        self.ws, self.welcome, self.backlog, self.closed_by = None, None, [], None
         try:
-            self.ws = await asyncio.wait_for(WebSocketStream.open(self.uri), self.ready_timeout)
+            self.ws = await asyncio.wait_for(WebSocketStream.open(uri), self.ready_timeout)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
-            raise HubUnreachable(f"could not reach hub at {self.uri} ({_describe(exc)})") from None
-        await self.send(self.registration_frame())
-        for frame in pipelined:
-            await self.send(frame)
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            got = await self._recv(deadline, ready=False)
-            if got is None:
-                raise HubUnreachable(f"no welcome from hub at {self.uri} within {self.ready_timeout:g}s")
-            if got.get("type") == "welcome":
-                self.welcome = got
-                await self._notify("client_connected", welcome=got)
-                return got
-            self.backlog.append(got)
+            raise HubUnreachable(_describe(exc)) from None
+        self.address = uri
+        try:
+            await self.send(self.registration_frame())
+            for frame in pipelined:
+                await self.send(frame)
+            deadline = time.monotonic() + self.ready_timeout
+            while True:
+                got = await self._recv(deadline, ready=False)
+                if got is None:
+                    raise HubUnreachable(f"no welcome within {self.ready_timeout:g}s")
+                if got.get("type") == "welcome":
+                    self.welcome = got
+                    await self._notify("client_connected", welcome=got)
+                    return got
+                self.backlog.append(got)
+        except HubUnreachable:
+            await self.close()
+            raise
 
     async def send(self, frame: dict[str, Any]) -> None:
         """Write one frame."""
@@ -287,7 +379,7 @@ class HubClient:
             from ..dispatch import notify
             from ..events import ClientInfo
 
-            await notify(self.pm, hook, client=ClientInfo(self.name, self.uri, self.hub_id), **kwargs)
+            await notify(self.pm, hook, client=ClientInfo(self.name, self.address or self.uri, self.hub_id), **kwargs)
 
     async def close(self) -> None:
         """Say goodbye with 1000 (errors on an already-dead socket are ignored)."""
@@ -301,6 +393,13 @@ class HubClient:
 
 
 def _describe(exc: BaseException) -> str:
+    """A short reason for a failed connection attempt (the caller names the address)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
 

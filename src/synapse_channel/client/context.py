@@ -53,7 +53,7 @@ def runtime() -> tuple[Any, Any]:
 
 
 def default_uri() -> str:
-    """``SYNAPSE_URI``, else ``[hub] uri``, else :data:`DEFAULT_URI`."""
+    """``SYNAPSE_URI``, else ``[hub] uri``, else :data:`DEFAULT_URI`; may be a list (see :mod:`.addresses`)."""
     return os.environ.get("SYNAPSE_URI") or str(settings().get("hub.uri") or DEFAULT_URI)
 
 

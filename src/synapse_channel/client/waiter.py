@@ -34,6 +34,8 @@ from .connection import (
 STALE_REPLAY_SECONDS = 900
 DRAIN_WINDOW = 0.01
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
+#: With several addresses the gap is a failover measured in seconds: retry sooner (a refusal costs ~nothing).
+RETRY_MAX_FAILOVER = 2.0
 
 
 @dataclass(slots=True)
@@ -68,6 +70,8 @@ class Waiter:
     output: Callable[[list[dict[str, Any]]], None] | None = None
     #: The failure behind the last non-zero exit code (None after a wake or a timeout).
     error: HubError | None = None
+    #: The configured address to try first on the next attempt (the leader a stepping-down hub named).
+    prefer: str | None = None
 
     @property
     def last_error(self) -> str:
@@ -92,21 +96,32 @@ class Waiter:
         return WakeFilter(s.for_name, s.connect_name, s.roles, s.directed_only)
 
     async def run(self) -> int:
-        """Wait once (or forever with ``timeout=0``, re-arming after drops)."""
+        """Wait once (or forever with ``timeout=0``, re-arming after drops).
+
+        With several hub addresses (a failover pair), a bounded wait also
+        re-arms after its connection drops, on whichever address answers
+        (or the leader a standby names), until its deadline: the cursor is
+        the same, so nothing is lost and nothing surfaces twice.
+        """
         deadline = None if self.spec.timeout <= 0 else time.monotonic() + self.spec.timeout
         delay = RETRY_MIN
         connected_once = False
+        failover = len(_split(self.spec.uri)) > 1
         while True:
             code = await self._attempt(deadline)
             if code is None:
                 connected_once = True
                 code = EXIT_DROPPED
-            if self.final or self.spec.timeout > 0 or code not in (EXIT_DROPPED, EXIT_REFUSED):
+            if self.final or code not in (EXIT_DROPPED, EXIT_REFUSED):
                 return code
+            if deadline is not None:
+                riding = failover and connected_once and (code == EXIT_DROPPED or self.last_unreachable)
+                if not riding or time.monotonic() + delay >= deadline:
+                    return code
             if code == EXIT_REFUSED and not connected_once:
                 pass  # unbounded waits also ride out a hub that is not up yet
             await asyncio.sleep(delay * (0.5 + random.random()))  # jitter, not crypto
-            delay = min(RETRY_MAX, delay * 2)
+            delay = min(RETRY_MAX_FAILOVER if failover else RETRY_MAX, delay * 2)
 
     async def _attempt(self, deadline: float | None) -> int | None:
         """One connection. None means it dropped after being ready (re-arm)."""
@@ -117,11 +132,19 @@ class Waiter:
         if s.mailbox:
             registration.update(mailbox=True, since_seq=self.cursor, mailbox_for=s.for_name)
         client = HubClient(
-            s.uri, s.connect_name, token=s.token, wake_capability="passive", registration=registration, pm=s.pm
+            s.uri,
+            s.connect_name,
+            token=s.token,
+            wake_capability="passive",
+            registration=registration,
+            pm=s.pm,
+            prefer=self.prefer,
         )
+        self.prefer = None
         try:
             await client.connect()
-            self._say(f"waiting for messages to {s.for_name}")
+            at = f" at {client.address}" if client.address and client.address != s.uri else ""  # a list: say which
+            self._say(f"waiting for messages to {s.for_name}{at}")
             frames = await self._collect(client, deadline)
             self.error = None
             if frames is None:
@@ -131,9 +154,11 @@ class Waiter:
             return EXIT_OK
         except HubError as exc:
             self.error = exc
-            self._say(f"{exc} ({s.uri})")
+            where = client.address or s.uri
+            self._say(str(exc) if isinstance(exc, HubUnreachable) else f"{exc} ({where})")
             self.final = not exc.retryable
             if getattr(exc, "ready", False) and exc.exit_code == EXIT_DROPPED:
+                self.prefer = _leader(exc, s.uri)
                 return None
             return exc.exit_code
         finally:
@@ -248,6 +273,25 @@ class Waiter:
             from ..dispatch import notify
 
             await notify(self.spec.pm, "wake_delivered", identity=self.spec.for_name, frames=frames)
+
+
+def _split(uri: str) -> list[str]:
+    from .addresses import split_addresses
+
+    return split_addresses(uri)
+
+
+def _leader(exc: HubError, uri: str) -> str | None:
+    """The configured address a hub named as leader when it dropped us with the standby close, else None."""
+    from .addresses import AddressError, listed, parse_addresses, standby_hint
+
+    hint = standby_hint(getattr(exc, "code", None), getattr(exc, "reason", ""))
+    if not hint:
+        return None
+    try:
+        return listed(hint, parse_addresses(uri))
+    except AddressError:
+        return None
 
 
 def _say(name: str, message: str) -> None:
