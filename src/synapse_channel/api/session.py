@@ -288,10 +288,21 @@ class Session:
     # ------------------------------------------------------------------ messages
 
     async def send(
-        self, target: str, text: str, *, priority: bool = False, require_recipient: bool = False
+        self,
+        target: str,
+        text: str,
+        *,
+        priority: bool = False,
+        require_recipient: bool = False,
+        client_msg_id: str | None = None,
     ) -> SendResult:
-        """Send a chat; directed chats wait for the hub's receipt (delivered, or queued for later)."""
-        msg_id = new_client_msg_id()
+        """Send a chat; directed chats wait for the hub's receipt (delivered, or queued for later).
+
+        ``client_msg_id`` (default: a fresh one) names the message for a
+        receipt asked for later; a caller that must report it even when no
+        answer comes (a :class:`Timeout`) passes its own.
+        """
+        msg_id = client_msg_id or new_client_msg_id()
         want_receipt = not is_broadcast(target) or require_recipient
         fields: dict[str, Any] = {"client_msg_id": msg_id}
         if want_receipt:
@@ -304,7 +315,11 @@ class Session:
                 return False
             if not want_receipt:
                 return f.get("type") == "chat"
-            return f.get("type") == "delivery_receipt" and f.get("sender") == HUB_SENDER
+            return (
+                f.get("type") == "delivery_receipt"
+                and f.get("sender") == HUB_SENDER
+                and isinstance(f.get("delivered"), bool)
+            )
 
         reply = await self.request(self.frame("chat", target, text, **fields), answers)
         seq = reply.get("message_seq", reply.get("seq"))

@@ -86,45 +86,46 @@ class SendRequest:
 
 
 async def _send(req: SendRequest) -> int:
-    from ..client.connection import EXIT_DROPPED, HubClient, HubError, new_client_msg_id
-    from ..protocol import HUB_SENDER, is_broadcast
+    """One chat through :meth:`synapse_channel.api.Session.send`; print the outcome, return the exit code."""
+    import uuid
 
-    client = HubClient(req.uri, req.name, token=req.token, ready_timeout=req.timeout, registration=QUIET)
-    msg_id = new_client_msg_id()
+    from ..api import Refused, Session, SynapseError, Timeout
+    from ..protocol import is_broadcast
+
+    msg_id = f"cli-{uuid.uuid4().hex}"  # ours, so a send with no answer can still name it
     want_receipt = not is_broadcast(req.target) or req.require_recipient
-    extra: dict[str, object] = {"client_msg_id": msg_id}
-    if want_receipt:
-        extra["receipt_requested"] = True
-    if req.priority:
-        extra["priority"] = True
-
-    def answers(f: dict[str, object]) -> bool:
-        if f.get("type") == "error" and f.get("sender") == HUB_SENDER:
-            return True  # the only frame this connection sent was the chat: the hub refused it
-        if f.get("client_msg_id") != msg_id:
-            return False
-        if not want_receipt:
-            return f.get("type") == "chat"
-        return (
-            f.get("type") == "delivery_receipt"
-            and f.get("sender") == HUB_SENDER
-            and isinstance(f.get("delivered"), bool)
-        )
-
+    session: Session | None = None
     try:
-        await client.connect(client.frame("chat", req.target, req.text, **extra))
-        reply = await client.wait_for(answers, req.timeout)
-    except HubError as exc:
-        say(req.name, str(exc) + (f" ({client.address or req.uri})" if "reach" not in str(exc) else ""))
-        dropped = exc.exit_code == EXIT_DROPPED  # it may have reached the hub: the outcome is unknown
-        if req.as_json:
-            outcome = "unknown" if dropped else "refused"
-            body = {"ok": False, "outcome": outcome, "code": None, "error": str(exc)}
-            click.echo(json.dumps(body, sort_keys=True))
-        return SEND_UNKNOWN if dropped else SEND_REFUSED
+        session = Session(req.name, uri=req.uri, token=req.token, timeout=req.timeout)
+        result = await session.send(
+            req.target, req.text, priority=req.priority, require_recipient=req.require_recipient, client_msg_id=msg_id
+        )
+        reply: dict[str, object] | None = dict(result.raw)
+    except Timeout:
+        reply = None
+    except Refused as exc:
+        if not exc.frame:  # refused before anything was sent (a bad address, a seat, a name)
+            return _failed(req, exc, session.address if session else None)
+        reply = dict(exc.frame)  # the hub refused the chat itself
+    except SynapseError as exc:
+        return _failed(req, exc, session.address if session else None)
     finally:
-        await client.close()
+        if session is not None:
+            await session.close()
     return _report(req, reply, msg_id, want_receipt)
+
+
+def _failed(req: SendRequest, exc: Exception, address: str | None) -> int:
+    """A connection-level failure: one line (and the ``--json`` object); 3 when the chat may have reached the hub."""
+    from ..api import Closed
+
+    say(req.name, str(exc) + (f" ({address or req.uri})" if "reach" not in str(exc) else ""))
+    dropped = isinstance(exc, Closed) and exc.exit_code == SEND_UNKNOWN  # it may have reached the hub
+    if req.as_json:
+        outcome = "unknown" if dropped else "refused"
+        body = {"ok": False, "outcome": outcome, "code": None, "error": str(exc)}
+        click.echo(json.dumps(body, sort_keys=True))
+    return SEND_UNKNOWN if dropped else SEND_REFUSED
 
 
 # ``synapse send`` exit codes. 0, 1 and 3 mean what they meant in 0.99; a queued
