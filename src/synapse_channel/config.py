@@ -15,6 +15,10 @@ a non-loopback ``hub.uri`` and any ``trust.*`` are ignored with a one-line
 warning (see
 :mod:`synapse_channel.trust`). Flags and the environment are the user's own and
 are always honoured.
+
+The records here are plain ``__slots__`` classes, not dataclasses: the git
+guard loads the config on every commit, and importing ``dataclasses`` (it
+pulls in ``inspect``) would cost it ~9 ms.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +36,27 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message names the file and line."""
 
 
-@dataclass(frozen=True, slots=True)
 class Setting:
     """One declared key: ``table.key``, its type, default, environment variable and help."""
 
-    key: str
-    type: type
-    default: Any
-    help: str
-    env: str | None = None
-    owner: str = "core"
+    __slots__ = ("default", "env", "help", "key", "owner", "type")
+
+    def __init__(
+        self, key: str, type: type, default: Any, help: str, env: str | None = None, owner: str = "core"
+    ) -> None:
+        self.key, self.type, self.default, self.help, self.env, self.owner = key, type, default, help, env, owner
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.key, self.type, self.default, self.help, self.env, self.owner)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Setting and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.type, self.help, self.env, self.owner))  # a default may be a list
+
+    def __repr__(self) -> str:
+        return "Setting(key={!r}, type={!r}, default={!r}, help={!r}, env={!r}, owner={!r})".format(*self._fields())
 
 
 CORE_SETTINGS = (
@@ -90,34 +104,69 @@ CORE_SETTINGS = (
 )
 
 
-@dataclass(slots=True)
 class Value:
     """An effective value and where it came from."""
 
-    value: Any
-    source: str
+    __slots__ = ("source", "value")
+
+    def __init__(self, value: Any, source: str) -> None:
+        self.value, self.source = value, source
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Value and (self.value, self.source) == (other.value, other.source)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return f"Value(value={self.value!r}, source={self.source!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class Ignored:
     """A project-file setting that was not applied, and why (``synapse doctor`` lists these)."""
 
-    key: str
-    file: str
-    reason: str
+    __slots__ = ("file", "key", "reason")
+
+    def __init__(self, key: str, file: str, reason: str) -> None:
+        self.key, self.file, self.reason = key, file, reason
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Ignored and (self.key, self.file, self.reason) == (other.key, other.file, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.file, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Ignored(key={self.key!r}, file={self.file!r}, reason={self.reason!r})"
 
 
-@dataclass(slots=True)
 class Config:
     """The merged settings for one working directory."""
 
-    settings: dict[str, Setting]
-    values: dict[str, Value] = field(default_factory=dict)
-    project_file: Path | None = None
-    user_file: Path | None = None
-    deferred: dict[str, Value] = field(default_factory=dict)
-    project_trusted: bool = False
-    ignored: list[Ignored] = field(default_factory=list)
+    __slots__ = ("deferred", "ignored", "project_file", "project_trusted", "settings", "user_file", "values")
+
+    def __init__(
+        self,
+        settings: dict[str, Setting],
+        values: dict[str, Value] | None = None,
+        project_file: Path | None = None,
+        user_file: Path | None = None,
+        deferred: dict[str, Value] | None = None,
+        project_trusted: bool = False,
+        ignored: list[Ignored] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.values: dict[str, Value] = {} if values is None else values
+        self.project_file = project_file
+        self.user_file = user_file
+        self.deferred: dict[str, Value] = {} if deferred is None else deferred
+        self.project_trusted = project_trusted
+        self.ignored: list[Ignored] = [] if ignored is None else ignored
+
+    def __repr__(self) -> str:
+        return (
+            f"Config(project_file={self.project_file!r}, user_file={self.user_file!r}, "
+            f"project_trusted={self.project_trusted!r}, values={self.values!r})"
+        )
 
     def get(self, key: str) -> Any:
         """The effective value of ``key`` (its default when nothing set it)."""

@@ -11,7 +11,6 @@ off this machine) are the same as :class:`~synapse_channel.client.connection.Hub
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import socket
@@ -87,7 +86,9 @@ class BlockingClient:
         host = parts.hostname or "localhost"
         port = parts.port or (443 if secure else 80)
         try:
-            sock = socket.create_connection((host, port), timeout=self.timeout)
+            # an ASCII host name as bytes: a str one makes getaddrinfo load the idna codec (~1 ms)
+            address = host.encode() if host.isascii() else host
+            sock = socket.create_connection((address, port), timeout=self.timeout)  # type: ignore[arg-type]
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes: no Nagle/delayed-ACK stall
             if secure:
                 import ssl
@@ -192,7 +193,9 @@ class BlockingClient:
     def close(self) -> None:
         """Send a close frame and drop the socket (errors ignored: the hook is done)."""
         if self.sock is not None:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - not contextlib: one import fewer on every commit
                 self.sock.sendall(_frame(OP_CLOSE, struct.pack("!H", 1000)))
+            except OSError:
+                pass
             self.sock.close()
             self.sock = None
