@@ -194,3 +194,23 @@ async def test_a_merge_releases_the_branch_claims_and_marks_the_task_done(hub: H
         assert [c.task_id for c in await lead.claims()] == []
         board = await lead.board()
         assert next(t for t in board.tasks if t.task_id == "API-7").status == "done"
+
+
+async def test_the_hook_stays_lean(hub: Hub, repo: Path) -> None:
+    """The hook runs on every commit: it must not import what costs milliseconds (asyncio, click, dataclasses)."""
+    import sys
+
+    (repo / "synapse.toml").write_text('[identity]\nproject = "shop"\n')  # the config is read, as in a real project
+    (repo / "a.py").write_text("v2\n")
+    code, out = await git(repo, "add", "a.py")
+    assert code == 0, out
+    script = (
+        "import sys\n"
+        "from synapse_channel.guard.__main__ import main\n"
+        "code = main(['pre-commit'])\n"
+        "heavy = ('asyncio', 'click', 'dataclasses', 'inspect', 'subprocess', 'encodings.idna')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    code, out = await run(sys.executable, "-c", script, cwd=repo, env=agent(hub, "shop/api"))
+    assert code == 0, out
+    assert out.strip() == "0 []"
