@@ -200,7 +200,6 @@ async def test_the_hook_stays_lean(hub: Hub, repo: Path) -> None:
     """The hook runs on every commit: it must not import what costs milliseconds (asyncio, click, dataclasses)."""
     import sys
 
-    (repo / "synapse.toml").write_text('[identity]\nproject = "shop"\n')  # the config is read, as in a real project
     (repo / "a.py").write_text("v2\n")
     code, out = await git(repo, "add", "a.py")
     assert code == 0, out
@@ -208,12 +207,16 @@ async def test_the_hook_stays_lean(hub: Hub, repo: Path) -> None:
         "import sys\n"
         "from synapse_channel.guard.__main__ import main\n"
         "code = main(['pre-commit'])\n"
-        "heavy = ('asyncio', 'click', 'dataclasses', 'inspect', 'subprocess', 'encodings.idna')\n"
+        "heavy = ('asyncio', 'click', 'dataclasses', 'inspect', 'subprocess', 'encodings.idna', 'typing')\n"
         "print(code, sorted(m for m in heavy if m in sys.modules))\n"
     )
     code, out = await run(sys.executable, "-c", script, cwd=repo, env=agent(hub, "shop/api"))
     assert code == 0, out
     assert out.strip() == "0 []"
+    (repo / "synapse.toml").write_text('[identity]\nproject = "shop"\n')  # a config file: tomllib brings typing
+    code, out = await run(sys.executable, "-c", script, cwd=repo, env=agent(hub, "shop/api"))
+    assert code == 0, out
+    assert out.strip() == "0 ['typing']"
 
 
 async def test_absent_hooks_cost_no_process_and_one_written_later_still_runs(hub: Hub, repo: Path) -> None:

@@ -16,13 +16,17 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 from ..protocol import PROTOCOL_VERSION, SYSTEM_TARGET, client_frame
 
-Frame = dict[str, Any]
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Frame = dict[str, Any]
+
 OP_CONT, OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 MAX_MESSAGE = 16 * 2**20
 

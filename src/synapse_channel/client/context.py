@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_URI = "ws://localhost:8876"
 
