@@ -255,6 +255,65 @@ def read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: Entries kept in the parse cache (one per config file read; the oldest go first).
+CACHE_ENTRIES = 64
+#: A file changed less than this long ago is parsed but not cached: file times tick by the
+#: kernel's coarse clock, so two same-size writes within one tick would share a stamp.
+CACHE_SETTLE_NS = 2_000_000_000
+
+
+def cache_file() -> Path:
+    """``$XDG_CACHE_HOME/synapse-channel/config-cache.json`` (default ``~/.cache``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    return Path(base) / "synapse-channel" / "config-cache.json"
+
+
+def read_toml_cached(path: Path) -> dict[str, Any]:
+    """:func:`read_toml`, served from the parse cache while the file is unchanged.
+
+    Why: importing tomllib (with typing and datetime) costs ~5 ms, and the git
+    guard reads the config on every commit. A cache entry holds the parsed
+    data as JSON under the file's device, inode, size, mtime and ctime, taken
+    before the read (an edit during the read only makes the next run parse
+    again; ctime cannot be set back by hand). A file changed within the last
+    :data:`CACHE_SETTLE_NS` is not cached (as git treats a "racily clean"
+    index entry), nor is one with TOML dates; a cache that cannot be read or
+    written is ignored.
+    """
+    import json
+    import time
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    where = cache_file()
+    try:
+        cache = json.loads(where.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
+    hit = cache.get(str(path))
+    if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("data"), dict):
+        data: dict[str, Any] = hit["data"]
+        return data
+    data = read_toml(path)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < CACHE_SETTLE_NS:
+        return data
+    try:
+        cache.pop(str(path), None)
+        cache[str(path)] = {"stamp": stamp, "data": data}
+        text = json.dumps(dict(list(cache.items())[-CACHE_ENTRIES:]))
+        from .paths import write_private
+
+        write_private(where, text)
+    except (OSError, TypeError, ValueError):  # unwritable, or a TOML date: parse again next time
+        pass
+    return data
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -327,7 +386,7 @@ def _apply_file(config: Config, path: Path, source: str, strict: bool, *, projec
     """Apply one file; for the ``project`` file, keys it may not set are recorded in ``ignored``."""
     from .trust import project_refusal
 
-    for key, value in _flatten(read_toml(path)).items():
+    for key, value in _flatten(read_toml_cached(path)).items():
         setting = config.settings.get(key)
         if setting is None and not strict and _plugin_owned(key):
             refusal = project_refusal(key, value, trusted=config.project_trusted) if project else None
