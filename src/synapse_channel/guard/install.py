@@ -65,7 +65,7 @@ ALL_HOOKS = (
     "post-index-change",
 )
 #: What the hooks run: ``python -c`` (not ``-m synapse_channel.guard``: runpy and its imports cost ~2 ms a commit).
-ENTRY = "import sys; from synapse_channel.guard.__main__ import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "from synapse_channel.guard.__main__ import run; run()"
 MARK = "# Written by `synapse guard install`; `synapse guard uninstall` restores the previous hooks."
 
 
