@@ -260,6 +260,8 @@ CACHE_ENTRIES = 64
 #: A file changed less than this long ago is parsed but not cached: file times tick by the
 #: kernel's coarse clock, so two same-size writes within one tick would share a stamp.
 CACHE_SETTLE_NS = 2_000_000_000
+#: Larger files are parsed every time (a repository's file should not bloat the user's cache).
+CACHE_MAX_BYTES = 1 << 18
 
 
 def cache_file() -> Path:
@@ -287,6 +289,8 @@ def read_toml_cached(path: Path) -> dict[str, Any]:
         st = path.stat()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if st.st_size > CACHE_MAX_BYTES:
+        return read_toml(path)
     stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
     where = cache_file()
     try:
