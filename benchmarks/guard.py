@@ -114,29 +114,29 @@ marks = [("start", time.perf_counter())]
 def mark(label):
     marks.append((label, time.perf_counter()))
 import re, enum
-mark("re, enum")
+mark("importing re and enum")
 import pathlib
-mark("pathlib (urllib.parse, ipaddress)")
+mark("importing pathlib (with urllib.parse, ipaddress)")
 import socket, json, struct
-mark("socket, json")
+mark("importing socket and json")
 from synapse_channel.guard.__main__ import staged
 from synapse_channel.guard import check
 import synapse_channel.client.context, synapse_channel.config, synapse_channel.trust
 from synapse_channel.client import blocking
-mark("synapse_channel modules")
+mark("importing the guard's modules")
 ctx = check.context()
-mark("config (identity, URI, token)")
+mark("reading the config (identity, URI, token)")
 paths = staged()
 mark("git diff --cached")
 holds = check.ask(ctx, os.path.realpath(os.getcwd()), paths)
 check.judge(ctx.identity, paths, holds, strict=False)
-mark("claim_check round trip")
+mark("the claim_check round trip")
 print(repr([(b[0], b[1] - a[1]) for a, b in zip(marks, marks[1:])]))
 """
 
 
-def stages(repo: Path, env: dict[str, str], runs: int) -> dict[str, float]:
-    """Median seconds of each :data:`STAGES` step."""
+def stages(repo: Path, env: dict[str, str], runs: int) -> list[tuple[str, float]]:
+    """Median seconds of each :data:`STAGES` step, in order."""
     import ast
 
     samples: dict[str, list[float]] = {}
@@ -144,7 +144,7 @@ def stages(repo: Path, env: dict[str, str], runs: int) -> dict[str, float]:
         done = subprocess.run([sys.executable, "-c", STAGES], cwd=repo, env=env, capture_output=True, check=True)
         for label, took in ast.literal_eval(done.stdout.decode()):
             samples.setdefault(label, []).append(took)
-    return {label: statistics.median(v) for label, v in samples.items()}
+    return [(label, statistics.median(v)) for label, v in samples.items()]
 
 
 def commits(repo: Path, env: dict[str, str], bare_hooks: Path, runs: int) -> tuple[list[float], list[float]]:
@@ -253,7 +253,7 @@ def main() -> None:
         print(f"{label:48} {fmt_s(row['median']):>10} {fmt_s(row['p95']):>10}")
     print(f"{'added to git commit by the guard':48} {fmt_s(added['median']):>10} {fmt_s(added['p95']):>10}")
     print("the hook's steps (medians, one interpreter):")
-    for label, took in steps.items():
+    for label, took in steps:
         print(f"  {label:46} {fmt_s(took):>10}")
     path = write_results(
         "guard",
