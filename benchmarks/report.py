@@ -186,7 +186,7 @@ def claims_section(data: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def guard_section(data: dict[str, Any]) -> list[str]:
+def guard_section(data: dict[str, Any], before: dict[str, Any] | None = None) -> list[str]:
     def fine(x: float) -> str:
         return f"{x * 1000:.1f} ms"
 
@@ -202,12 +202,23 @@ def guard_section(data: dict[str, Any]) -> list[str]:
         "one staged file. Bytecode is cached, as after `pip install`; one row compiles the package's `.py` at "
         "every start instead. Target: the guard adds ≤ 50 ms.",
         "",
-        "| what | median | p95 |",
-        "|---|---|---|",
+        "| what | median | p95 | before: median | p95 |",
+        "|---|---|---|---|---|",
     ]
+    old = (before or {}).get("rows", {})
+
+    def was(row: dict[str, Any] | None) -> str:
+        return f"{fine(row['median'])} | {fine(row['p95'])}" if row else "– | –"
+
     for label in data.get("order") or sorted(rows):
-        out.append(f"| {label} | {fine(rows[label]['median'])} | {fine(rows[label]['p95'])} |")
-    out.append(f"| **added to `git commit` by the guard** | **{fine(added['median'])}** | {fine(added['p95'])} |")
+        row = rows[label]
+        out.append(f"| {label} | {fine(row['median'])} | {fine(row['p95'])} | {was(old.get(label))} |")
+    out.append(
+        f"| **added to `git commit` by the guard** | **{fine(added['median'])}** | {fine(added['p95'])} "
+        f"| {was((before or {}).get('added'))} |"
+    )
+    if before:
+        out += ["", f"Before: commit {before['code']}, the same benchmark on the same host ({before['host']['when']})."]
     bare = rows["python -c pass"]
     steps = data.get("stages") or []
     out += [
@@ -573,7 +584,7 @@ def render() -> str:
         out += claims_section(claims)
     guard = load("guard")
     if guard:
-        out += guard_section(guard)
+        out += guard_section(guard, load("guard-before"))
     sec_after, sec_before = load("security_overhead-after-paired"), load("security_overhead-before-paired")
     if sec_after and sec_before:
         out += security_section(sec_after, sec_before)
