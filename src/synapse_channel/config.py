@@ -30,7 +30,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 PROJECT_FILE = "synapse.toml"
 
@@ -47,7 +47,12 @@ class Setting:
     def __init__(
         self, key: str, type: type, default: Any, help: str, env: str | None = None, owner: str = "core"
     ) -> None:
-        self.key, self.type, self.default, self.help, self.env, self.owner = key, type, default, help, env, owner
+        self.key: Final = key
+        self.type: Final = type
+        self.default: Final = default
+        self.help: Final = help
+        self.env: Final = env
+        self.owner: Final = owner
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.key, self.type, self.default, self.help, self.env, self.owner)
@@ -130,7 +135,9 @@ class Ignored:
     __slots__ = ("file", "key", "reason")
 
     def __init__(self, key: str, file: str, reason: str) -> None:
-        self.key, self.file, self.reason = key, file, reason
+        self.key: Final = key
+        self.file: Final = file
+        self.reason: Final = reason
 
     def __eq__(self, other: object) -> bool:
         return type(other) is Ignored and (self.key, self.file, self.reason) == (other.key, other.file, other.reason)

@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 PROTOCOL_VERSION = 7
 HUB_SENDER = "SynapseHub"
@@ -91,7 +91,11 @@ class Command:
     __slots__ = ("payload", "raw", "sender", "target", "type")
 
     def __init__(self, type: str, sender: str, target: str, payload: Any, raw: dict[str, Any]) -> None:
-        self.type, self.sender, self.target, self.payload, self.raw = type, sender, target, payload, raw
+        self.type: Final = type
+        self.sender: Final = sender
+        self.target: Final = target
+        self.payload: Final = payload
+        self.raw: Final = raw
 
     def __eq__(self, other: object) -> bool:
         return type(other) is Command and (self.type, self.sender, self.target, self.payload, self.raw) == (
@@ -124,8 +128,14 @@ class Registration:
         mailbox_for: str | None = None,
         quiet: bool = False,
     ) -> None:
-        self.token, self.takeover, self.wake_capability, self.roles = token, takeover, wake_capability, roles
-        self.mailbox, self.since_seq, self.mailbox_for, self.quiet = mailbox, since_seq, mailbox_for, quiet
+        self.token: Final = token
+        self.takeover: Final = takeover
+        self.wake_capability: Final = wake_capability
+        self.roles: Final = roles
+        self.mailbox: Final = mailbox
+        self.since_seq: Final = since_seq
+        self.mailbox_for: Final = mailbox_for
+        self.quiet: Final = quiet
 
     def _fields(self) -> tuple[Any, ...]:
         return (

@@ -14,7 +14,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 DEFAULT_URI = "ws://localhost:8876"
 
@@ -118,7 +118,9 @@ class TokenOrigin:
     __slots__ = ("file", "inline", "source")
 
     def __init__(self, source: str, file: Path | None = None, inline: str | None = None) -> None:
-        self.source, self.file, self.inline = source, file, inline
+        self.source: Final = source
+        self.file: Final = file
+        self.inline: Final = inline
 
     def __eq__(self, other: object) -> bool:
         return type(other) is TokenOrigin and (self.source, self.file, self.inline) == (

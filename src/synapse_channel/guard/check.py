@@ -14,7 +14,7 @@ import time
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 #: Paths sent per ``claim_check`` frame (the hub allows 20,000; smaller frames page less).
 BATCH = 5000
@@ -28,8 +28,12 @@ class Hold:
     def __init__(
         self, path: str, task_id: str, owner: str, epoch: int, lease_expires_at: float, holder_online: bool
     ) -> None:
-        self.path, self.task_id, self.owner = path, task_id, owner
-        self.epoch, self.lease_expires_at, self.holder_online = epoch, lease_expires_at, holder_online
+        self.path: Final = path
+        self.task_id: Final = task_id
+        self.owner: Final = owner
+        self.epoch: Final = epoch
+        self.lease_expires_at: Final = lease_expires_at
+        self.holder_online: Final = holder_online
 
     def _key(self) -> tuple[Any, ...]:
         return (self.path, self.task_id, self.owner, self.epoch, self.lease_expires_at, self.holder_online)
@@ -107,8 +111,11 @@ class Context:
     def __init__(
         self, *, identity: str | None, uri: str, token: str | None, timeout: float, refuse_offline: bool
     ) -> None:
-        self.identity, self.uri, self.token = identity, uri, token
-        self.timeout, self.refuse_offline = timeout, refuse_offline
+        self.identity: Final = identity
+        self.uri: Final = uri
+        self.token: Final = token
+        self.timeout: Final = timeout
+        self.refuse_offline: Final = refuse_offline
 
     def __repr__(self) -> str:  # never the token
         return f"Context(identity={self.identity!r}, uri={self.uri!r}, timeout={self.timeout!r})"
