@@ -186,38 +186,51 @@ def claims_section(data: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def guard_section(data: dict[str, Any]) -> list[str]:
+def guard_section(data: dict[str, Any], before: dict[str, Any] | None = None) -> list[str]:
     def fine(x: float) -> str:
         return f"{x * 1000:.1f} ms"
 
+    rows, added = data["rows"], data["added"]
     out = [
         "## Git guard",
         "",
         host_line(data),
-        f"The installed `pre-commit` hook run as git runs it, {data['files']:,} staged files against "
-        f"{data['claims']:,} live claims of ten other agents (none on the staged files: every file is checked "
-        "and the commit is allowed). The hook's whole run is what it adds to `git commit`; most of it is the "
-        "Python interpreter starting and importing the config. Target: ≤ 50 ms added.",
+        f"`git commit` of {data['files']:,} staged files in a repository with a `synapse.toml`, against "
+        f"{data['claims']:,} live claims of ten other agents on files next to the staged ones (none overlaps: "
+        "every file is checked and the commit is allowed), without the guard and with it (alternating, "
+        f"n={data['runs']}); then the installed `pre-commit` hook alone, and the refusal when one claim overlaps "
+        "one staged file. Bytecode is cached, as after `pip install`; one row compiles the package's `.py` at "
+        "every start instead. Target: the guard adds ≤ 50 ms.",
         "",
-        "| what | time |",
-        "|---|---|",
+        "| what | median | p95 | before: median | p95 |",
+        "|---|---|---|---|---|",
     ]
-    rows = data["rows"]
-    order = ("python", "hook, nothing", "hook, ", "claim_check")
-    for label in sorted(rows, key=lambda k: next(i for i, p in enumerate((*order, "")) if k.startswith(p))):
-        out.append(f"| {label} | {spread(rows[label], fine)} |")
-    full = next(v for k, v in rows.items() if k.startswith("hook, ") and "nothing" not in k)
-    idle = next(v for k, v in rows.items() if k.startswith("hook, nothing"))
+    old = (before or {}).get("rows", {})
+
+    def was(row: dict[str, Any] | None) -> str:
+        return f"{fine(row['median'])} | {fine(row['p95'])}" if row else "– | –"
+
+    for label in data.get("order") or sorted(rows):
+        row = rows[label]
+        out.append(f"| {label} | {fine(row['median'])} | {fine(row['p95'])} | {was(old.get(label))} |")
+    out.append(
+        f"| **added to `git commit` by the guard** | **{fine(added['median'])}** | {fine(added['p95'])} "
+        f"| {was((before or {}).get('added'))} |"
+    )
+    if before:
+        out += ["", f"Before: commit {before['code']}, the same benchmark on the same host ({before['host']['when']})."]
+    bare = rows["python -c pass"]
+    steps = data.get("stages") or []
     out += [
         "",
-        f"Of the full hook's median, {fine(idle['median'])} is the hook with nothing to check (interpreter, "
-        f"imports, config, `git diff`) and {fine(full['median'] - idle['median'])} the check of "
-        f"{data['files']:,} files. "
+        f"Where the hook's time goes (medians of each step inside one interpreter): "
+        f"{fine(bare['median'])} the interpreter starting, "
+        + ", ".join(f"{fine(took)} {label}" for label, took in steps)
+        + "; the rest is the shell that runs the hook and git waiting for it. "
         + (
-            "The target is met."
-            if full["median"] <= 0.05
-            else "The target is not met on this shared host: the interpreter and the imports take longer than "
-            "the check itself."
+            "The target is met (median)."
+            if added["median"] <= 0.05
+            else "The target is not met (median) on this shared host."
         ),
     ]
     return [*out, ""]
@@ -571,7 +584,7 @@ def render() -> str:
         out += claims_section(claims)
     guard = load("guard")
     if guard:
-        out += guard_section(guard)
+        out += guard_section(guard, load("guard-before"))
     sec_after, sec_before = load("security_overhead-after-paired"), load("security_overhead-before-paired")
     if sec_after and sec_before:
         out += security_section(sec_after, sec_before)

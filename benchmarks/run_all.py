@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ["cli_latency.py", "durability.py", "claims.py", "fanout.py", "mcp_tools.py"]
+SCRIPTS = ["cli_latency.py", "durability.py", "claims.py", "guard.py", "fanout.py", "mcp_tools.py"]
 
 
 def main() -> None:

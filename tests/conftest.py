@@ -34,6 +34,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SYN_HOME", str(home))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the config parse cache
     for var in ("SYN_IDENTITY", "SYN_PROJECT", "SYNAPSE_TOKEN", "SYNAPSE_TOKEN_FILE", "SYNAPSE_URI"):
         monkeypatch.delenv(var, raising=False)
     return home

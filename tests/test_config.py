@@ -149,3 +149,40 @@ async def test_config_get_and_adapters_list_json(tmp_path: Path, monkeypatch: py
     code, out, _ = await run_cli("adapters", "list", "--json")
     names = [json.loads(line)["name"] for line in out.splitlines()]
     assert code == 0 and {"claude-code", "codex", "gemini"} <= set(names)
+
+
+def test_parse_cache_serves_an_unchanged_file_and_never_a_changed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard reads the config on every commit; an unchanged file skips tomllib, a changed one never does."""
+    import time
+
+    from synapse_channel import config
+
+    monkeypatch.setattr(config, "CACHE_SETTLE_NS", 0)
+    toml = tmp_path / "synapse.toml"
+    toml.write_text("[wake]\njitter = 3\n")
+    assert config.read_toml_cached(toml) == {"wake": {"jitter": 3}}
+    entries = json.loads(config.cache_file().read_text())
+    assert entries[str(toml)]["data"] == {"wake": {"jitter": 3}}
+    entries[str(toml)]["data"] = {"wake": {"jitter": 9}}  # proof that a hit comes from the cache
+    config.cache_file().write_text(json.dumps(entries))
+    assert config.read_toml_cached(toml) == {"wake": {"jitter": 9}}
+    time.sleep(0.05)  # past one tick of the kernel's file clock
+    toml.write_text("[wake]\njitter = 4\n")  # same size, new content
+    assert config.read_toml_cached(toml) == {"wake": {"jitter": 4}}
+
+    monkeypatch.setattr(config, "CACHE_SETTLE_NS", 10**12)  # just written: parsed, not cached
+    fresh = tmp_path / "fresh.toml"
+    fresh.write_text("[wake]\njitter = 5\n")
+    assert config.read_toml_cached(fresh) == {"wake": {"jitter": 5}}
+    assert str(fresh) not in json.loads(config.cache_file().read_text())
+
+    monkeypatch.setattr(config, "CACHE_SETTLE_NS", 0)
+    dated = tmp_path / "dated.toml"
+    dated.write_text("[x]\nwhen = 2026-12-05\n")  # no JSON form: parsed every time
+    assert str(config.read_toml_cached(dated)["x"]["when"]) == "2026-12-05"
+    assert str(dated) not in json.loads(config.cache_file().read_text())
+    config.cache_file().write_text("not json")  # a broken cache is ignored, then rewritten
+    assert config.read_toml_cached(toml) == {"wake": {"jitter": 4}}
+    assert str(toml) in json.loads(config.cache_file().read_text())

@@ -194,3 +194,51 @@ async def test_a_merge_releases_the_branch_claims_and_marks_the_task_done(hub: H
         assert [c.task_id for c in await lead.claims()] == []
         board = await lead.board()
         assert next(t for t in board.tasks if t.task_id == "API-7").status == "done"
+
+
+async def test_the_hook_stays_lean(hub: Hub, repo: Path) -> None:
+    """The hook runs on every commit: it must not import what costs milliseconds (asyncio, click, dataclasses)."""
+    import sys
+
+    (repo / "a.py").write_text("v2\n")
+    code, out = await git(repo, "add", "a.py")
+    assert code == 0, out
+    script = (
+        "import sys\n"
+        "from synapse_channel.guard.__main__ import main\n"
+        "code = main(['pre-commit'])\n"
+        "heavy = ('asyncio', 'click', 'dataclasses', 'inspect', 'subprocess', 'encodings.idna', 'typing')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    code, out = await run(sys.executable, "-c", script, cwd=repo, env=agent(hub, "shop/api"))
+    assert code == 0, out
+    assert out.strip() == "0 []"
+    (repo / "synapse.toml").write_text('[identity]\nproject = "shop"\n')  # a config file: tomllib brings typing
+    code, out = await run(sys.executable, "-c", script, cwd=repo, env=agent(hub, "shop/api"))
+    assert code == 0, out
+    assert out.strip() == "0 ['typing']"
+
+
+async def test_absent_hooks_cost_no_process_and_one_written_later_still_runs(hub: Hub, repo: Path) -> None:
+    """Hook names with nothing to chain are dangling links (git spawns nothing); a hook written there later runs."""
+    code, out = await run(SYNAPSE, "guard", "install", cwd=repo)
+    assert code == 0, out
+    me = agent(hub, "shop/api")
+    code, out = await commit(repo, {**me, "GIT_TRACE": "1"}, "a.py")
+    assert code == 0, out
+    ran = [line for line in out.splitlines() if "run_command" in line and "synapse-guard/hooks/" in line]
+    assert [line.rsplit("/hooks/", 1)[1].split()[0] for line in ran] == ["pre-commit"], ran
+    marker = repo.parent / "post-commit-ran"
+    later = repo / ".git" / "hooks" / "post-commit"
+    later.write_text(f"#!/bin/sh\necho ran >> {marker}\n")
+    later.chmod(0o755)
+    code, out = await commit(repo, me, "b.py")
+    assert code == 0, out
+    assert marker.read_text() == "ran\n"
+    code, out = await run(SYNAPSE, "guard", "install", "--strict", cwd=repo)  # re-install: never writes through
+    assert code == 0, out
+    assert later.read_text() == f"#!/bin/sh\necho ran >> {marker}\n"
+    assert not (repo / ".git" / "synapse-guard" / "hooks" / "post-commit").is_symlink()  # now a forwarder
+    code, out = await run(SYNAPSE, "guard", "uninstall", cwd=repo)
+    assert code == 0, out
+    assert later.read_text() == f"#!/bin/sh\necho ran >> {marker}\n"

@@ -15,6 +15,10 @@ a non-loopback ``hub.uri`` and any ``trust.*`` are ignored with a one-line
 warning (see
 :mod:`synapse_channel.trust`). Flags and the environment are the user's own and
 are always honoured.
+
+The records here are plain ``__slots__`` classes, not dataclasses: the git
+guard loads the config on every commit, and importing ``dataclasses`` (it
+pulls in ``inspect``) would cost it ~9 ms.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 PROJECT_FILE = "synapse.toml"
 
@@ -33,16 +39,32 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message names the file and line."""
 
 
-@dataclass(frozen=True, slots=True)
 class Setting:
     """One declared key: ``table.key``, its type, default, environment variable and help."""
 
-    key: str
-    type: type
-    default: Any
-    help: str
-    env: str | None = None
-    owner: str = "core"
+    __slots__ = ("default", "env", "help", "key", "owner", "type")
+
+    def __init__(
+        self, key: str, type: type, default: Any, help: str, env: str | None = None, owner: str = "core"
+    ) -> None:
+        self.key: Final = key
+        self.type: Final = type
+        self.default: Final = default
+        self.help: Final = help
+        self.env: Final = env
+        self.owner: Final = owner
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.key, self.type, self.default, self.help, self.env, self.owner)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Setting and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.type, self.help, self.env, self.owner))  # a default may be a list
+
+    def __repr__(self) -> str:
+        return "Setting(key={!r}, type={!r}, default={!r}, help={!r}, env={!r}, owner={!r})".format(*self._fields())
 
 
 CORE_SETTINGS = (
@@ -112,34 +134,71 @@ CORE_SETTINGS = (
 )
 
 
-@dataclass(slots=True)
 class Value:
     """An effective value and where it came from."""
 
-    value: Any
-    source: str
+    __slots__ = ("source", "value")
+
+    def __init__(self, value: Any, source: str) -> None:
+        self.value, self.source = value, source
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Value and (self.value, self.source) == (other.value, other.source)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return f"Value(value={self.value!r}, source={self.source!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class Ignored:
     """A project-file setting that was not applied, and why (``synapse doctor`` lists these)."""
 
-    key: str
-    file: str
-    reason: str
+    __slots__ = ("file", "key", "reason")
+
+    def __init__(self, key: str, file: str, reason: str) -> None:
+        self.key: Final = key
+        self.file: Final = file
+        self.reason: Final = reason
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Ignored and (self.key, self.file, self.reason) == (other.key, other.file, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.file, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Ignored(key={self.key!r}, file={self.file!r}, reason={self.reason!r})"
 
 
-@dataclass(slots=True)
 class Config:
     """The merged settings for one working directory."""
 
-    settings: dict[str, Setting]
-    values: dict[str, Value] = field(default_factory=dict)
-    project_file: Path | None = None
-    user_file: Path | None = None
-    deferred: dict[str, Value] = field(default_factory=dict)
-    project_trusted: bool = False
-    ignored: list[Ignored] = field(default_factory=list)
+    __slots__ = ("deferred", "ignored", "project_file", "project_trusted", "settings", "user_file", "values")
+
+    def __init__(
+        self,
+        settings: dict[str, Setting],
+        values: dict[str, Value] | None = None,
+        project_file: Path | None = None,
+        user_file: Path | None = None,
+        deferred: dict[str, Value] | None = None,
+        project_trusted: bool = False,
+        ignored: list[Ignored] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.values: dict[str, Value] = {} if values is None else values
+        self.project_file = project_file
+        self.user_file = user_file
+        self.deferred: dict[str, Value] = {} if deferred is None else deferred
+        self.project_trusted = project_trusted
+        self.ignored: list[Ignored] = [] if ignored is None else ignored
+
+    def __repr__(self) -> str:
+        return (
+            f"Config(project_file={self.project_file!r}, user_file={self.user_file!r}, "
+            f"project_trusted={self.project_trusted!r}, values={self.values!r})"
+        )
 
     def get(self, key: str) -> Any:
         """The effective value of ``key`` (its default when nothing set it)."""
@@ -225,6 +284,69 @@ def read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: Entries kept in the parse cache (one per config file read; the oldest go first).
+CACHE_ENTRIES = 64
+#: A file changed less than this long ago is parsed but not cached: file times tick by the
+#: kernel's coarse clock, so two same-size writes within one tick would share a stamp.
+CACHE_SETTLE_NS = 2_000_000_000
+#: Larger files are parsed every time (a repository's file should not bloat the user's cache).
+CACHE_MAX_BYTES = 1 << 18
+
+
+def cache_file() -> Path:
+    """``$XDG_CACHE_HOME/synapse-channel/config-cache.json`` (default ``~/.cache``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    return Path(base) / "synapse-channel" / "config-cache.json"
+
+
+def read_toml_cached(path: Path) -> dict[str, Any]:
+    """:func:`read_toml`, served from the parse cache while the file is unchanged.
+
+    Why: importing tomllib (with typing and datetime) costs ~5 ms, and the git
+    guard reads the config on every commit. A cache entry holds the parsed
+    data as JSON under the file's device, inode, size, mtime and ctime, taken
+    before the read (an edit during the read only makes the next run parse
+    again; ctime cannot be set back by hand). A file changed within the last
+    :data:`CACHE_SETTLE_NS` is not cached (as git treats a "racily clean"
+    index entry), nor is one with TOML dates; a cache that cannot be read or
+    written is ignored.
+    """
+    import json
+    import time
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if st.st_size > CACHE_MAX_BYTES:
+        return read_toml(path)
+    stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    where = cache_file()
+    try:
+        cache = json.loads(where.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
+    hit = cache.get(str(path))
+    if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("data"), dict):
+        data: dict[str, Any] = hit["data"]
+        return data
+    data = read_toml(path)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < CACHE_SETTLE_NS:
+        return data
+    try:
+        cache.pop(str(path), None)
+        cache[str(path)] = {"stamp": stamp, "data": data}
+        text = json.dumps(dict(list(cache.items())[-CACHE_ENTRIES:]))
+        from .paths import write_private
+
+        write_private(where, text)
+    except (OSError, TypeError, ValueError):  # unwritable, or a TOML date: parse again next time
+        pass
+    return data
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -297,7 +419,7 @@ def _apply_file(config: Config, path: Path, source: str, strict: bool, *, projec
     """Apply one file; for the ``project`` file, keys it may not set are recorded in ``ignored``."""
     from .trust import project_refusal
 
-    for key, value in _flatten(read_toml(path)).items():
+    for key, value in _flatten(read_toml_cached(path)).items():
         setting = config.settings.get(key)
         if setting is None and not strict and _plugin_owned(key):
             refusal = project_refusal(key, value, trusted=config.project_trusted) if project else None

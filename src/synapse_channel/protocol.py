@@ -5,6 +5,10 @@ hub frames as plain dicts. It never touches a socket or the clock (callers pass
 ``now``), so the hub, the client and the tests share one definition of the
 wire. The protocol is the one the synapse-channel 0.99.x clients speak; see
 ``docs/protocol.md``.
+
+Its records are plain ``__slots__`` classes, not dataclasses: the git guard
+imports this module on every commit, and ``dataclasses`` (with ``inspect``)
+would cost it ~9 ms.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from enum import IntEnum
 from fnmatch import fnmatchcase
-from typing import Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 PROTOCOL_VERSION = 7
 HUB_SENDER = "SynapseHub"
@@ -82,29 +88,82 @@ class ProtocolError(ValueError):
 # --------------------------------------------------------------------------- commands
 
 
-@dataclass(frozen=True, slots=True)
 class Command:
     """A validated client frame. ``raw`` keeps every field the client sent."""
 
-    type: str
-    sender: str
-    target: str
-    payload: Any
-    raw: dict[str, Any]
+    __slots__ = ("payload", "raw", "sender", "target", "type")
+
+    def __init__(self, type: str, sender: str, target: str, payload: Any, raw: dict[str, Any]) -> None:
+        self.type: Final = type
+        self.sender: Final = sender
+        self.target: Final = target
+        self.payload: Final = payload
+        self.raw: Final = raw
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Command and (self.type, self.sender, self.target, self.payload, self.raw) == (
+            other.type,
+            other.sender,
+            other.target,
+            other.payload,
+            other.raw,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # ``raw`` is a dict
+
+    def __repr__(self) -> str:
+        return f"Command(type={self.type!r}, sender={self.sender!r}, target={self.target!r}, payload={self.payload!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class Registration:
     """Optional fields a first frame may carry to shape the connection."""
 
-    token: str | None = None
-    takeover: bool = False
-    wake_capability: str = "direct"
-    roles: tuple[str, ...] = ()
-    mailbox: bool = False
-    since_seq: int = 0
-    mailbox_for: str | None = None
-    quiet: bool = False
+    __slots__ = ("mailbox", "mailbox_for", "quiet", "roles", "since_seq", "takeover", "token", "wake_capability")
+
+    def __init__(
+        self,
+        token: str | None = None,
+        takeover: bool = False,
+        wake_capability: str = "direct",
+        roles: tuple[str, ...] = (),
+        mailbox: bool = False,
+        since_seq: int = 0,
+        mailbox_for: str | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.token: Final = token
+        self.takeover: Final = takeover
+        self.wake_capability: Final = wake_capability
+        self.roles: Final = roles
+        self.mailbox: Final = mailbox
+        self.since_seq: Final = since_seq
+        self.mailbox_for: Final = mailbox_for
+        self.quiet: Final = quiet
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.token,
+            self.takeover,
+            self.wake_capability,
+            self.roles,
+            self.mailbox,
+            self.since_seq,
+            self.mailbox_for,
+            self.quiet,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Registration and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:  # never the token
+        return (
+            f"Registration(takeover={self.takeover!r}, wake_capability={self.wake_capability!r}, "
+            f"roles={self.roles!r}, mailbox={self.mailbox!r}, since_seq={self.since_seq!r}, "
+            f"mailbox_for={self.mailbox_for!r}, quiet={self.quiet!r})"
+        )
 
 
 KNOWN_TYPES = frozenset(
@@ -406,15 +465,27 @@ def addresses(target: str, identity: str, roles: tuple[str, ...] = (), *, direct
     return False
 
 
-@dataclass(slots=True)
 class WakeFilter:
     """The client-side rule deciding whether a chat wakes a waiter."""
 
-    for_name: str
-    connect_name: str
-    roles: tuple[str, ...] = ()
-    directed_only: bool = False
-    ignore_senders: frozenset[str] = field(default_factory=frozenset)
+    __slots__ = ("connect_name", "directed_only", "for_name", "ignore_senders", "roles")
+
+    def __init__(
+        self,
+        for_name: str,
+        connect_name: str,
+        roles: tuple[str, ...] = (),
+        directed_only: bool = False,
+        ignore_senders: frozenset[str] = frozenset(),
+    ) -> None:
+        self.for_name, self.connect_name, self.roles = for_name, connect_name, roles
+        self.directed_only, self.ignore_senders = directed_only, ignore_senders
+
+    def __repr__(self) -> str:
+        return (
+            f"WakeFilter(for_name={self.for_name!r}, connect_name={self.connect_name!r}, roles={self.roles!r}, "
+            f"directed_only={self.directed_only!r}, ignore_senders={self.ignore_senders!r})"
+        )
 
     def wakes(self, frame: dict[str, Any]) -> bool:
         """True when ``frame`` is a chat that should wake this waiter."""

@@ -10,20 +10,23 @@ off this machine) are the same as :class:`~synapse_channel.client.connection.Hub
 
 from __future__ import annotations
 
-import base64
-import contextlib
+import binascii
 import json
 import os
 import socket
 import struct
 import time
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 from ..protocol import PROTOCOL_VERSION, SYSTEM_TARGET, client_frame
 
-Frame = dict[str, Any]
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a commit ~3 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Frame = dict[str, Any]
+
 OP_CONT, OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 MAX_MESSAGE = 16 * 2**20
 
@@ -154,7 +157,9 @@ class BlockingClient:
         host = parts.hostname or "localhost"
         port = parts.port or (443 if secure else 80)
         self._buf = b""
-        sock = socket.create_connection((host, port), timeout=self.timeout)
+        # an ASCII host name as bytes: a str one makes getaddrinfo load the idna codec (~1 ms)
+        address = host.encode() if host.isascii() else host
+        sock = socket.create_connection((address, port), timeout=self.timeout)  # type: ignore[arg-type]
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes: no Nagle/delayed-ACK stall
         if secure:
             import ssl
@@ -192,7 +197,7 @@ class BlockingClient:
 
     def _handshake(self, netloc: str, path: str) -> None:
         assert self.sock is not None
-        key = base64.b64encode(os.urandom(16)).decode()
+        key = binascii.b2a_base64(os.urandom(16), newline=False).decode()  # not base64: one import fewer
         self.sock.sendall(
             (
                 f"GET {path} HTTP/1.1\r\nHost: {netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -299,7 +304,9 @@ class BlockingClient:
     def close(self) -> None:
         """Send a close frame and drop the socket (errors ignored: the hook is done)."""
         if self.sock is not None:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - not contextlib: one import fewer on every commit
                 self.sock.sendall(_frame(OP_CLOSE, struct.pack("!H", 1000)))
+            except OSError:
+                pass
             self.sock.close()
             self.sock = None

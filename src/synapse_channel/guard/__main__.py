@@ -98,5 +98,18 @@ def main(argv: list[str]) -> int:
     return 1
 
 
+def run() -> None:
+    """The installed hooks' entry: :func:`main`, then exit without tearing the interpreter down.
+
+    Why: finalizing the modules and the garbage collector costs ~3 ms of every
+    commit, and the hook has nothing to finalize (its socket is closed, its
+    output flushed here).
+    """
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

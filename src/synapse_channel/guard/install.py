@@ -7,7 +7,13 @@ pre-commit framework's scripts). It writes its own directory
 it. Its ``pre-commit`` and ``pre-push`` run the guard (``post-merge``:
 ``synapse release --merged``) and then the hook of the same name in the
 previous directory, by its own path (so ``$0`` is what that
-hook expects); every other hook name is a forwarder to the previous one.
+hook expects). Every other hook name that exists there gets a forwarder
+script; the rest get a symbolic link to where that hook would be: dangling,
+so git spawns nothing for it (a forwarder costs a shell start, and git runs
+``reference-transaction`` and ``post-index-change`` several times a commit),
+yet a hook written there later runs through the link (its ``$0`` is then
+the link). With a relative previous ``core.hooksPath`` (resolved per work
+tree) every name gets a forwarder.
 Uninstall puts ``core.hooksPath`` back: byte-for-byte the previous
 ``.git/config`` when nothing else changed it since, else the previous value.
 """
@@ -58,6 +64,8 @@ ALL_HOOKS = (
     "p4-pre-submit",
     "post-index-change",
 )
+#: What the hooks run: ``python -c`` (not ``-m synapse_channel.guard``: runpy and its imports cost ~2 ms a commit).
+ENTRY = "from synapse_channel.guard.__main__ import run; run()"
 MARK = "# Written by `synapse guard install`; `synapse guard uninstall` restores the previous hooks."
 
 
@@ -144,7 +152,7 @@ def _script(hook: str, previous: str, python: str, strict: bool) -> str:
         return f'#!/bin/sh\n{MARK}\n{release} || true\n[ -x {prev} ] && exec {prev} "$@"\nexit 0\n'
     if hook not in GUARDED:
         return f'#!/bin/sh\n{MARK}\n[ -x {prev} ] && exec {prev} "$@"\nexit 0\n'
-    guard = f"{shlex.quote(python)} -m synapse_channel.guard {hook}{' --strict' if strict else ''}"
+    guard = f"{shlex.quote(python)} -c {shlex.quote(ENTRY)} {hook}{' --strict' if strict else ''}"
     if hook == "pre-commit":
         return f'#!/bin/sh\n{MARK}\n{guard} || exit $?\n[ -x {prev} ] && exec {prev} "$@"\nexit 0\n'
     # pre-push reads the refs on stdin: keep them for the chained hook too
@@ -176,10 +184,15 @@ def install(repo: Repo, *, strict: bool = False, python: str | None = None) -> l
     state["strict"] = strict
     state["python"] = python or sys.executable
     repo.hooks_dir.mkdir(parents=True, exist_ok=True)
+    chained = Path(state["previous_dir"])
     for hook in ALL_HOOKS:
         path = repo.hooks_dir / hook
-        path.write_text(_script(hook, state["previous_dir"], state["python"], strict))
-        path.chmod(0o755)
+        path.unlink(missing_ok=True)  # never write through a link left by an earlier install
+        if hook in GUARDED or hook == "post-merge" or not chained.is_absolute() or os.path.lexists(chained / hook):
+            path.write_text(_script(hook, state["previous_dir"], state["python"], strict))
+            path.chmod(0o755)
+        else:
+            path.symlink_to(chained / hook)
     _git(repo.top, "config", "--local", "core.hooksPath", str(repo.hooks_dir))
     state["config_after"] = _sha(repo.config_file.read_bytes())
     repo.state_file.write_text(json.dumps(state, indent=2) + "\n")
