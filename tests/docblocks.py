@@ -165,10 +165,14 @@ async def run_script(script: Script, cwd: Path, env: dict[str, str], timeout: fl
         await asyncio.wait_for(asyncio.gather(drain(proc.stdout), proc.wait()), timeout)
     except TimeoutError:
         os.killpg(proc.pid, signal.SIGKILL)  # the script and whatever it started, nothing else
+        while chunk := await proc.stdout.read(65536):  # to EOF, or asyncio never finishes the process
+            chunks.append(chunk)
         await proc.wait()
         chunks.append(f"\n{MARK} timed out after {timeout:.0f} s\n".encode())
     except OverflowError:
         os.killpg(proc.pid, signal.SIGKILL)
+        while await proc.stdout.read(65536):  # read to EOF: asyncio finishes a process only once its pipes close
+            pass
         await proc.wait()
         chunks.append(f"\n{MARK} printed more than {MAX_OUTPUT} bytes\n".encode())
     return b"".join(chunks).decode(errors="replace")
