@@ -118,9 +118,7 @@ def _asyncpg() -> Any:
     try:
         import asyncpg
     except ImportError:
-        raise NoDriver(
-            "a postgresql:// database needs asyncpg: pip install 'synapse-channel[postgresql]'"
-        ) from None
+        raise NoDriver("a postgresql:// database needs asyncpg: pip install 'synapse-channel[postgresql]'") from None
     return asyncpg
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..hub.server import Hub
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--port", default=8876, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one)."
@@ -232,7 +232,9 @@ if TYPE_CHECKING:
     type=click.FloatRange(0),
     help="Days chats, acked mail and audit refusals stay in the journal after a snapshot covers them.",
 )
+@click.pass_context
 def hub(
+    ctx: click.Context,
     host: str,
     port: int,
     token: str | None,
@@ -273,7 +275,9 @@ def hub(
     compaction: bool,
     retain_days: float,
 ) -> None:
-    """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
+    """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db); `hub status` reports on one."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ..core.mailbox import MIB
     from ..hub.config import HubConfig, InsecureBindError, check_limits
     from ..paths import syn_home
@@ -350,17 +354,17 @@ def hub(
     except (DatabaseBusy, HubFailed, SnapshotMissing) as exc:
         click.echo(f"synapse hub: {exc}", err=True)
         sys.exit(1)
-    except Exception as exc:
-        if database_url is None or not _is_database_error(exc):
-            raise
-        from ..pgstore import redact
-
-        click.echo(f"synapse hub: cannot use {redact(database_url)}: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
     except InsecureBindError as exc:
         click.echo(f"synapse hub: {exc}", err=True)
         sys.exit(2)
-    except OSError as exc:
+    except Exception as exc:
+        if database_url is not None and _is_database_error(exc):
+            from ..pgstore import redact
+
+            click.echo(f"synapse hub: cannot use {redact(database_url)}: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+        if not isinstance(exc, OSError):
+            raise
         click.echo(f"synapse hub: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", err=True)
         sys.exit(1)
 
@@ -429,3 +433,12 @@ def _banner(hub: Hub) -> str:
         f"synapse hub {hub_id} listening on {hub.uri} (journal: {where}; {hub.journal.report})\n"
         f"synapse hub: {web}/healthz for probes, {web}/metrics for {who}; `synapse dashboard` opens the web view"
     )
+
+
+def _add_subcommands() -> None:
+    from .hub_status import status
+
+    hub.add_command(status)
+
+
+_add_subcommands()

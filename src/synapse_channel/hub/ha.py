@@ -126,4 +126,3 @@ class Leadership:
             "leader_seq": leader_seq,
             "lag_events": max(0, leader_seq - seq),
         }
-
