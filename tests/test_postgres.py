@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -217,4 +219,43 @@ async def test_paused_leader_is_fenced_and_steps_down(pg_url: str, hubs: list[Hu
     c = await open_raw(new.uri, "a/old")
     await c.send("heartbeat")
     await c.expect("welcome")
+    await c.close()
+
+
+async def test_migrate_copies_a_sqlite_log(pg_url: str, hubs: list[HubProcess], tmp_path: Path) -> None:
+    """``synapse db migrate --to`` copies every row; the PostgreSQL hub has the same id, state and seq."""
+    db = tmp_path / "hub.db"
+    lite = HubProcess(db, extra=("--snapshot-every", "5"))
+    hubs.append(lite)
+    await lite.start()
+    c = await open_raw(lite.uri, "a/one")
+    await c.send("heartbeat")
+    seqs = [await c.chat_seq("b/two", f"m{i}") for i in range(12)]
+    await c.send("claim", task_id="T1", paths=["src/x.py"], worktree="/w")
+    granted = await c.expect("claim_granted", task_id="T1")
+    await c.close()
+    hub_id = lite.banner.split()[2]
+
+    rc, _, err = await run_cli("db", "migrate", "--db", str(db), "--to", pg_url)
+    assert rc == 1 and "stop the hub" in err and "Traceback" not in err
+    assert await lite.stop() == 0
+    rc, out, err = await run_cli("db", "migrate", "--db", str(db), "--to", pg_url)
+    assert rc == 0, err
+    assert f"hub {hub_id}" in out
+    stored = await events(pg_url)
+    with sqlite3.connect(db) as con:
+        assert [(s, k) for s, k, _ in stored] == con.execute("SELECT seq, kind FROM events ORDER BY seq").fetchall()
+    assert [s for s, k, _ in stored if k == "chat"] == seqs
+    rc, _, err = await run_cli("db", "migrate", "--db", str(db), "--to", pg_url)
+    assert rc == 1 and "empty database" in err and "Traceback" not in err
+
+    hub = await start_hub(hubs, pg_url)
+    assert hub.banner.split()[2] == hub_id
+    rc, out, err = await run_cli("state", "--json", "--uri", hub.uri)
+    assert rc == 0, err
+    assert [(c["task_id"], c["epoch"]) for c in json.loads(out)] == [("T1", granted["epoch"])]
+    c = await open_raw(hub.uri, "a/one")
+    await c.send("heartbeat")
+    await c.expect("welcome")
+    assert await c.chat_seq("b/two", "after") == stored[-1][0] + 1
     await c.close()

@@ -364,6 +364,13 @@ class PostgresJournal(Journal):
             seq, state = found
             core.restore(state)
             report.snapshot_seq = self.last_snapshot_seq = seq
+        compacted = await self.lease_con.fetchval("SELECT value FROM meta WHERE key = 'compacted_through'")
+        if compacted is not None and int(compacted) > report.snapshot_seq:
+            from .store import SnapshotMissing
+
+            raise SnapshotMissing(
+                f"{redact(self.url)} was compacted through seq {compacted} but has no usable snapshot at or after it"
+            )
         await self.catch_up(core)
         log.info("journal %s: %s", redact(self.url), report)
         return report
