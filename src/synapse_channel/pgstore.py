@@ -87,6 +87,15 @@ STANDBY_POLL = 0.25
 PG_INSERT_EVENT = "INSERT INTO events VALUES ($1,$2,$3,$4,$5)"
 FENCE = "UPDATE leader SET seq = GREATEST(seq, $2) WHERE id = 1 AND epoch = $1"
 assert INSERT_EVENT.count("?") == 5  # same row shape as SQLite
+#: The epoch check, the rows (as column arrays) and the notification in one autocommit statement. When the
+#: epoch moved, the UPDATE matches nothing, nothing is inserted and no row comes back.
+APPEND = f"""
+WITH fence AS ({FENCE} RETURNING 1),
+ins AS (
+    INSERT INTO events SELECT * FROM unnest($3::bigint[], $4::float8[], $5::text[], $6::text[], $7::bigint[])
+    WHERE EXISTS (SELECT 1 FROM fence) RETURNING 1)
+SELECT (SELECT count(*) FROM ins), pg_notify('{CHANNEL}', $2::text) FROM fence
+"""
 
 
 def is_url(db: object) -> bool:
@@ -307,12 +316,14 @@ class PostgresJournal(Journal):
         assert self.db is not None
         try:
             started = time.perf_counter()
-            async with self.db.transaction():
-                await self._fence(self.db, last)
-                await self.db.executemany(PG_INSERT_EVENT, rows)
-                if self.snapshot_source is not None and last - self.last_snapshot_seq >= self.snapshot_every:
+            if self.snapshot_source is not None and last - self.last_snapshot_seq >= self.snapshot_every:
+                async with self.db.transaction():
+                    await self._fence(self.db, last)
+                    await self.db.executemany(PG_INSERT_EVENT, rows)
                     await self._try_snapshot(last, rows[-1][1])
-                await self.db.execute("SELECT pg_notify($1, $2)", CHANNEL, str(last))
+                    await self.db.execute("SELECT pg_notify($1, $2)", CHANNEL, str(last))
+            else:
+                await self._append(rows, last)
             self.commit_seconds.observe(time.perf_counter() - started)
             self.commits += 1
             if last:
@@ -326,6 +337,17 @@ class PostgresJournal(Journal):
             _settle(batch, exc)
             return
         _settle(batch, None)
+
+    async def _append(self, rows: list[tuple[int, float, str, str, int]], last: int) -> None:
+        """Fence, insert and notify in one statement: its own transaction, one round trip (the common commit)."""
+        assert self.db is not None
+        cols = list(zip(*rows, strict=True))
+        done = await self.db.fetchrow(APPEND, self.epoch, last, *cols)
+        if done is None:
+            info = await self._read_leader(self.db)
+            raise Fenced(f"fenced: another hub ({info.holder}) leads at epoch {info.epoch} (ours was {self.epoch})")
+        if done[0] != len(rows):
+            raise JournalFailed(f"{done[0]} of {len(rows)} events were inserted")
 
     async def _fence(self, con: asyncpg.Connection, seq: int) -> None:
         """The epoch check every write transaction starts with (see the module docstring)."""
