@@ -14,7 +14,7 @@
    for ``claim_granted`` (sent only after the commit), PostgreSQL (same
    host, ``fsync=on``) against SQLite (``synchronous=FULL``).
 
-    python benchmarks/ha.py [--rounds 20] [--pause 10] [--seconds 5] [--quick]
+    python benchmarks/ha.py [--rounds 20] [--pause 10] [--seconds 5] [--runs 3] [--quick] [--only grants]
 
 Writes ``benchmarks/results/ha.json``.
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchlib import OUR_BIN, free_port, summary, wait_for_hub, write_results
+from benchlib import OUR_BIN, RESULTS, free_port, summary, wait_for_hub, write_results
 from tests.pgcluster import Cluster, find_bindir
 
 SYNAPSE = str(Path(OUR_BIN, "synapse"))
@@ -288,45 +288,51 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", help="comma-separated: failover,pause,grants (keeps the others of ha.json)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.pause, args.seconds, args.runs = 3, 6.0, 2.0, 1
     bindir = find_bindir()
     if bindir is None:
         sys.exit("benchmarks/ha.py: PostgreSQL server binaries not found (apt-get install postgresql)")
+    only = set(args.only.split(",")) if args.only else {"failover", "pause", "grants"}
+    previous = json.loads((RESULTS / "ha.json").read_text()) if args.only and (RESULTS / "ha.json").exists() else {}
+    results: dict[str, Any] = {k: previous[k] for k in ("failover", "pause", "grants") if k in previous}
     cluster = Cluster(bindir, fsync=True).start()
     try:
-        print(f"== {args.rounds} failovers under a {CLIENTS}-client storm", flush=True)
-        fail = await failovers(cluster, args.rounds)
-        print(f"   to who: {fail['to_who_seconds']}; lost {fail['lost']}, duplicated {fail['duplicated']}")
-        print(f"== SIGSTOP the leader {args.pause:g} s", flush=True)
-        paused = await pause(cluster, args.pause)
-        print(f"   {paused}")
-        pg_rates, lite_rates = [], []
-        with tempfile.TemporaryDirectory() as tmp:
-            for run in range(args.runs):
-                pg_rates.append(await grants(cluster.create_db(), args.seconds))
-                lite_rates.append(await grants(str(Path(tmp, f"g{run}.db")), args.seconds))
-                print(f"== grants/s run {run + 1}: PostgreSQL {pg_rates[-1]:,.0f}, SQLite {lite_rates[-1]:,.0f}")
+        if "failover" in only:
+            print(f"== {args.rounds} failovers under a {CLIENTS}-client storm", flush=True)
+            results["failover"] = fail = await failovers(cluster, args.rounds)
+            print(f"   to who: {fail['to_who_seconds']}; lost {fail['lost']}, duplicated {fail['duplicated']}")
+        if "pause" in only:
+            print(f"== SIGSTOP the leader {args.pause:g} s", flush=True)
+            results["pause"] = await pause(cluster, args.pause)
+            print(f"   {results['pause']}")
+        if "grants" in only:
+            results["grants"] = await grant_runs(cluster, args.runs, args.seconds)
         version = (bindir / "postgres").resolve().parent.parent.name
-        write_results(
-            "ha",
-            {
-                "postgresql": version,
-                "failover": fail,
-                "pause": paused,
-                "grants": {
-                    "clients": CLIENTS,
-                    "seconds": args.seconds,
-                    "postgresql": summary(pg_rates),
-                    "sqlite": summary(lite_rates),
-                },
-                "quick": args.quick,
-                "load": list(os.getloadavg()),
-            },
-        )
+        load = list(os.getloadavg())
+        write_results("ha", {"postgresql": version, **results, "quick": args.quick, "load": load})
     finally:
         cluster.stop()
+
+
+async def grant_runs(cluster: Cluster, runs: int, seconds: float) -> dict[str, Any]:
+    """Alternate PostgreSQL and SQLite runs so both see the same background load."""
+    pg_rates, lite_rates = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(runs):
+            pg_rates.append(await grants(cluster.create_db(), seconds))
+            lite_rates.append(await grants(str(Path(tmp, f"g{run}.db")), seconds))
+            print(f"== grants/s run {run + 1}: PostgreSQL {pg_rates[-1]:,.0f}, SQLite {lite_rates[-1]:,.0f}")
+    return {
+        "clients": CLIENTS,
+        "seconds": seconds,
+        "runs": runs,
+        "postgresql": summary(pg_rates),
+        "sqlite": summary(lite_rates),
+        "load_at_end": list(os.getloadavg()),
+    }
 
 
 if __name__ == "__main__":

@@ -525,6 +525,40 @@ def compaction_section(data: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def ha_section(data: dict[str, Any]) -> list[str]:
+    fail, pause, grants = data["failover"], data["pause"], data["grants"]
+    close = pause.get("client_close")
+    fenced = (
+        f"{pause['late_writes_appended']} of its writes appended; exit {pause['old_leader_exit']}"
+        f"{', stepped down' if pause['old_leader_stepped_down'] else ''}"
+        + (f"; its clients closed {close[0]} `{close[1]}`" if close else "")
+    )
+    pg, lite = grants["postgresql"], grants["sqlite"]
+    out = [
+        "## High availability on PostgreSQL",
+        "",
+        host_line(data),
+        f"`benchmarks/ha.py`: real `synapse hub` processes on one PostgreSQL {data['postgresql']} database on "
+        f"the same host (`fsync=on`); {fail['clients']} clients storm the leader with directed chats "
+        "(receipt requested) and claims.",
+        "",
+        "| scenario | result | target |",
+        "|---|---|---|",
+        f"| SIGKILL the leader, time until the standby serves `who` ({fail['rounds']} failovers in a row) | "
+        f"{spread(fail['to_who_seconds'])} | ≤ 2 s |",
+        f"| acknowledged events after {fail['rounds']} failovers ({fail['acked_chats']:,} chats, "
+        f"{fail['acked_claims']:,} claims) | {fail['lost']} lost, {fail['duplicated']} duplicated | 0 lost, "
+        "0 duplicated |",
+        f"| SIGSTOP the leader {pause['paused_seconds']:g} s, SIGCONT after the standby took over "
+        f"({pause['takeover_seconds']:.1f} s, lease 5 s) | {fenced} | fenced, steps down |",
+        f"| durable claim grants/s, {grants['clients']} clients, PostgreSQL | "
+        f"{spread(pg, lambda x: f'{x:,.0f}/s')} | ≥ 1,000/s |",
+        f"| same on SQLite (`synchronous=FULL`) | {spread(lite, lambda x: f'{x:,.0f}/s')} | (reference) |",
+        "",
+    ]
+    return out
+
+
 def brick_section(data: dict[str, Any]) -> list[str]:
     flags = " ".join(data["hub_flags"]) or "default bounds"
     out = [
@@ -590,6 +624,9 @@ def render() -> str:
     brick = load("brick")
     if brick:
         out += brick_section(brick)
+    ha = load("ha")
+    if ha:
+        out += ha_section(ha)
     return "\n".join(out).rstrip() + "\n"
 
 

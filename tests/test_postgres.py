@@ -88,6 +88,13 @@ async def events(url: str) -> list[tuple[int, str, dict[str, Any]]]:
     return [(int(r["seq"]), str(r["kind"]), json.loads(r["data"])) for r in rows]
 
 
+def metrics_page(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return resp.read().decode()
+
+
 def chat_tags(rows: list[tuple[int, str, dict[str, Any]]]) -> list[str]:
     return [str(d["frame"].get("client_msg_id")) for _, k, d in rows if k == "chat"]
 
@@ -154,6 +161,9 @@ async def test_standby_turns_clients_away_with_the_leader_address(pg_url: str, h
     assert rc == 1 and body["role"] == "standby" and body["leader"] == leader.uri and body["epoch"] == 1
     rc, out, _ = await run_cli("hub", "status", "--uri", leader.uri, "--json")
     assert rc == 0 and json.loads(out)["role"] == "leader"
+    page = await asyncio.to_thread(metrics_page, standby.port)
+    assert 'synapse_ha_role{role="standby"} 1' in page and "synapse_ha_epoch 1" in page
+    assert 'synapse_ha_role{role="leader"} 1' in await asyncio.to_thread(metrics_page, leader.port)
 
     c = await open_raw(leader.uri, "a/x")
     await c.send("heartbeat")

@@ -458,9 +458,11 @@ class Hub:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ha.journal.leader_address(), 1.0)
                 reason = self.ha.close_reason()
-        for link in list(self._links.values()):
+        links = list(self._links.values())
+        for link in links:
             link.close(Close.STANDBY, reason)
-        await asyncio.sleep(0)
+        if links:  # each close frame goes out after what was queued, before the server's own 1001
+            await asyncio.wait([link.task for link in links], timeout=self.config.close_timeout)
 
     async def _handle(self, ws: ServerConnection) -> None:
         if self.role != "leader":
