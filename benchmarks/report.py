@@ -556,6 +556,14 @@ def ha_section(data: dict[str, Any]) -> list[str]:
         f"| same on SQLite (`synchronous=FULL`) | {spread(lite, lambda x: f'{x:,.0f}/s')} | (reference) |",
         "",
     ]
+    load = grants.get("load_at_end") or data.get("load")
+    if load:
+        out += [
+            f"Grant runs alternate PostgreSQL and SQLite ({grants['seconds']:g} s each); the 1-minute load average "
+            f"was {load[0]:.1f} when they ended on this 2-core host, so other jobs shared the machine: compare the "
+            "two columns, measured side by side, rather than absolute rates.",
+            "",
+        ]
     return out
 
 
