@@ -269,3 +269,45 @@ async def test_migrate_copies_a_sqlite_log(pg_url: str, hubs: list[HubProcess], 
     await c.expect("welcome")
     assert await c.chat_seq("b/two", "after") == stored[-1][0] + 1
     await c.close()
+
+
+async def test_standby_follows_the_log_warm(pg_url: str, hubs: list[HubProcess]) -> None:
+    """A standby applies the leader's commits as they happen: its seq reaches the leader's, lag 0."""
+    leader = await start_hub(hubs, pg_url)
+    standby = await start_hub(hubs, pg_url)
+    c = await open_raw(leader.uri, "a/x")
+    await c.send("heartbeat")
+    await c.expect("welcome")
+    last = max([await c.chat_seq("b/y", f"m{i}") for i in range(15)])
+    await c.close()
+    async with asyncio.timeout(30):
+        while True:
+            _, out, _ = await run_cli("hub", "status", "--uri", standby.uri, "--json")
+            body = json.loads(out)
+            if body["seq"] >= last:
+                break
+            await asyncio.sleep(0.1)
+    assert body["role"] == "standby" and body["lag_events"] == 0 and body["leader_seq"] == body["seq"]
+    await leader.kill()
+    line = await wait_log(standby, "now leading at epoch 2")
+    assert line.rstrip().endswith(f"seq {(await events(pg_url))[-1][0]})")  # caught up to the last committed event
+
+
+def test_standby_reason_fits_a_close_frame() -> None:
+    """The leader hint is dropped rather than cut when the reason would pass 123 bytes."""
+    from synapse_channel.hub.ha import standby_reason
+
+    assert standby_reason("ws://h1:8876") == "standby; leader=ws://h1:8876"
+    assert standby_reason("ws://" + "h" * 200 + ":1") == "standby; leader="
+
+
+async def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    """A PostgreSQL URL nobody answers: one line and exit 1, never a traceback; a bad --to is a usage error."""
+    rc, _, err = await run_cli("hub", "--port", "0", "--db", "postgresql://nobody@127.0.0.1:1/x")
+    assert (
+        rc == 1
+        and err.startswith("synapse hub: cannot use postgresql://nobody@127.0.0.1:1/x")
+        and "Traceback" not in err
+    )
+    rc, _, err = await run_cli("db", "migrate", "--db", str(tmp_path / "none.db"), "--to", "mysql://x/y")
+    assert rc == 2 and "postgresql://" in err
