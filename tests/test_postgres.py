@@ -311,3 +311,19 @@ async def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     )
     rc, _, err = await run_cli("db", "migrate", "--db", str(tmp_path / "none.db"), "--to", "mysql://x/y")
     assert rc == 2 and "postgresql://" in err
+
+
+async def test_a_client_list_follows_the_real_standby_to_the_leader(pg_url: str, hubs: list[HubProcess]) -> None:
+    """The client side of the contract against real hubs: standby first in the list, the send lands on the leader."""
+    leader = await start_hub(hubs, pg_url)
+    standby = await start_hub(hubs, pg_url)
+    rc, _, err = await run_cli(
+        "send", "--uri", f"{standby.uri},{leader.uri}", "--name", "a/x", "-t", "b/y", "via the list"
+    )
+    assert rc == 0, err
+    assert [d["frame"]["payload"] for _, k, d in await events(pg_url) if k == "chat"] == ["via the list"]
+    await leader.kill()
+    await wait_log(standby, "now leading at epoch 2")
+    rc, _, err = await run_cli("send", "--uri", f"{leader.uri},{standby.uri}", "--name", "a/x", "-t", "b/y", "after")
+    assert rc == 0, err
+    assert [d["frame"]["payload"] for _, k, d in await events(pg_url) if k == "chat"] == ["via the list", "after"]

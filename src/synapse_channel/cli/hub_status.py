@@ -72,9 +72,10 @@ def _line(h: dict[str, Any]) -> str:
 def status(uri: str | None, timeout: float, as_json: bool) -> None:
     """Show each hub's role (leader/standby), epoch and lag in events; exit 0 when one healthy leader answers."""
     from ..api.cli import checked_uri
+    from ..client.addresses import split_addresses
     from ..client.context import settings
 
-    uris = [checked_uri(u.strip()) for u in (uri or str(settings().get("hub.uri"))).split(",") if u.strip()]
+    uris = [checked_uri(u) for u in split_addresses(uri or str(settings().get("hub.uri")))]
     found = [fetch_health(u, timeout) for u in uris]
     if as_json:
         click.echo(json.dumps(found[0] if len(found) == 1 else found, sort_keys=True))
