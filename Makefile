@@ -50,8 +50,10 @@ bench: $(VENV)/.installed $(REFVENV)/.installed
 # Commands the tests drive (command:Debian package). Missing ones skip locally and fail under CI=true.
 CI_TOOLS = zsh:zsh fish:fish tmux:tmux openssl:openssl systemd-analyze:systemd node:nodejs npm:npm chromium:chromium
 
+# PostgreSQL's server binaries are not on PATH on Debian (/usr/lib/postgresql/N/bin): checked by path.
 ci-deps:
 	@missing=""; for t in $(CI_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -58,6 +58,7 @@ NOT_CLIENTS = {
     "doctor": "reports what a command given --uri/--token/--token-file would do; it has no identity to check",
     "service install": "--uri is written into unit files, not connected to",
     "mcp install": "--uri is written into the assistant's MCP config, not connected to",
+    "hub status": "reads each hub's public /healthz over HTTP (a standby turns WebSockets away); no identity",
 }
 
 

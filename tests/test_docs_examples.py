@@ -30,6 +30,7 @@ PAGES = (
     "configuration.md",
     "dashboard.md",
     "deployment.md",
+    "ha.md",
     "mcp.md",
     "persistence.md",
     "plugins.md",

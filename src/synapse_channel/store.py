@@ -397,16 +397,30 @@ class WriterLock:
 
 
 async def open_journal(
-    path: Path | None, *, hub_id: str, snapshot_every: int = 10_000, group_commit: bool = True
+    path: Path | str | None,
+    *,
+    hub_id: str,
+    snapshot_every: int = 10_000,
+    group_commit: bool = True,
+    lease: float = 5.0,
 ) -> Journal:
     """Open (creating if needed) the journal at ``path``; None means in memory.
 
-    The stored ``hub_id`` wins over ``hub_id`` unless none is stored yet, so
-    the hub keeps its identity across restarts. Raises :class:`DatabaseBusy`
-    when another hub holds the database's writer lock.
+    A ``postgresql://`` URL opens a :class:`~synapse_channel.pgstore.PostgresJournal`
+    (not leading yet: the hub asks it to). The stored ``hub_id`` wins over
+    ``hub_id`` unless none is stored yet, so the hub keeps its identity across
+    restarts. Raises :class:`DatabaseBusy` when another hub holds a SQLite
+    database's writer lock.
     """
     if path is None or str(path) == ":memory:":
         return Journal(hub_id)
+    url = str(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from .pgstore import open_postgres
+
+        return await open_postgres(
+            url, hub_id=hub_id, snapshot_every=snapshot_every, group_commit=group_commit, lease=lease
+        )
     import aiosqlite
 
     path = touch_private(Path(path))

@@ -1,4 +1,4 @@
-"""``synapse backup`` and ``synapse db check``: the event log from the outside.
+"""``synapse backup``, ``synapse db check`` and ``db migrate``: the event log from the outside.
 
 Both read the database file directly (no hub needed). ``backup`` uses
 SQLite's online backup API, which copies a consistent snapshot even while the
@@ -164,3 +164,36 @@ def compact(db: Path | None, retain_days: float) -> None:
             f"{path}: no snapshot to rely on, nothing dropped (start and stop the hub once to write one); vacuumed"
         )
     click.echo(f"{path}: {report}")
+
+
+@db.command("migrate")
+@click.option(
+    "--to", "url", required=True, metavar="URL", help="An empty PostgreSQL database: postgresql://user@host/db"
+)
+@click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), help="SQLite database to copy [default: $SYN_HOME/hub.db]."
+)
+def migrate(url: str, db: Path | None) -> None:
+    """Copy a SQLite event log (stop its hub first) into PostgreSQL, for `synapse hub --db postgresql://...`."""
+    import asyncio
+
+    from ..pgmigrate import MigrateError
+    from ..pgmigrate import migrate as run_migrate
+    from ..pgstore import NoDriver, is_url, redact
+
+    if not is_url(url):
+        raise click.BadParameter(f"{url!r} is not a postgresql:// URL", param_hint="--to")
+    path = _default_db(db)
+    if not path.exists():
+        raise click.ClickException(f"no database at {path}")
+    try:
+        done = asyncio.run(run_migrate(path, url))
+    except (MigrateError, NoDriver) as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    except Exception as exc:
+        if not (type(exc).__module__ or "").startswith("asyncpg") and not isinstance(exc, OSError):
+            raise
+        raise click.ClickException(f"cannot use {redact(url)}: {type(exc).__name__}: {exc}") from None
+    click.echo(f"migrated {path} to {redact(url)}: {done}")

@@ -14,9 +14,10 @@ from .common import read_token_file
 
 if TYPE_CHECKING:
     from ..hub.config import HubConfig
+    from ..hub.server import Hub
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--port", default=8876, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one)."
@@ -36,7 +37,26 @@ if TYPE_CHECKING:
     help="Private key for --tls-certfile.",
 )
 @click.option("--hub-id", help="Hub id for a new database (default: generated once, then stored).")
-@click.option("--db", default=None, help="Event log path; ':memory:' disables persistence. [default: $SYN_HOME/hub.db]")
+@click.option(
+    "--db",
+    default=None,
+    envvar="SYNAPSE_HUB_DB",
+    help="Event log: a SQLite path, ':memory:' (no persistence), or postgresql://user@host/db for several hubs "
+    "with one leader (env SYNAPSE_HUB_DB). [default: $SYN_HOME/hub.db]",
+)
+@click.option(
+    "--advertise",
+    default=None,
+    metavar="URI",
+    help="PostgreSQL: the ws:// URI standbys send clients to while this hub leads [default: the bound address].",
+)
+@click.option(
+    "--lease",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(1.0, 600.0),
+    help="PostgreSQL: seconds a paused or cut-off leader keeps leadership before a standby takes over.",
+)
 @click.option("--relay-log", default=None, help="Relay feed path; '' disables it. [default: $SYN_HOME/feed.ndjson]")
 @click.option("--relay-max-lines", default=5000, show_default=True, type=click.IntRange(1), help="Feed trim bound.")
 @click.option(
@@ -212,7 +232,9 @@ if TYPE_CHECKING:
     type=click.FloatRange(0),
     help="Days chats, acked mail and audit refusals stay in the journal after a snapshot covers them.",
 )
+@click.pass_context
 def hub(
+    ctx: click.Context,
     host: str,
     port: int,
     token: str | None,
@@ -221,6 +243,8 @@ def hub(
     tls_keyfile: Path | None,
     hub_id: str | None,
     db: str | None,
+    advertise: str | None,
+    lease: float,
     relay_log: str | None,
     relay_max_lines: int,
     relay_max_mb: float,
@@ -251,7 +275,9 @@ def hub(
     compaction: bool,
     retain_days: float,
 ) -> None:
-    """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db)."""
+    """Run the coordination hub (ws://127.0.0.1:8876, journal in $SYN_HOME/hub.db); `hub status` reports on one."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ..core.mailbox import MIB
     from ..hub.config import HubConfig, InsecureBindError, check_limits
     from ..paths import syn_home
@@ -267,6 +293,9 @@ def hub(
         if problem:
             raise click.BadParameter(f"{role!r}: {problem}", param_hint="--role")
     db = db if db is not None else str(syn_home() / "hub.db")
+    database_url = db if db.startswith(("postgresql://", "postgres://")) else None
+    if advertise is not None and not advertise.startswith(("ws://", "wss://")):
+        raise click.BadParameter(f"{advertise!r} is not a ws:// or wss:// URI", param_hint="--advertise")
     relay_log = relay_log if relay_log is not None else str(syn_home() / "feed.ndjson")
     config = HubConfig(
         host=host,
@@ -275,7 +304,10 @@ def hub(
         tls_certfile=tls_certfile,
         tls_keyfile=tls_keyfile,
         hub_id=hub_id,
-        db=None if db == ":memory:" else Path(db),
+        db=None if db == ":memory:" or database_url else Path(db),
+        database_url=database_url,
+        advertise=advertise,
+        lease=lease,
         relay_log=Path(relay_log) if relay_log else None,
         relay_max_lines=relay_max_lines,
         relay_max_bytes=int(relay_max_mb * MIB),
@@ -325,9 +357,24 @@ def hub(
     except InsecureBindError as exc:
         click.echo(f"synapse hub: {exc}", err=True)
         sys.exit(2)
-    except OSError as exc:
+    except Exception as exc:
+        if database_url is not None and _is_database_error(exc):
+            from ..pgstore import redact
+
+            click.echo(f"synapse hub: cannot use {redact(database_url)}: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+        if not isinstance(exc, OSError):
+            raise
         click.echo(f"synapse hub: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", err=True)
         sys.exit(1)
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """A PostgreSQL problem at start (unreachable, refused, no driver): one line, not a traceback."""
+    from ..pgstore import NoDriver
+
+    module = type(exc).__module__ or ""
+    return isinstance(exc, NoDriver | ConnectionError | TimeoutError) or module.startswith("asyncpg")
 
 
 class HubFailed(RuntimeError):
@@ -355,15 +402,43 @@ async def _serve(config: HubConfig) -> None:
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(hub.stop()))
     await hub.start()
     assert hub.journal is not None
-    where = str(hub.config.db) if hub.config.db else "memory only"
-    web = hub.uri.replace("ws", "http", 1)
-    who = "an observer or admin seat" if hub.secured else "loopback peers"
-    click.echo(  # one write: a supervisor may stop reading after the first line
-        f"synapse hub {hub.core.hub_id if hub.core else ''} listening on {hub.uri} "
-        f"(journal: {where}; {hub.journal.report})\n"
-        f"synapse hub: {web}/healthz for probes, {web}/metrics for {who}; `synapse dashboard` opens the web view",
-        err=True,
-    )
+    click.echo(_banner(hub), err=True)  # one write: a supervisor may stop reading after the first line
     await hub.stopped.wait()
     if hub.failure:
+        if hub.failure.startswith("stepped down"):
+            raise HubFailed(f"{hub.failure}; restart it to serve as a standby")
         raise HubFailed(f"stopped: {hub.failure}; restart it to replay what is on disk")
+
+
+def _banner(hub: Hub) -> str:
+    """The start-up lines: where the hub listens, its journal, and (PostgreSQL) its role."""
+    assert hub.journal is not None
+    hub_id = hub.core.hub_id if hub.core else ""
+    where = str(hub.config.db) if hub.config.db else "memory only"
+    if hub.config.database_url:
+        from ..pgstore import redact
+
+        where = redact(hub.config.database_url)
+        info = hub.ha.health() if hub.ha is not None else {}
+        if hub.role != "leader":
+            return (
+                f"synapse hub {hub_id} listening on {hub.uri} as STANDBY (journal: {where}; leader "
+                f"{info.get('leader') or 'unknown'} at epoch {info.get('epoch')}; following at seq {info.get('seq')}); "
+                "clients are sent to the leader (close 4018)"
+            )
+        where += f", leader at epoch {info.get('epoch')}"
+    web = hub.uri.replace("ws", "http", 1)
+    who = "an observer or admin seat" if hub.secured else "loopback peers"
+    return (
+        f"synapse hub {hub_id} listening on {hub.uri} (journal: {where}; {hub.journal.report})\n"
+        f"synapse hub: {web}/healthz for probes, {web}/metrics for {who}; `synapse dashboard` opens the web view"
+    )
+
+
+def _add_subcommands() -> None:
+    from .hub_status import status
+
+    hub.add_command(status)
+
+
+_add_subcommands()

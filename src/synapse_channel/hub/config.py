@@ -41,7 +41,13 @@ class HubConfig:
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     hub_id: str | None = None
-    db: Path | None = None  # None: in memory only
+    db: Path | None = None  # None: in memory only (unless database_url is set)
+    #: A ``postgresql://`` URL: the journal lives there and several hubs elect one leader (wins over ``db``).
+    database_url: str | None = None
+    #: The URI a standby hands clients as this hub's address when it leads (default: the bound address).
+    advertise: str | None = None
+    #: Seconds a paused or cut-off PostgreSQL leader keeps leadership before a standby may take over.
+    lease: float = 5.0
     relay_log: Path | None = None
     relay_max_lines: int = 5000
     #: Byte bound of the relay feed (trimmed to it once it holds twice as much).

@@ -69,11 +69,14 @@ class HubMetrics:
 def health(hub: Hub) -> dict[str, Any]:
     """The ``/healthz`` body: enough for a probe, nothing secret."""
     failed = hub.failure is not None or (hub.journal is not None and hub.journal.failed is not None)
-    return {
-        "ok": not failed,
+    body: dict[str, Any] = {
+        "ok": not failed and hub.role == "leader",
         "hub_id": hub.core.hub_id if hub.core is not None else None,
         "uptime_seconds": round(hub.metrics.uptime(), 3),
     }
+    if hub.ha is not None:  # PostgreSQL: a standby answers 503 so a load balancer skips it
+        body.update(hub.ha.health())
+    return body
 
 
 def render(hub: Hub) -> str:
@@ -99,6 +102,12 @@ def render(hub: Hub) -> str:
         commits = journal.commit_seconds
         page.histogram("journal_commit_seconds", "Seconds per durable journal commit (fsync).", commits)
         page.gauge("journal_last_commit_seconds", "Seconds the latest journal commit took.", commits.last)
+    if hub.ha is not None:
+        ha = hub.ha.health()
+        roles = [("leader", int(ha["role"] == "leader")), ("standby", int(ha["role"] != "leader"))]
+        page.labelled("ha_role", "gauge", "This hub's role on its PostgreSQL journal (1 = current).", "role", roles)
+        page.gauge("ha_epoch", "The leadership epoch (bumped at every takeover).", ha["epoch"])
+        page.gauge("ha_lag_events", "Events the leader committed that this hub has not applied.", ha["lag_events"])
     page.gauge("event_loop_lag_seconds", "How late the hub's event loop ran a timer, latest sample.", m.loop_lag)
     page.gauge("event_loop_lag_max_seconds", "Largest event-loop lag seen since start.", m.loop_lag_max)
     refusals = dict(m.auth_refusals.counts)

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from ..store import Journal
     from .compactor import AutoCompactor
     from .dashboard import DashSession
+    from .ha import Leadership
     from .indexer import Indexer
 
 log = logging.getLogger("synapse_channel.hub")
@@ -141,6 +142,10 @@ class Hub:
         self._fanout = PresenceFanout(self._links, self._presence_sent)
         #: Indexes the journal behind its commits for search (None: in memory).
         self.indexer: Indexer | None = None
+        #: Leader election on a PostgreSQL journal (None: SQLite or memory, where this hub always leads).
+        self.ha: Leadership | None = None
+        #: ``leader`` while serving agents; ``standby`` while another hub leads (PostgreSQL only).
+        self.role = "leader"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,7 +156,11 @@ class Hub:
         cfg = self.config
         check_limits(cfg)
         self.journal = await open_journal(
-            cfg.db, hub_id=cfg.hub_id or new_hub_id(), snapshot_every=cfg.snapshot_every, group_commit=cfg.group_commit
+            cfg.database_url or cfg.db,
+            hub_id=cfg.hub_id or new_hub_id(),
+            snapshot_every=cfg.snapshot_every,
+            group_commit=cfg.group_commit,
+            lease=cfg.lease,
         )
         try:
             await self._load_seats()
@@ -164,19 +173,79 @@ class Hub:
         if warning:
             log.warning("%s", warning)
         try:
-            await self._open_and_listen()
+            if hasattr(self.journal, "try_lead"):
+                leading = await self._start_ha()
+            else:
+                await self._open_and_listen()
+                leading = True
         except BaseException:
             await self._abort_start()
             raise
-        self._info = self._make_info()
-        self._emit("hub_started")
+        if leading:
+            self._info = self._make_info()
+            self._emit("hub_started")
         if self._stop_requested:
             await self.stop()
 
     async def _open_and_listen(self) -> None:
         """Replay the journal into a fresh core, start the background tasks, bind the socket."""
-        from ..feed import open_feed
+        assert self.journal is not None
+        self._make_core()
+        await self.journal.replay(self._core)
+        self._start_serving()
+        await self._bind()
+        self._start_compactor()  # after binding: a compaction at start never delays the first connection
 
+    async def _start_ha(self) -> bool:
+        """Bind at once, then lead (the lock was free) or wait as a warm standby; True when leading."""
+        from ..pgstore import PostgresJournal
+        from .ha import Leadership
+
+        assert isinstance(self.journal, PostgresJournal)
+        self._make_core()
+        self.role = "standby"
+        self.metrics.start()
+        await self._bind()
+        self.journal.on_deposed = self._deposed
+        self.ha = Leadership(self, self.journal)
+        if not await self.ha.start():
+            return False
+        await self.journal.replay(self._core)
+        await self.journal.settle_tail(self._core)
+        self._start_serving()
+        self.role = "leader"
+        return True
+
+    async def take_over(self) -> None:
+        """A standby got the lock: finish catching up, start serving (called by :class:`~.ha.Leadership`)."""
+        from ..pgstore import PostgresJournal
+
+        assert isinstance(self.journal, PostgresJournal)
+        caught = await self.journal.catch_up(self._core)
+        await self.journal.settle_tail(self._core)
+        self._start_serving()
+        self.role = "leader"
+        self._info = self._make_info()
+        self._emit("hub_started")
+        log.warning(
+            "now leading at epoch %d (applied %d events at takeover; seq %d)",
+            self.journal.epoch,
+            caught,
+            self._core.seq,
+        )
+
+    def _deposed(self, why: str) -> None:
+        """The journal lost leadership: stop serving at once (the process exits; see :mod:`.ha`)."""
+        self.role = "standby"
+        self.fail(f"stepped down: {why}")
+
+    def fail(self, why: str) -> None:
+        """Stop on our own with ``why`` as the failure (the CLI exits non-zero)."""
+        if self._stop_task is None:
+            self.failure = why
+            self._stop_task = asyncio.ensure_future(self.stop())
+
+    def _make_core(self) -> None:
         cfg = self.config
         assert self.journal is not None
         self.core = HubCore(
@@ -193,8 +262,14 @@ class Hub:
         )
         self._update_security()
         self.core.handlers["dashboard_login_request"] = self._dashboard_login
-        await self.journal.replay(self.core)
-        self.journal.snapshot_source = self.core.snapshot
+
+    def _start_serving(self) -> None:
+        """Journal snapshots, feed, search, plugins and the background tasks of a leading hub."""
+        from ..feed import open_feed
+
+        cfg = self.config
+        assert self.journal is not None
+        self.journal.snapshot_source = self._core.snapshot
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines, cfg.relay_max_bytes)
         path = getattr(self.journal, "path", None)
         if path is not None:
@@ -212,8 +287,11 @@ class Hub:
             self._seat_watch = asyncio.create_task(self._watch_seats())
         self.metrics.start()
         self._health_push = asyncio.create_task(self._push_health())
+
+    async def _bind(self) -> None:
         from .http import HttpSurface
 
+        cfg = self.config
         self._server = await serve(
             self._handle,
             cfg.host,
@@ -227,7 +305,6 @@ class Hub:
             max_size=cfg.max_msg_kb * 1024,
             compression=None,
         )
-        self._start_compactor()  # after binding: a compaction at start never delays the first connection
 
     def _start_compactor(self) -> None:
         """Offer every snapshot for compaction; after a start from a snapshot alone, compact at once."""
@@ -270,6 +347,11 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._expirer = self._seat_watch = self._health_push = None
+        if self.ha is not None:
+            await self.ha.stop()
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.close(close_connections=True)
         await self.metrics.stop()
         await self._stop_compactor()
         await self._close_searcher()
@@ -316,6 +398,10 @@ class Hub:
             return
         server, self._server = self._server, None
         self._emit("hub_stopping")
+        if self.ha is not None:
+            await self.ha.stop()
+            if self.role != "leader":
+                await self._turn_away_all()
         server.close(close_connections=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), self.config.close_timeout + 0.5)
@@ -330,7 +416,7 @@ class Hub:
             self._presence_timer.cancel()
             self._presence_timer = None
         await self._fanout.stop()
-        if self.core is not None and (self.core.leaving or self.core.presence):
+        if self.core is not None and self.role == "leader" and (self.core.leaving or self.core.presence):
             with contextlib.suppress(Exception):  # the feed and plugins hear the last departures
                 await self._commit_and_deliver(self.core.settle_all(time.time()))
         if self._seat_watch is not None:
@@ -364,7 +450,25 @@ class Hub:
             return cap
         return None if is_loopback_host(host) else REMOTE_PER_HOST
 
+    async def _turn_away_all(self) -> None:
+        """A deposed leader: tell every client where the new leader is (4018) before the sockets close."""
+        assert self.ha is not None
+        reason = self.ha.close_reason()
+        if reason.endswith("="):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ha.journal.leader_address(), 1.0)
+                reason = self.ha.close_reason()
+        links = list(self._links.values())
+        for link in links:
+            link.close(Close.STANDBY, reason)
+        if links:  # each close frame goes out after what was queued, before the server's own 1001
+            await asyncio.wait([link.task for link in links], timeout=self.config.close_timeout)
+
     async def _handle(self, ws: ServerConnection) -> None:
+        if self.role != "leader":
+            assert self.ha is not None
+            await ws.close(Close.STANDBY, self.ha.close_reason())
+            return
         if len(self._links) - len(self._pending) >= self.config.max_clients:
             await ws.close(Close.CAPACITY, REASON_CAPACITY)
             return
@@ -727,7 +831,10 @@ class Hub:
         how far it got).
         """
         if self.searcher is None:
-            reply = query.error("SEARCH_UNAVAILABLE", "this hub keeps no database (--db :memory:): nothing to search")
+            reply = query.error(
+                "SEARCH_UNAVAILABLE",
+                "this hub keeps no SQLite database (--db :memory: or PostgreSQL): nothing to search",
+            )
         else:
             if self.indexer is not None and self.journal is not None:
                 # what was committed when the request was read, so a chat acked just before it is found
@@ -761,9 +868,8 @@ class Hub:
                 await asyncio.shield(pending)  # returns at once when that commit is already done
             except Exception as exc:
                 if self._stop_task is None:
-                    self.failure = f"journal write failed: {exc}"
-                    log.critical("%s; stopping (no snapshot) so a restart replays what is on disk", self.failure)
-                    self._stop_task = asyncio.ensure_future(self.stop())
+                    log.critical("journal write failed: %s; stopping (no snapshot) so a restart replays the log", exc)
+                    self.fail(f"journal write failed: {exc}")
                 return  # nothing that depends on an unwritten event is ever sent
         self._deliver(out)
 
