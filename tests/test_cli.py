@@ -365,3 +365,10 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "synapse_channel", "--help"], capture_output=True, text=True, check=True
     )
     assert "Commands" in out.stdout
+
+
+async def test_hub_refuses_a_database_url_it_does_not_speak(tmp_path: Path) -> None:
+    """``--db mysql://...`` is a usage error, not a SQLite file named ``mysql:/...`` under the working directory."""
+    code, _, err = await run_cli("hub", "--port", "0", "--db", "mysql://db.example/x", timeout=15)
+    assert code == 2 and "mysql:// is not a supported database" in err and "Traceback" not in err
+    assert not Path("mysql:").exists()

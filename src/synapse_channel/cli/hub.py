@@ -294,6 +294,11 @@ def hub(
             raise click.BadParameter(f"{role!r}: {problem}", param_hint="--role")
     db = db if db is not None else str(syn_home() / "hub.db")
     database_url = db if db.startswith(("postgresql://", "postgres://")) else None
+    if database_url is None and "://" in db:  # a URL we do not speak must not become a SQLite file named after it
+        raise click.BadParameter(
+            f"{db.split('://', 1)[0]}:// is not a supported database; use a SQLite path or postgresql://user@host/db",
+            param_hint="--db",
+        )
     if advertise is not None and not advertise.startswith(("ws://", "wss://")):
         raise click.BadParameter(f"{advertise!r} is not a ws:// or wss:// URI", param_hint="--advertise")
     relay_log = relay_log if relay_log is not None else str(syn_home() / "feed.ndjson")
