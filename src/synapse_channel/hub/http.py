@@ -102,9 +102,19 @@ def _login(hub: Hub, request: Request) -> Page:
 
 
 def _logout(hub: Hub, request: Request) -> Page:
+    """End the session the request carries.
+
+    A GET (the websockets server speaks no other method), so only a request
+    that carries a live session cookie does anything: the cookie is
+    ``SameSite=Strict``, so a link on another site arrives without it and
+    cannot log the user out.
+    """
     from . import dashboard
 
-    hub.dashboard.end(cookie_header(request))
+    header = cookie_header(request)
+    if hub.dashboard.lookup(header) is None:
+        return Page(200, "not logged in\n", headers=DASHBOARD_HEADERS)
+    hub.dashboard.end(header)
     cookie = dashboard.clear_cookie(secure=hub.config.tls)
     return Page(200, "logged out\n", headers=(*DASHBOARD_HEADERS, ("Set-Cookie", cookie)))
 
