@@ -381,3 +381,39 @@ async def test_a_message_appears_in_the_stream_and_is_found_by_search(hub: Hub, 
     await page.press("#filter", "Enter")
     await expect(results).to_have_count(1, timeout=MS)  # the socket stayed usable after the refusal
     await agent.close()
+
+
+@pytest.mark.browser
+async def test_views_bigger_than_a_frame_arrive_in_pages_and_all_are_shown(
+    hub_factory: HubFactory, open_page: Open
+) -> None:
+    """Under a 16 KiB frame budget the roster, claims and board come in several pages: the page joins them."""
+    from playwright.async_api import expect
+
+    from synapse_channel.api import Session
+
+    budget = 16 * 1024
+    hub = await hub_factory(max_frame_bytes=budget, max_queue_bytes=64 * budget)
+    pad = "x" * 60
+    agents: list[Raw] = []
+    for i in range(160):
+        agents.append(await open_raw(hub.uri, f"fleet/agent-{i:03d}-{pad}"))
+        await agents[-1].send("heartbeat", payload="online", protocol_version=7)
+        await agents[-1].expect("welcome")
+    async with Session("fleet/lead", uri=hub.uri) as lead:
+        for i in range(90):
+            await lead.claim(f"T-{i:03d}-{pad}", [f"src/mod{i}/"], worktree="/w/app", ttl=900)
+            await lead.declare_task(f"B-{i:03d}-{pad}", f"build part {i} {pad}")
+        async with Session("fleet/probe", uri=hub.uri) as probe:  # the hub really pages these views
+            first = await probe.request(probe.frame("who_request"), lambda f: f.get("type") == "who_snapshot")
+            assert first.get("has_more") is True
+        page = await open_page(await login_url(hub, "--name", "human/ana"))
+        last = f"fleet/agent-159-{pad}"
+        await expect(page.locator(f'[data-agent="{last}"]')).to_be_visible(timeout=MS)
+        assert await page.locator('[data-agent^="fleet/agent-"]').count() == len(agents)
+        await expect(page.locator(f'.claim[data-task="T-089-{pad}"]')).to_be_visible(timeout=MS)
+        assert await page.locator(".claim").count() == 90
+        await expect(page.locator(f'.task[data-task="B-089-{pad}"]')).to_be_visible(timeout=MS)
+        assert await page.locator(".task").count() == 90
+    for agent in agents:
+        await agent.ws.close()

@@ -28,10 +28,34 @@
     ws.send(JSON.stringify({ sender: name, target: "System", type, payload: "", timestamp: Date.now() / 1000, ...extra }));
     return true;
   }
+  // who, state and board answers come in pages when big (has_more + cursor): ask for the next
+  // with after=cursor and show the view once the last page is in. Replies on one socket come in
+  // request order, so each view keeps the queue of what it asked for (null: a first page).
+  const pages = { who: { asked: [], got: [] }, state: { asked: [], got: [] }, board: { asked: [], got: [] } };
+  const verbs = { who: "who_request", state: "state_request", board: "board_request" };
+  function ask(what, after) {
+    const extra = after == null ? {} : { after };
+    if (send(verbs[what], extra)) pages[what].asked.push(after == null ? null : after);
+  }
+  // The whole answer once its last page is in, else null (the next page was asked for).
+  function paged(what, f) {
+    const p = pages[what], after = p.asked.length ? p.asked.shift() : null;
+    if (after == null) p.got = [f]; else if (p.got.length) p.got.push(f); else return null;  // a stale tail
+    if (f.has_more === true && typeof f.cursor === "string") { ask(what, f.cursor); return null; }
+    const all = p.got; p.got = [];
+    return all;
+  }
+  const WHO_MAPS = ["agent_roles", "agent_liveness", "wake_capabilities", "mailbox_pending"];
+  function mergeWho(all) {
+    const whole = Object.assign({}, all[0]);
+    whole.online_agents = all.flatMap((p) => p.online_agents || []);
+    for (const key of WHO_MAPS) if (all[0][key]) whole[key] = Object.assign({}, ...all.map((p) => p[key] || {}));
+    return whole;
+  }
   const requests = {
-    who: () => send("who_request"),
-    state: () => send("state_request"),
-    board: () => send("board_request"),
+    who: () => ask("who"),
+    state: () => ask("state"),
+    board: () => ask("board"),
     attention: () => send("attention_request", { status: "open" }),
     history: () => send("history_request", { limit: 100 }),
   };
@@ -64,15 +88,21 @@
 
   function onFrame(f) {
     const t = f.type || "";
-    if (t === "who_snapshot") { view.who = f; renderRoster(); }
+    if (t === "who_snapshot") { const all = paged("who", f); if (all) { view.who = mergeWho(all); renderRoster(); } }
     else if (t === "presence_update") refresh("who");
     else if (t === "state_snapshot" && f.snapshot) {
-      view.claims = f.snapshot.active_claims || [];
-      view.skew = (f.timestamp || Date.now() / 1000) - Date.now() / 1000;
-      renderClaims();
+      const all = paged("state", f);
+      if (all) {
+        view.claims = all.flatMap((p) => (p.snapshot && p.snapshot.active_claims) || []);
+        view.skew = (f.timestamp || Date.now() / 1000) - Date.now() / 1000;
+        renderClaims();
+      }
     }
     else if (t.startsWith("claim_") || t.startsWith("release")) { refresh("state"); refresh("who"); }
-    else if (t === "board_snapshot" && f.board) { view.board = f.board.tasks || []; renderBoard(); }
+    else if (t === "board_snapshot" && f.board) {
+      const all = paged("board", f);
+      if (all) { view.board = all.flatMap((p) => (p.board && p.board.tasks) || []); renderBoard(); }
+    }
     else if (t.startsWith("ledger_") || t.startsWith("task_")) refresh("board");
     else if (t === "attention_snapshot") { view.questions = f.questions || []; renderQuestions(); }
     else if (t === "attention_update") { refresh("attention"); if (f.question && f.question.status === "open") notify(f.question); }
