@@ -154,9 +154,7 @@ async def test_the_wait_tool_takes_turns_with_the_push(hub: Hub) -> None:
         assert (await next_push(pushed)).content.endswith("after the wait")
 
 
-async def test_claude_code_without_the_launch_flag_gets_no_push_and_the_hooks_deliver(
-    hub: Hub, tmp_path: Path
-) -> None:
+async def test_claude_code_without_the_launch_flag_gets_no_push_and_the_hooks_deliver(hub: Hub, tmp_path: Path) -> None:
     """Claude Code drops pushes from a server it did not register; the mail must stay for the hooks."""
     errlog = tmp_path / "stderr"
     launcher = [sys.executable, "-c", WRAPPER, "--"]
@@ -180,7 +178,10 @@ def test_the_development_channels_flag_is_read_like_claude_code_reads_it() -> No
     from synapse_channel.mcp.channel import dev_channels
 
     flag = "--dangerously-load-development-channels"
-    assert dev_channels(["claude", flag, "server:synapse", "plugin:a@b", "-p", "hi"]) == ["server:synapse", "plugin:a@b"]
+    assert dev_channels(["claude", flag, "server:synapse", "plugin:a@b", "-p", "hi"]) == [
+        "server:synapse",
+        "plugin:a@b",
+    ]
     assert dev_channels(["claude", f"{flag}=server:synapse"]) == ["server:synapse"]
     assert dev_channels(["claude", "--channels", "server:synapse"]) == []
 

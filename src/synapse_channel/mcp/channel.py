@@ -58,8 +58,12 @@ class ChannelParams(BaseModel):
     meta: dict[str, str] = {}
 
 
-class ChannelNotification(types.Notification[ChannelParams, Literal["notifications/claude/channel"]]):
-    """``notifications/claude/channel``: a vendor method, sent like the SDK's own notifications."""
+class ChannelNotification(types.Notification[dict[str, Any], Literal["notifications/claude/channel"]]):
+    """``notifications/claude/channel``: a vendor method, sent like the SDK's own notifications.
+
+    Its params are a plain dict (``ChannelParams`` dumped): the SDK's params
+    base class reserves the attribute ``meta`` for ``_meta``.
+    """
 
     method: Literal["notifications/claude/channel"] = "notifications/claude/channel"
 
@@ -259,7 +263,7 @@ class Channel:
             cursor = read_int(real)
             fresh = [m for m in got if m.seq > cursor]
             for m in fresh:
-                note = ChannelNotification(params=render(m))
+                note = ChannelNotification(params=render(m).model_dump())
                 # The SDK types send_notification to the core notifications, but it serialises any
                 # Notification model (method and params): a vendor method goes out the same way.
                 await session.send_notification(cast(types.ServerNotification, note))
