@@ -213,3 +213,14 @@ async def test_channel_over_http_is_refused_and_install_honours_the_setting(hub:
     assert code == 0 and '"--channel"' not in out, out + err
     code, out, err = await dry_run("codex", "--channel")
     assert code == 2 and "claude-code only" in err and "Traceback" not in err, err
+
+
+async def test_the_push_takes_its_receiver_back_from_another_waiter(hub: Hub) -> None:
+    """`synapse wait` (or an idle-wait hook) for the same identity takes IDENTITY-rx; the push takes it back."""
+    async with channel_client(hub, "--channel") as (_, pushed):
+        await send(hub, "first")
+        assert (await next_push(pushed)).content.endswith("first")  # the push holds the receiver now
+        code, out, err = await run_cli("wait", "--uri", hub.uri, "--name", ME, "--timeout", "60", timeout=TIMEOUT * 6)
+        assert code == 4, (code, out, err)  # taken over: the push took the receiver back
+        await send(hub, "second")
+        assert (await next_push(pushed)).content.endswith("second")

@@ -209,6 +209,7 @@ class Channel:
             mine = Path(scratch) / "cursor"
             while True:
                 await self._resume.wait()
+                started = time.monotonic()
                 task = asyncio.ensure_future(self._listen(mine))
                 self._current = task
                 try:
@@ -222,6 +223,8 @@ class Channel:
                     continue  # a wait call has the receiver; the loop waits for it to be resumed
                 exc = task.exception()
                 if isinstance(exc, api.Superseded):
+                    if time.monotonic() - started > RETAKE_MAX:
+                        retake = RETAKE_MIN  # it held the receiver a good while: a one-off (an idle-wait hook)
                     _note(f"another waiter took {tools.identity}-rx; taking it back in {retake:g}s")
                     await asyncio.sleep(retake)
                     retake = min(RETAKE_MAX, retake * 2)
