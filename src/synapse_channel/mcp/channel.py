@@ -47,6 +47,8 @@ EXPERIMENTAL: dict[str, dict[str, Any]] = {CAPABILITY: {}}
 DEV_FLAG = "--dangerously-load-development-channels"
 #: The name ``synapse mcp install`` gives the server in Claude Code's config (``server:synapse``).
 SERVER_NAME = "synapse"
+#: Seconds one push may take before the client counts as not reading (the hooks' lock is held meanwhile).
+SEND_TIMEOUT = 10.0
 #: Backoff bounds (seconds) for taking the receiver back after another waiter took it over.
 RETAKE_MIN, RETAKE_MAX = 1.0, 30.0
 
@@ -262,14 +264,21 @@ class Channel:
         from synapse_channel.paths import mailbox_cursor_path, read_int, write_private
 
         real = mailbox_cursor_path(self.tools.identity)
-        with cursor_lock(real):
+        fresh: list[api.Message] = []
+        with cursor_lock(real):  # held while sending, so no hook hands these over meanwhile
             cursor = read_int(real)
-            fresh = [m for m in got if m.seq > cursor]
-            for m in fresh:
+            for m in (m for m in got if m.seq > cursor):
                 note = ChannelNotification(params=render(m).model_dump())
                 # The SDK types send_notification to the core notifications, but it serialises any
                 # Notification model (method and params): a vendor method goes out the same way.
-                await session.send_notification(cast(types.ServerNotification, note))
+                try:
+                    await asyncio.wait_for(
+                        session.send_notification(cast(types.ServerNotification, note)), SEND_TIMEOUT
+                    )
+                except (TimeoutError, OSError) as exc:  # a client that stopped reading: the rest stays for the hooks
+                    _note(f"could not push seq {m.seq} ({type(exc).__name__}); left in the mailbox")
+                    break
+                fresh.append(m)
             if fresh:
                 write_private(real, f"{max(m.seq for m in fresh)}\n")
         if not fresh:
