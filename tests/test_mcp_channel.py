@@ -30,7 +30,12 @@ WRAPPER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[sys.argv.in
 
 @asynccontextmanager
 async def channel_client(
-    hub: Hub, *flags: str, client: str = "synapse-test", launcher: list[str] | None = None, errlog: Path | None = None
+    hub: Hub,
+    *flags: str,
+    client: str = "synapse-test",
+    launcher: list[str] | None = None,
+    errlog: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[Any, asyncio.Queue[Any]]]:
     """An SDK client of `synapse mcp serve --name proj/bob FLAGS` that collects channel notifications."""
     mcp = sdk()
@@ -52,7 +57,7 @@ async def channel_client(
 
     serve = [SYNAPSE, "mcp", "serve", "--uri", hub.uri, "--name", ME, *flags]
     command = [*(launcher or []), *serve]
-    params = mcp.StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
+    params = mcp.StdioServerParameters(command=command[0], args=command[1:], env={**os.environ, **(env or {})})
     with open(errlog or os.devnull, "w") as err:
         transport = stdio_client(params, errlog=err)
         info = mcp.types.Implementation(name=client, version="0")
@@ -172,6 +177,20 @@ async def test_claude_code_launched_with_the_flag_gets_the_push(hub: Hub) -> Non
     async with channel_client(hub, "--channel", client="claude-code", launcher=launcher) as (_, pushed):
         await send(hub, "through the channel")
         assert (await next_push(pushed)).content.endswith("through the channel")
+
+
+async def test_claude_code_on_a_third_party_provider_gets_no_push(hub: Hub, tmp_path: Path) -> None:
+    """Channels need Anthropic's own API: Claude Code on Bedrock (its env reaches the server) never registers them."""
+    errlog = tmp_path / "stderr"
+    launcher = [sys.executable, "-c", WRAPPER, "--dangerously-load-development-channels", "server:synapse", "--"]
+    async with channel_client(
+        hub, "--channel", client="claude-code", launcher=launcher, errlog=errlog, env={"CLAUDE_CODE_USE_BEDROCK": "1"}
+    ) as (_, pushed):
+        line = await line_in(errlog, "channel push is off")
+        assert "third-party provider (CLAUDE_CODE_USE_BEDROCK)" in line, line
+        await send(hub, "kept for the hook")
+        assert "kept for the hook" in await prompt_hook(hub)
+        assert pushed.empty()
 
 
 def test_the_development_channels_flag_is_read_like_claude_code_reads_it() -> None:

@@ -123,6 +123,42 @@ def dev_channels(argv: list[str]) -> list[str]:
     return found
 
 
+#: Claude Code's provider switches (inherited by its MCP servers); channels need Anthropic's own API.
+THIRD_PARTY = (
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+    "CLAUDE_CODE_USE_ANTHROPIC_AWS",
+    "CLAUDE_CODE_USE_MANTLE",
+)
+#: Where Claude Code reads the managed-settings file, per platform.
+MANAGED_DIRS = {"darwin": "/Library/Application Support/ClaudeCode", "win32": "C:\\Program Files\\ClaudeCode"}
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _policy_gate() -> str:
+    """Why the organisation's managed-settings file turns channels off, or "" (also when there is none).
+
+    Claude Code reads more policy sources (drop-in files, MDM, server-managed
+    settings); a file that exists without ``channelsEnabled: true`` is the one
+    case seen here that certainly blocks channels for a Console or Team and
+    Enterprise login.
+    """
+    import json
+
+    path = Path(MANAGED_DIRS.get(sys.platform, "/etc/claude-code")) / "managed-settings.json"
+    try:
+        policy = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    if isinstance(policy, dict) and policy.get("channelsEnabled") is not True:
+        return f"{path} does not set channelsEnabled: true"
+    return ""
+
+
 def launch_gate(client: str, name: str = SERVER_NAME) -> str:
     """Why a Claude Code session will ignore our pushes, as far as its command line says; "" when it will not.
 
@@ -137,6 +173,10 @@ def launch_gate(client: str, name: str = SERVER_NAME) -> str:
         return ""
     import os
 
+    if provider := next((v for v in THIRD_PARTY if _truthy(os.environ.get(v))), None):
+        return f"Claude Code runs on a third-party provider ({provider}), where channels are not available"
+    if why := _policy_gate():
+        return why
     pid = os.getppid()
     for _ in range(6):
         found = _argv(pid)
