@@ -160,14 +160,16 @@ def _policy_gate() -> str:
 
 
 def launch_gate(client: str, name: str = SERVER_NAME) -> str:
-    """Why a Claude Code session will ignore our pushes, as far as its command line says; "" when it will not.
+    """Why a Claude Code session will ignore our pushes, as far as we can see; "" when it will not.
 
-    Claude Code registers a custom channel server only when the session was
-    started with ``--dangerously-load-development-channels server:NAME``; a
-    push it did not register is dropped, and an acked message would then
-    reach nobody. So with Claude Code as the client, push only when an
-    ancestor process (the server's parent, or a wrapper above it) carries
-    the flag for ``name``. Other clients asked for ``--channel`` themselves.
+    Claude Code registers a custom channel server only on Anthropic's own
+    API, when policy allows, and when the session was started with
+    ``--dangerously-load-development-channels server:NAME``; a push it did
+    not register is dropped, and an acked message would then reach nobody.
+    So with Claude Code as the client, push only when no provider switch or
+    managed-settings file rules channels out and an ancestor process (the
+    server's parent, or a wrapper above it) carries the flag for ``name``.
+    Other clients asked for ``--channel`` themselves.
     """
     if client != "claude-code":
         return ""
@@ -235,6 +237,12 @@ class Channel:
 
     async def run(self) -> None:
         """Push mail until cancelled (the session closed); never raises into the server."""
+        try:
+            await self._run()
+        except Exception as exc:  # the tools must keep working: the push just ends, said on stderr
+            _note(f"{type(exc).__name__}: {exc}; channel push is off for this session")
+
+    async def _run(self) -> None:
         tools = self.tools
         if not tools.identity or tools.missing:
             return  # every tool call already says what is missing
