@@ -18,9 +18,10 @@ NO_IDENTITY = (
     " or reinstall with `synapse mcp install ASSISTANT --name NAME`"
 )
 CHANNEL_STEP = (
-    "Channel push (research preview; Claude Code >= 2.1.80, claude.ai login; Team/Enterprise orgs must set"
-    " channelsEnabled): start each session with `claude --dangerously-load-development-channels server:"
-    "synapse`; without it Claude Code ignores the pushes and the hooks or tools deliver the mail"
+    "Channel push (research preview; Claude Code >= 2.1.80 on Anthropic's API with a qualifying login; "
+    "Team/Enterprise: an admin enables channels): start each session with "
+    "`claude --dangerously-load-development-channels server:synapse`. Without the flag the server pushes "
+    "nothing and the hooks and tools deliver the mail (docs/mcp.md)"
 )
 EXTRA_HINT = "the MCP server needs the mcp extra: pip install 'synapse-channel[mcp]'"
 
