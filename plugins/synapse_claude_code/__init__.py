@@ -179,7 +179,7 @@ def register_wake_adapters(register: Any) -> None:
 
 @hookimpl
 def register_settings(register: Any) -> None:
-    """``[adapters.claude_code] stop_wait_seconds``, ``idle_wake`` and ``idle_wake_seconds``."""
+    """``[adapters.claude_code] stop_wait_seconds``, ``idle_wake``, ``idle_wake_seconds`` and ``channel``."""
     register(
         "adapters.claude_code.stop_wait_seconds",
         float,
@@ -198,4 +198,12 @@ def register_settings(register: Any) -> None:
         float,
         DEFAULT_IDLE_SECONDS,
         "How long one idle wait lasts; after it the idle session is reachable again from its next turn.",
+    )
+    register(
+        "adapters.claude_code.channel",
+        bool,
+        False,
+        "`synapse mcp install claude-code` serves with --channel: new mail is pushed into the running session as a "
+        "Claude Code channel event (research preview: claude.ai login, started with "
+        "--dangerously-load-development-channels server:synapse).",
     )

@@ -17,6 +17,12 @@ NO_IDENTITY = (
     "no identity: set SYN_IDENTITY where the assistant starts, or [identity] in the project's synapse.toml,"
     " or reinstall with `synapse mcp install ASSISTANT --name NAME`"
 )
+CHANNEL_STEP = (
+    "Channel push (research preview; Claude Code >= 2.1.80 on Anthropic's API with a qualifying login; "
+    "Team/Enterprise: an admin enables channels): start each session with "
+    "`claude --dangerously-load-development-channels server:synapse`. Without the flag the server pushes "
+    "nothing and the hooks and tools deliver the mail (docs/mcp.md)"
+)
 EXTRA_HINT = "the MCP server needs the mcp extra: pip install 'synapse-channel[mcp]'"
 
 
@@ -37,6 +43,12 @@ def mcp() -> None:
     show_default=True,
     help="Seconds to wait for the hub per request.",
 )
+@click.option(
+    "--channel",
+    is_flag=True,
+    help="Claude Code channel push (research preview; stdio): declare claude/channel and push new mail "
+    "to the session as it arrives.",
+)
 def serve(
     uri: str,
     name: str | None,
@@ -46,6 +58,7 @@ def serve(
     host: str,
     port: int,
     timeout: float,
+    channel: bool,
 ) -> None:
     """Serve the tools as NAME over stdio (default) or streamable HTTP (--http).
 
@@ -53,7 +66,16 @@ def serve(
     SYNAPSE_TOKEN, [hub] token_file) every request must carry it as
     ``Authorization: Bearer TOKEN``; without one the server binds loopback
     only.
+
+    With --channel (stdio only) the server offers Claude Code's channel
+    capability and pushes each directed message to the session while it is
+    open; Claude Code must be started with
+    ``--dangerously-load-development-channels server:synapse`` (docs/mcp.md).
     """
+    if channel and use_http:
+        raise click.UsageError(
+            "--channel works over stdio only: Claude Code starts a channel server as its own subprocess"
+        )
     identity = name or default_identity() or ""
     if not identity:
         # Still serve: an assistant shows a server that will not start only as "failed to connect", while a
@@ -103,7 +125,7 @@ def serve(
         if use_http:
             asyncio.run(serve_http(tools, host, port, secret, __version__, ready))
         else:
-            asyncio.run(serve_stdio(tools, __version__))
+            asyncio.run(serve_stdio(tools, __version__, channel=channel))
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as exc:
@@ -130,18 +152,38 @@ def _assistant(fn: click.decorators.FC) -> click.decorators.FC:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Bake this token file in (never the token itself).",
 )
+@click.option(
+    "--channel/--no-channel",
+    default=None,
+    help="Claude Code only: serve with --channel (push new mail into the session). "
+    "Default: [adapters.claude_code] channel.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the diff; change nothing.")
 def install(
-    assistant: str, scope: str, identity: str | None, uri: str | None, token_file: Path | None, dry_run: bool
+    assistant: str,
+    scope: str,
+    identity: str | None,
+    uri: str | None,
+    token_file: Path | None,
+    channel: bool | None,
+    dry_run: bool,
 ) -> None:
     """Write the server into ASSISTANT's MCP config (merged, idempotent; the original kept beside it)."""
     from ..adapters.settings_file import SettingsError
     from ..mcp import install as setup
 
+    if channel and assistant != "claude-code":
+        raise click.UsageError("--channel is for claude-code only: channels are a Claude Code feature")
+    if channel is None and assistant == "claude-code":
+        from ..api import setting
+
+        channel = setting("adapters.claude_code.channel") is True
     args: list[str] = []
     for flag, value in (("--name", identity), ("--uri", uri), ("--token-file", token_file)):
         if value:
             args += [flag, str(Path(value).expanduser().resolve()) if flag == "--token-file" else str(value)]
+    if channel:
+        args.append("--channel")
     try:
         if dry_run:
             click.echo(setup.plan(assistant, scope, True, args).diff(), nl=False)
@@ -151,6 +193,8 @@ def install(
         raise click.ClickException(str(exc)) from None
     click.echo(f"{'updated' if change.changed else 'unchanged'} {change.path}")
     click.echo(_next_step(assistant, scope))
+    if channel:
+        click.echo(CHANNEL_STEP)
 
 
 @mcp.command()

@@ -15,6 +15,7 @@ reached again on the next call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -108,6 +109,8 @@ class Tools:
     _calls: dict[str, Callable[[dict[str, Any]], Awaitable[str]]] = field(default_factory=dict, repr=False)
     _lock: asyncio.Lock | None = field(default=None, repr=False)
     _wait_lock: asyncio.Lock | None = field(default=None, repr=False)
+    #: The channel push loop (``--channel``), paused while a ``wait`` call holds the receiver.
+    channel: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._calls = {
@@ -208,7 +211,8 @@ class Tools:
         timeout = _number(args, "timeout", 60.0, low=1.0, high=MAX_WAIT)
         if self._wait_lock is None:
             self._wait_lock = asyncio.Lock()
-        async with self._wait_lock:  # one waiter per identity at a time (it registers as IDENTITY-rx)
+        paused = self.channel.paused() if self.channel is not None else contextlib.nullcontext()
+        async with self._wait_lock, paused:  # one waiter per identity at a time (it registers as IDENTITY-rx)
             got = await api.wait(self.identity, uri=self.uri, token=self.token, timeout=timeout, directed_only=True)
         if not got:
             return f"no message within {timeout:g}s; call wait again, or get on with your work"
@@ -474,7 +478,11 @@ RESOURCES = (
 
 
 def build(tools: Tools, version: str = "") -> Server[Any]:
-    """A low-level MCP server over ``tools`` (hand-written schemas: compact and stable)."""
+    """A low-level MCP server over ``tools`` (hand-written schemas: compact and stable).
+
+    With a channel on ``tools``, the session is handed to it once the client
+    has initialized (from then on the spec lets a server send notifications).
+    """
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tool_list())
@@ -506,30 +514,64 @@ def build(tools: Tools, version: str = "") -> Server[Any]:
             contents=[types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
         )
 
-    return Server(
+    instructions = (
+        f"You are {tools.identity or 'an agent'} on a synapse hub shared with other agents. Check inbox "
+        "(or wait) for messages and ack them; claim the files you will edit before editing; release when done."
+    )
+    if tools.channel is not None:
+        instructions += (
+            ' Messages for you also arrive by themselves as <channel source="synapse" sender=... seq=...> events;'
+            " those are already acked: handle them, reply with send."
+        )
+    server: Server[Any] = Server(
         "synapse",
         version=version,
-        instructions=(
-            f"You are {tools.identity or 'an agent'} on a synapse hub shared with other agents. Check inbox "
-            "(or wait) for messages and ack them; claim the files you will edit before editing; release when done."
-        ),
+        instructions=instructions,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
         on_list_resources=list_resources,
         on_read_resource=read_resource,
     )
+    if tools.channel is not None:
+        channel = tools.channel
+
+        async def initialized(ctx: Any, params: Any) -> None:
+            channel.attach(ctx.session)
+
+        server.add_notification_handler("notifications/initialized", types.NotificationParams, initialized)
+    return server
 
 
 # ---------------------------------------------------------------------- transports
 
 
-async def serve_stdio(tools: Tools, version: str = "") -> None:
-    """Serve one assistant over stdin/stdout (how assistants launch MCP servers)."""
+async def serve_stdio(tools: Tools, version: str = "", channel: bool = False) -> None:
+    """Serve one assistant over stdin/stdout (how assistants launch MCP servers).
+
+    With ``channel`` the server declares Claude Code's ``claude/channel``
+    capability and pushes new mail to the session while it is open
+    (:mod:`synapse_channel.mcp.channel`).
+    """
     from mcp.server.stdio import stdio_server
 
+    push = None
+    if channel:
+        from .channel import EXPERIMENTAL, Channel
+
+        push = tools.channel = Channel(tools)
     server = build(tools, version)
+    options = server.create_initialization_options(experimental_capabilities=EXPERIMENTAL if push else None)
     async with stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options())
+        if push is None:
+            await server.run(read, write, options)
+            return
+        loop = asyncio.ensure_future(push.run())
+        try:
+            await server.run(read, write, options)
+        finally:
+            loop.cancel()
+            with contextlib.suppress(BaseException):
+                await loop
 
 
 class BearerGate:
