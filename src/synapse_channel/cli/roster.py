@@ -33,26 +33,17 @@ def who(
 
 
 async def _who(uri: str, name: str, token: str | None, project: str | None, as_json: bool, timeout: float) -> int:
-    from ..client.connection import HubClient, HubError, merge_who, next_after
-
-    client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
-
-    def is_snapshot(f: dict[str, Any]) -> bool:
-        return f.get("type") == "who_snapshot"
+    """Every page of the roster through :meth:`synapse_channel.api.Session.who`, printed."""
+    from ..api import Session, SynapseError, Timeout
 
     try:
-        await client.connect(client.frame("who_request", payload="who"))
-        snap = await client.wait_for(is_snapshot, timeout)
-        if snap is not None and snap.get("has_more"):  # a roster too big for one frame: follow the pages
-            more = next_after(client, "who_request", payload="who")
-            snap = merge_who(await client.follow_pages(snap, more, is_snapshot, timeout))
-    except HubError as exc:
-        say(name, str(exc))
-        return 1
-    finally:
-        await client.close()
-    if snap is None:
+        async with Session(name, uri=uri, token=token, timeout=timeout) as session:
+            snap = dict((await session.who()).raw)
+    except Timeout:
         click.echo("synapse: no who_snapshot from the hub before the deadline", err=True)
+        return 1
+    except SynapseError as exc:
+        say(name, str(exc))
         return 1
     if as_json:
         click.echo(json.dumps(_filtered(snap, name, project), indent=2, sort_keys=True))
@@ -134,21 +125,28 @@ def _failure(exc: Exception) -> dict[str, Any]:
 
 
 async def _health(uri: str, name: str, token: str | None, timeout: float, as_json: bool = False) -> int:
-    from ..client.connection import HubClient, HubError
+    from ..api import Closed, Forbidden, Session, SynapseError, Unreachable
 
-    client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
+    session = None
     try:
-        welcome = await client.connect()
-    except HubError as exc:
+        session = Session(name, uri=uri, token=token, timeout=timeout)
+        welcome = await session.connect()
+        uri = session.address or uri  # with a list of hubs: the one that answered
+    except SynapseError as exc:
         if as_json:
-            click.echo(json.dumps({**_failure(exc), "uri": uri}, sort_keys=True))
+            code = exc.code if isinstance(exc, Closed) else None
+            if isinstance(exc, Forbidden) and exc.code == "AUTH_DENIED":
+                code = 4010  # the close code the hub sent (the API names it)
+            outcome = "unreachable" if isinstance(exc, Unreachable) else "refused"
+            body = {"ok": False, "outcome": outcome, "code": None if code is None else str(code), "error": str(exc)}
+            click.echo(json.dumps({**body, "uri": uri}, sort_keys=True))
         else:
             click.echo(f"unhealthy: {exc}", err=True)
         return 1
     finally:
-        await client.close()
+        if session is not None:
+            await session.close()
     n = welcome.get("connected_clients")
-    uri = client.address or uri  # with a list of hubs: the one that answered
     if as_json:
         body = {
             "ok": True,
