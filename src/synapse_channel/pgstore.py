@@ -51,6 +51,7 @@ from .store import (
     _settle,
     checksum,
     encode_data,
+    write_batches,
 )
 
 if TYPE_CHECKING:
@@ -287,21 +288,7 @@ class PostgresJournal(Journal):
         return fut
 
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while self.group_commit and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            await self._commit(batch)
-            if stop:
-                return
+        await write_batches(self._queue, self.group_commit, self._commit)
 
     async def _commit(self, batch: list[Batch]) -> None:
         if self.failed is not None:

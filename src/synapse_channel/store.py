@@ -30,7 +30,7 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +137,31 @@ class Journal:
         """Flush and release resources."""
 
 
+async def write_batches(
+    queue: asyncio.Queue[Batch | None], group: bool, commit: Callable[[list[Batch]], Awaitable[None]]
+) -> None:
+    """The writer loop of every durable journal: commit what is queued, in order; ``None`` ends it.
+
+    With ``group`` each commit takes everything queued meanwhile (one fsync or
+    transaction for many outcomes), else one outcome at a time.
+    """
+    while True:
+        first = await queue.get()
+        if first is None:
+            return
+        batch = [first]
+        stop = False
+        while group and not queue.empty():
+            item = queue.get_nowait()
+            if item is None:
+                stop = True
+                break
+            batch.append(item)
+        await commit(batch)
+        if stop:
+            return
+
+
 class SqliteJournal(Journal):
     """The durable journal on one aiosqlite connection owned by a writer task."""
 
@@ -164,22 +189,11 @@ class SqliteJournal(Journal):
         return fut
 
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while self.group_commit and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            async with self.turn:
-                await self._commit(batch)
-            if stop:
-                return
+        await write_batches(self._queue, self.group_commit, self._take_turn)
+
+    async def _take_turn(self, batch: list[Batch]) -> None:
+        async with self.turn:
+            await self._commit(batch)
 
     async def _commit(self, batch: list[Batch]) -> None:
         if self.failed is not None:
