@@ -54,6 +54,11 @@ async def run(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str
 
 @pytest.fixture
 async def repo(tmp_path: Path) -> Path:
+    return await make_repo(tmp_path)
+
+
+async def make_repo(tmp_path: Path) -> Path:
+    """A git work tree with ``mine/a.txt``, ``other.txt`` and ``free.txt`` (shared with test_shell_guard)."""
     top = tmp_path / "repo"
     (top / "mine").mkdir(parents=True)
     for name in ("mine/a.txt", "other.txt", "free.txt"):

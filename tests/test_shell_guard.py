@@ -9,9 +9,7 @@ claim.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -23,8 +21,9 @@ from synapse_channel import landlock
 from synapse_channel.api import Session
 from synapse_channel.hub.server import Hub
 
-from .conftest import SYNAPSE, TIMEOUT, run_cli
-from .test_run_enforce import needs_landlock
+from .conftest import SYNAPSE, run_cli
+from .test_edit_guard import hook as run_hook
+from .test_run_enforce import make_repo, needs_landlock, run
 
 ON = {"SYNAPSE_GUARD_ENFORCE_SHELL": "true"}
 PREFIX = f"{shlex.quote(SYNAPSE)} run --enforce --no-claims-ok -- bash -c "
@@ -32,49 +31,17 @@ PREFIX = f"{shlex.quote(SYNAPSE)} run --enforce --no-claims-ok -- bash -c "
 
 async def hook(assistant: str, payload: Any, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
     """Run ``synapse hook ASSISTANT pre-shell`` with ``payload`` on stdin; (exit code, stdout, stderr)."""
-    data = payload if isinstance(payload, str) else json.dumps(payload)
-    proc = await asyncio.create_subprocess_exec(
-        SYNAPSE,
-        "hook",
-        assistant,
-        "pre-shell",
-        cwd=cwd,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(data.encode()), TIMEOUT * 2)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode().strip(), err.decode()
+    return await run_hook(assistant, payload, env, cwd, "pre-shell")
 
 
 async def shell(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
     """Run ``command`` the way the assistants' shell tools do: a ``bash -c`` in the tool's directory."""
-    proc = await asyncio.create_subprocess_exec(
-        "bash",
-        "-c",
-        command,
-        cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 3)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run("bash", "-c", command, cwd=cwd, env=env)
 
 
 @pytest.fixture
 async def repo(tmp_path: Path) -> Path:
-    top = tmp_path / "repo"
-    (top / "mine").mkdir(parents=True)
-    for name in ("mine/a.txt", "other.txt", "free.txt"):
-        (top / name).write_text("v1\n")
-    proc = await asyncio.create_subprocess_exec("git", "init", "-q", str(top))
-    assert await proc.wait() == 0
-    return top.resolve()
+    return await make_repo(tmp_path)
 
 
 def claude_bash(command: str, cwd: Path) -> dict[str, Any]:
