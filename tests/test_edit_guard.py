@@ -220,3 +220,26 @@ async def test_auto_claim_after_its_lease_lapsed_keeps_the_new_file_when_an_old_
         code, out, err = await hook("claude-code", claude("Write", file_path=str(repo / "c.py")), me, repo)
         assert (code, out) == (0, ""), err
         assert (await owned(obs, "shop/api"))["auto/shop/api/API-8"]["paths"] == ["c.py"]
+
+
+async def test_the_pre_edit_hook_does_not_import_asyncio(hub: Hub, repo: Path) -> None:
+    """It runs before every file write the assistant makes: the blocking guard client, no event loop to start."""
+    import sys
+
+    payload = json.dumps(claude("Write", file_path=str(repo / "src/api.py"), content="y"))
+    script = (
+        "import io, sys\n"
+        f"sys.stdin = io.StringIO({payload!r})\n"
+        "from synapse_channel.cli import main\n"
+        "try:\n"
+        "    main(['hook', 'claude-code', 'pre-edit'])\n"
+        "finally:\n"
+        "    print('asyncio' in sys.modules, file=sys.stderr)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=repo,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "SYN_IDENTITY": "shop/api", "SYNAPSE_URI": hub.uri},
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 2)
+    assert err.decode().strip().splitlines()[-1] == "False", err.decode()

@@ -32,7 +32,6 @@ import contextlib
 import io
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from typing import Any
 
 from ..client.waiter import Waiter
 from . import HookAdapter
+from .edits import note, run_pre_edit  # noqa: F401 (pre-edit lives in .edits: it must not import asyncio)
 
 Frame = dict[str, Any]
 
@@ -49,11 +49,6 @@ MAX_SHOWN = 20
 HUB_TIMEOUT = 3.0
 #: What an idle wait exits with to wake the model (Claude Code: asyncRewake's "blocking error").
 EXIT_WAKE = 2
-
-
-def note(message: str) -> None:
-    """A line on stderr (assistants show it to the user, not the model)."""
-    sys.stderr.write(f"synapse hook: {message}\n")
 
 
 def run_hook(adapter: HookAdapter, event: str, stdin_text: str) -> str:
@@ -69,30 +64,6 @@ def run_hook(adapter: HookAdapter, event: str, stdin_text: str) -> str:
         return asyncio.run(_handle(adapter, event, payload)) or adapter.empty_output
     except Exception as exc:  # fail open: never block the agent
         note(f"{type(exc).__name__}: {exc}; continuing without synapse")
-        return adapter.empty_output
-
-
-def run_pre_edit(adapter: HookAdapter, stdin_text: str) -> str:
-    """``pre-edit``: the adapter's refusal when the tool call would write a file another agent claimed.
-
-    Allowed (empty output) for any other tool, for unclaimed and own files,
-    and, with a note, when the hub cannot be asked (``[guard]
-    refuse_offline`` turns that into a refusal). Never raises.
-    """
-    try:
-        payload = json.loads(stdin_text) if stdin_text.strip() else {}
-        if not isinstance(payload, dict):
-            raise ValueError("hook input is not a JSON object")
-        paths = adapter.edit_paths(payload)
-        if not paths:
-            return adapter.empty_output
-        from ..guard.edits import check_edit
-
-        cwd = payload.get("cwd")
-        reason = check_edit(paths, cwd if isinstance(cwd, str) and cwd else None)
-        return adapter.deny_edit_output(reason) if reason else adapter.empty_output
-    except Exception as exc:  # a broken guard must not wedge the agent
-        note(f"pre-edit: {type(exc).__name__}: {exc}; edit allowed")
         return adapter.empty_output
 
 

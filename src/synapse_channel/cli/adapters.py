@@ -168,7 +168,7 @@ def hook(assistant: str, event: str) -> None:
     agent has claimed. ``pre-shell`` (``[guard] enforce_shell``) rewrites a
     shell tool call to run under ``synapse run --enforce``.
     """
-    from ..adapters.runtime import note, run_hook, run_idle_wait
+    from ..adapters.edits import note
 
     try:
         adapter = find_adapter(assistant)
@@ -176,25 +176,27 @@ def hook(assistant: str, event: str) -> None:
         note(str(exc))
         return
     stdin_text = sys.stdin.read() if not sys.stdin.isatty() else ""
-    if event == "idle-wait":
-        code, text = run_idle_wait(adapter, stdin_text)
-        if text:
-            click.echo(text, err=True)
-        sys.exit(code)
-    if event == "pre-shell":
+    if event == "pre-edit":  # before every file write: no asyncio, no waiter
+        from ..adapters.edits import run_pre_edit
+
+        out = run_pre_edit(adapter, stdin_text)
+        if out:
+            click.echo(out)
+        return
+    if event == "pre-shell":  # before every shell command: likewise
         from ..adapters.shell import run_pre_shell
 
         out = run_pre_shell(adapter, stdin_text)
         if out:
             click.echo(out)
         return
-    if event == "pre-edit":
-        from ..adapters.runtime import run_pre_edit
+    from ..adapters.runtime import run_hook, run_idle_wait
 
-        out = run_pre_edit(adapter, stdin_text)
-        if out:
-            click.echo(out)
-        return
+    if event == "idle-wait":
+        code, text = run_idle_wait(adapter, stdin_text)
+        if text:
+            click.echo(text, err=True)
+        sys.exit(code)
     out = run_hook(adapter, event, stdin_text)
     if out:
         click.echo(out)
