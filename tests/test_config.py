@@ -52,6 +52,18 @@ async def test_flag_beats_env_and_config(project: Path, hub: Hub) -> None:
     assert (await run_cli("health", "--uri", hub.uri, env={"SYNAPSE_URI": "ws://127.0.0.1:9"}))[0] == 0
 
 
+async def test_hub_uri_may_be_a_toml_array_of_hubs(project: Path, hub: Hub) -> None:
+    """``uri = [a, b]`` is the failover list ``a,b``: the dead first address is passed over."""
+    (project / "synapse.toml").write_text(f'[hub]\nuri = ["ws://127.0.0.1:9", "{hub.uri}"]\n')
+    code, out, err = await run_cli("config", "get", "hub.uri")
+    assert (code, out.strip()) == (0, f"ws://127.0.0.1:9,{hub.uri}"), err
+    code, out, err = await run_cli("health", "--timeout", "2")
+    assert code == 0 and hub.uri in out, err
+    (project / "synapse.toml").write_text("[hub]\nuri = [1, 2]\n")
+    code, _, err = await run_cli("config", "get", "hub.uri")
+    assert code != 0 and "synapse.toml" in err and "hub.uri must be a str" in err and "Traceback" not in err
+
+
 async def test_identity_from_config_is_used_by_wait_and_send(project: Path, hub: Hub) -> None:
     """[identity] project + seat names the agent when SYN_IDENTITY is unset."""
     (project / "synapse.toml").write_text(f'[hub]\nuri = "{hub.uri}"\n[identity]\nproject = "api"\nseat = "c1"\n')

@@ -396,6 +396,8 @@ def _coerce(setting: Setting, value: Any, where: str) -> Any:
             return False
     if expected is list and isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
+    if setting.key == "hub.uri" and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return ",".join(value)  # ["ws://h1:8876", "ws://h2:8876"]: the hub list, as SYNAPSE_URI writes it
     if expected is float and isinstance(value, str):
         try:
             return float(value)
