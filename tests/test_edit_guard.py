@@ -243,3 +243,18 @@ async def test_the_pre_edit_hook_does_not_import_asyncio(hub: Hub, repo: Path) -
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 2)
     assert err.decode().strip().splitlines()[-1] == "False", err.decode()
+
+
+async def test_auto_claim_is_renewed_by_an_edit_once_half_its_lease_is_gone(hub: Hub, repo: Path) -> None:
+    me = {"SYN_IDENTITY": "shop/api", "SYNAPSE_URI": hub.uri, "SYNAPSE_CLAIMS_AUTO": "1", "SYN_TASK": "API-9"}
+    (repo / "synapse.toml").write_text("[claims]\nauto_ttl = 8\n")
+    write = claude("Write", file_path=str(repo / "a.py"))
+    async with Session("shop/obs", uri=hub.uri) as obs:
+        assert (await hook("claude-code", write, me, repo))[:2] == (0, "")
+        first = (await owned(obs, "shop/api"))["auto/shop/api/API-9"]
+        assert (await hook("claude-code", write, me, repo))[:2] == (0, "")  # at once: nothing to renew yet
+        assert (await owned(obs, "shop/api"))["auto/shop/api/API-9"]["epoch"] == first["epoch"]
+        await asyncio.sleep(4.5)  # past half of the 8 s lease
+        assert (await hook("claude-code", write, me, repo))[:2] == (0, "")
+        again = (await owned(obs, "shop/api"))["auto/shop/api/API-9"]
+        assert again["lease_expires_at"] > first["lease_expires_at"] and again["paths"] == ["a.py"]

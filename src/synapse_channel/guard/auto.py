@@ -134,6 +134,9 @@ def claim_for_edit(auto: AutoSettings, worktree: str, paths: list[str], holds: l
     covered = {h.path for h in mine}
     todo = [p for p in dict.fromkeys(paths) if p not in covered]
     now = time.time()
+    ours = f"auto/{auto.identity}/"
+    if not todo and not any(h.task_id.startswith(ours) and h.lease_expires_at - now < auto.ttl / 2 for h in mine):
+        return None  # the common case, an edit of a file already ours: no git, no lock, no request
     with _locked(auto.identity) as (_, state):
         branch = _branch(worktree)
         task = _task(auto.identity, worktree, branch, state)
