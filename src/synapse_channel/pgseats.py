@@ -57,11 +57,12 @@ class PgSeatStore:
         self.con = con
 
     @classmethod
-    async def open(cls, url: str) -> PgSeatStore:
-        """Connect and create the seat tables if no hub has yet."""
+    async def open(cls, url: str, *, create: bool = True) -> PgSeatStore:
+        """Connect and (``create``) make the seat tables if no hub has yet."""
         con = await connect(url)
         try:
-            await ensure_seat_schema(con)
+            if create:
+                await ensure_seat_schema(con)
         except BaseException:
             con.terminate()
             raise
@@ -141,20 +142,23 @@ class PgSeatStore:
         return [record_of(r) for r in rows]
 
     async def audit(self, kinds: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
-        """Refusals journalled by the hubs (``kinds``) and seat changes: the newest ``limit`` of each."""
-        entries: list[dict[str, Any]] = []
-        try:
-            rows = await self.con.fetch(
-                "SELECT seq, ts, kind, data FROM events WHERE kind = ANY($1::text[]) ORDER BY seq DESC LIMIT $2",
-                list(kinds),
-                limit,
-            )
-        except _asyncpg().UndefinedTableError:  # no hub has run on this database yet
-            rows = []
-        for seq, ts, kind, data in rows:
-            entries.append({"ts": ts, "kind": kind, "seq": seq, **json.loads(data)})
-        changes = await self.con.fetch("SELECT ts, action, seat, detail FROM seat_log ORDER BY id DESC LIMIT $1", limit)
+        """Refusals journalled by the hubs (``kinds``) and seat changes: the newest ``limit`` of each (reads only)."""
+        rows = await self._fetch_if_there(
+            "SELECT seq, ts, kind, data FROM events WHERE kind = ANY($1::text[]) ORDER BY seq DESC LIMIT $2",
+            list(kinds),
+            limit,
+        )
+        entries = [{"ts": ts, "kind": kind, "seq": seq, **json.loads(data)} for seq, ts, kind, data in rows]
+        changes = await self._fetch_if_there(
+            "SELECT ts, action, seat, detail FROM seat_log ORDER BY id DESC LIMIT $1", limit
+        )
         return entries + [change_of(r) for r in changes]
+
+    async def _fetch_if_there(self, query: str, *args: Any) -> list[Any]:
+        try:
+            return list(await self.con.fetch(query, *args))
+        except _asyncpg().UndefinedTableError:  # no hub and no seat command has run on this database yet
+            return []
 
 
 class PgSeatClient:
@@ -163,9 +167,9 @@ class PgSeatClient:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def _run(self, op: Callable[[PgSeatStore], Awaitable[T]]) -> T:
+    def _run(self, op: Callable[[PgSeatStore], Awaitable[T]], *, create: bool = True) -> T:
         async def go() -> T:
-            store = await PgSeatStore.open(self.url)
+            store = await PgSeatStore.open(self.url, create=create)
             try:
                 return await op(store)
             finally:
@@ -186,7 +190,7 @@ class PgSeatClient:
         return self._run(lambda s: s.seats())
 
     def audit(self, kinds: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
-        return self._run(lambda s: s.audit(kinds, limit))
+        return self._run(lambda s: s.audit(kinds, limit), create=False)
 
     def close(self) -> None:
         """Nothing stays open between calls."""
