@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from synapse_channel.hub.config import HubConfig
 from synapse_channel.hub.server import Hub
+
+from .pgcluster import Cluster, find_bindir
 
 BIN = Path(sys.executable).parent
 SYNAPSE = str(BIN / "synapse")
@@ -51,6 +53,27 @@ def needs(available: bool, what: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} is missing under CI=true; `make ci-deps` and `make test` must provide it")
     pytest.skip(f"{what} is not available here (CI installs it)")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """One throw-away PostgreSQL cluster for the whole run (``tests/pgcluster.py``), shared by the PG test files."""
+    bindir = find_bindir()
+    needs(bindir is not None, "PostgreSQL server binaries (Debian package postgresql)")
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        needs(False, "asyncpg (pip install -e '.[test]')")
+    assert bindir is not None
+    pg = Cluster(bindir, fsync=False).start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+def pg_url(cluster: Cluster) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return cluster.create_db()
 
 
 @pytest.fixture

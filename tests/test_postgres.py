@@ -1,6 +1,7 @@
 """High availability on PostgreSQL: real hub processes on a throw-away cluster.
 
-Each test gets a fresh database on one session-wide cluster (``tests/pgcluster.py``).
+Each test gets a fresh database (``pg_url``) on one session-wide cluster
+(``cluster`` in conftest.py, ``tests/pgcluster.py``).
 Without PostgreSQL's server binaries or asyncpg these tests skip; under
 ``CI=true`` they fail (``make ci-deps`` installs PostgreSQL, the ``test``
 extra installs asyncpg). Assertions are on exact event sets read back from
@@ -13,39 +14,19 @@ import asyncio
 import json
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import TIMEOUT, needs, open_raw, run_cli
+from .conftest import TIMEOUT, open_raw, run_cli
 from .hubproc import HubProcess
-from .pgcluster import Cluster, find_bindir
 
 pytestmark = pytest.mark.postgres
 
 #: Short lease so a paused leader loses the lock quickly (the CLI's minimum is 1 s).
 LEASE = ("--lease", "1.5")
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    bindir = find_bindir()
-    needs(bindir is not None, "PostgreSQL server binaries (Debian package postgresql)")
-    try:
-        import asyncpg  # noqa: F401
-    except ImportError:
-        needs(False, "asyncpg (pip install -e '.[test]')")
-    assert bindir is not None
-    pg = Cluster(bindir, fsync=False).start()
-    yield pg
-    pg.stop()
-
-
-@pytest.fixture
-def pg_url(cluster: Cluster) -> str:
-    return cluster.create_db()
 
 
 @pytest.fixture

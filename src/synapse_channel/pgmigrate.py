@@ -6,6 +6,11 @@ the newest snapshot and the events after it. Everything goes in one
 transaction: a failed copy leaves the target as empty as it was. The source
 must not be in use (its writer lock is taken for the copy) and the target
 must hold no events and no running hub (the leader lock is tried).
+
+Seats and their log come along (same hashes and key ids, so every secret
+keeps working): a seated SQLite hub must not become an open PostgreSQL one.
+Seats already added to the target with ``synapse seat --db postgresql://``
+are kept when the source has none; when both have seats the copy refuses.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .pgstore import LOCK_KEY, connect, ensure_schema, redact
 
@@ -33,12 +39,13 @@ class Migrated:
     last_seq: int
     snapshot_seq: int | None
     quarantined: int
+    seats: int = 0
 
     def __str__(self) -> str:
         snap = f"snapshot at seq {self.snapshot_seq}" if self.snapshot_seq is not None else "no snapshot"
         return (
             f"hub {self.hub_id}: {self.events} events through seq {self.last_seq}, {snap}, "
-            f"{self.quarantined} quarantined"
+            f"{self.quarantined} quarantined, {self.seats} seats"
         )
 
 
@@ -86,13 +93,31 @@ async def _copy(src: sqlite3.Connection, url: str) -> Migrated:
             )
             last = int(await pg.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events"))
             await pg.execute("UPDATE leader SET seq = $1 WHERE id = 1", last)
+            seats = await _copy_seats(src, pg, url)
             snap = await pg.fetchval("SELECT MAX(seq) FROM snapshots")
             top, count = src.execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM events").fetchone()
             if (int(top), int(count)) != (last, events):
                 raise MigrateError(f"copy check failed: source has {count} events through {top}, copied {events}")
     finally:
         await pg.close()
-    return Migrated(hub_id, events, last, None if snap is None else int(snap), quarantined)
+    return Migrated(hub_id, events, last, None if snap is None else int(snap), quarantined, seats)
+
+
+async def _copy_seats(src: sqlite3.Connection, pg: Any, url: str) -> int:
+    """Copy ``seats`` and ``seat_log`` (ids kept, the identity moved past them); returns the seat count."""
+    try:
+        (count,) = src.execute("SELECT COUNT(*) FROM seats").fetchone()
+    except sqlite3.OperationalError:  # no seat was ever added on the SQLite hub
+        return 0
+    if not count:
+        return 0
+    if await pg.fetchval("SELECT EXISTS (SELECT 1 FROM seats) OR EXISTS (SELECT 1 FROM seat_log)"):
+        raise MigrateError(f"both the source and {redact(url)} have seats; remove one set before migrating")
+    columns = "name, role, patterns, key_id, secret_hash, created_at, rotated_at, revoked_at"
+    copied = await _copy_table(src, pg, "seats", f"SELECT {columns} FROM seats")
+    await _copy_table(src, pg, "seat_log", "SELECT id, ts, action, seat, detail FROM seat_log ORDER BY id")
+    await pg.execute("SELECT setval(pg_get_serial_sequence('seat_log', 'id'), (SELECT MAX(id) FROM seat_log))")
+    return copied
 
 
 async def _copy_table(src: sqlite3.Connection, pg: object, table: str, query: str) -> int:

@@ -12,10 +12,15 @@ hub's owner): ``synapse seat add|list|revoke|rotate`` open the file with plain
 ``sqlite3`` while the hub runs, and the hub notices the change within half a
 second (``PRAGMA data_version``). Every change is written to ``seat_log`` in
 the same transaction, which ``synapse audit`` shows.
+
+A hub on PostgreSQL keeps the same two tables in its database
+(:mod:`.pgseats`): the rules, messages and row shapes below are shared, only
+the SQL dialect and driver differ.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -25,7 +30,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .core.access import SEAT_ROLES, Grant
 from .protocol import name_problem
@@ -87,9 +92,58 @@ def key_id_of(secret: str) -> str | None:
     return key_id if sep and key_id and len(rest) >= MIN_SECRET_LEN else None
 
 
-def _new_secret() -> tuple[str, str]:
+def new_secret() -> tuple[str, str]:
+    """A fresh ``(key id, secret)`` pair."""
     key_id = secrets.token_hex(6)
     return key_id, f"{SECRET_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def check_new_seat(name: str, role: str, patterns: tuple[str, ...]) -> None:
+    """Refuse a bad name, an unknown role or a bad pattern before anything is written."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise SeatError(f"bad seat name {name!r}: {problem}")
+    if role not in SEAT_ROLES:
+        raise SeatError(f"unknown role {role!r}: choose one of {', '.join(SEAT_ROLES)}")
+    check_patterns(patterns)
+
+
+def check_addable(name: str, found: bool, revoked_at: float | None) -> None:
+    """A name is free unless an active seat holds it (a revoked one may be added again)."""
+    if found and revoked_at is None:
+        raise SeatError(f"seat {name!r} already exists; use 'synapse seat rotate {name}' for a new secret")
+
+
+def check_active(name: str, found: bool, revoked_at: float | None) -> None:
+    """Rotate and revoke need an active seat."""
+    if not found:
+        raise SeatError(f"no seat named {name!r} (see 'synapse seat list')")
+    if revoked_at is not None:
+        raise SeatError(f"seat {name!r} is revoked; add it again to reuse the name")
+
+
+def log_detail(**detail: Any) -> str:
+    """A ``seat_log.detail`` value (the same JSON text on both databases)."""
+    return json.dumps(detail, sort_keys=True)
+
+
+def record_of(row: Any) -> SeatRecord:
+    """A :class:`SeatRecord` from ``(name, role, patterns, key_id, created_at, rotated_at, revoked_at)``."""
+    return SeatRecord(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5], row[6])
+
+
+def table_of(rows: list[Any], total: int) -> SeatTable:
+    """The hub's table from ``(name, role, patterns, key_id, secret_hash)`` rows of active seats."""
+    entries = {
+        key_id: (Grant(name, role, tuple(json.loads(patterns)), key_id), digest)
+        for name, role, patterns, key_id, digest in rows
+    }
+    return SeatTable(entries, configured=total > 0)
+
+
+def change_of(row: Any) -> dict[str, Any]:
+    """An audit entry from a ``(ts, action, seat, detail)`` row of ``seat_log``."""
+    return {"ts": row[0], "kind": row[1], "seat": row[2], **json.loads(row[3])}
 
 
 def check_patterns(patterns: tuple[str, ...]) -> None:
@@ -126,22 +180,16 @@ class SeatStore:
     def _log(self, action: str, seat: str, **detail: Any) -> None:
         self.db.execute(
             "INSERT INTO seat_log (ts, action, seat, detail) VALUES (?,?,?,?)",
-            (time.time(), action, seat, json.dumps(detail, sort_keys=True)),
+            (time.time(), action, seat, log_detail(**detail)),
         )
 
     def add(self, name: str, role: str, patterns: tuple[str, ...] = (), *, by: str = "") -> str:
         """Create a seat and return its secret (the only time it is shown)."""
-        problem = name_problem(name)
-        if problem is not None:
-            raise SeatError(f"bad seat name {name!r}: {problem}")
-        if role not in SEAT_ROLES:
-            raise SeatError(f"unknown role {role!r}: choose one of {', '.join(SEAT_ROLES)}")
-        check_patterns(patterns)
-        key_id, secret = _new_secret()
+        check_new_seat(name, role, patterns)
+        key_id, secret = new_secret()
         with self._transaction():
             row = self.db.execute("SELECT revoked_at FROM seats WHERE name = ?", (name,)).fetchone()
-            if row is not None and row[0] is None:
-                raise SeatError(f"seat {name!r} already exists; use 'synapse seat rotate {name}' for a new secret")
+            check_addable(name, row is not None, row[0] if row else None)
             self.db.execute(
                 "INSERT OR REPLACE INTO seats VALUES (?,?,?,?,?,?,NULL,NULL)",
                 (name, role, json.dumps(list(patterns)), key_id, hash_secret(secret), time.time()),
@@ -151,7 +199,7 @@ class SeatStore:
 
     def rotate(self, name: str, *, by: str = "") -> str:
         """Give an active seat a new secret; the old one stops working at once."""
-        key_id, secret = _new_secret()
+        key_id, secret = new_secret()
         with self._transaction():
             self._active_row(name)
             self.db.execute(
@@ -170,10 +218,7 @@ class SeatStore:
 
     def _active_row(self, name: str) -> None:
         row = self.db.execute("SELECT revoked_at FROM seats WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise SeatError(f"no seat named {name!r} (see 'synapse seat list')")
-        if row[0] is not None:
-            raise SeatError(f"seat {name!r} is revoked; add it again to reuse the name")
+        check_active(name, row is not None, row[0] if row else None)
 
     @contextlib.contextmanager
     def _transaction(self) -> Any:
@@ -190,7 +235,7 @@ class SeatStore:
         rows = self.db.execute(
             "SELECT name, role, patterns, key_id, created_at, rotated_at, revoked_at FROM seats ORDER BY name"
         ).fetchall()
-        return [SeatRecord(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
+        return [record_of(r) for r in rows]
 
 
 class SeatTable:
@@ -227,12 +272,8 @@ def read_seat_table(db: sqlite3.Connection) -> SeatTable:
         ).fetchall()
     except sqlite3.OperationalError:
         return SeatTable()
-    entries = {
-        key_id: (Grant(name, role, tuple(json.loads(patterns)), key_id), digest)
-        for name, role, patterns, key_id, digest in rows
-    }
     (total,) = db.execute("SELECT COUNT(*) FROM seats").fetchone()
-    return SeatTable(entries, configured=total > 0)
+    return table_of(rows, total)
 
 
 def seat_changes(db: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
@@ -241,4 +282,43 @@ def seat_changes(db: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
         rows = db.execute("SELECT ts, action, seat, detail FROM seat_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
     except sqlite3.OperationalError:
         return []
-    return [{"ts": r[0], "kind": r[1], "seat": r[2], **json.loads(r[3])} for r in rows]
+    return [change_of(r) for r in rows]
+
+
+class SeatSource(Protocol):
+    """Where a running hub reads seats from: its SQLite file or its PostgreSQL database."""
+
+    async def mark(self) -> int:
+        """The newest ``seat_log`` id (0 when none): the table is re-read only when it moves."""
+        ...
+
+    async def table(self) -> SeatTable:
+        """The active seats."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+class SqliteSeatSource:
+    """The hub's reader of the seat tables in its SQLite file (reads run in a thread: sqlite3 blocks)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+
+    def _mark(self) -> int:
+        try:
+            row = self.db.execute("SELECT MAX(id) FROM seat_log").fetchone()
+        except sqlite3.Error:  # no seat table yet: nothing was ever added
+            return 0
+        return int(row[0] or 0)
+
+    async def mark(self) -> int:
+        return await asyncio.to_thread(self._mark)
+
+    async def table(self) -> SeatTable:
+        return await asyncio.to_thread(read_seat_table, self.db)
+
+    async def close(self) -> None:
+        self.db.close()

@@ -1,8 +1,10 @@
 """``synapse seat`` and ``synapse audit``: per-agent credentials and the security log.
 
-Both work on the hub's database file on the hub's host (no hub connection
-needed, and the hub need not be running): whoever can write that file owns
-the hub. A running hub picks seat changes up within half a second.
+Both work on the hub's database, not through a hub (the hub need not be
+running): its SQLite file on the hub's host, or its PostgreSQL database
+(``--db postgresql://...``, read by every hub of the group). Whoever can write
+that database owns the hub. A running hub picks seat changes up within half
+a second.
 """
 
 from __future__ import annotations
@@ -21,17 +23,40 @@ import click
 from ..paths import syn_home
 
 DB_OPTION = click.option(
-    "--db", type=click.Path(dir_okay=False, path_type=Path), help="The hub's database [default: $SYN_HOME/hub.db]."
+    "--db",
+    envvar="SYNAPSE_HUB_DB",
+    metavar="PATH|URL",
+    help="The hub's database: its SQLite file or postgresql://user@host/db (env SYNAPSE_HUB_DB) "
+    "[default: $SYN_HOME/hub.db].",
 )
 AUDIT_KINDS = ("auth_denied", "access_denied", "claim_denial", "release_denial")
 
 
+def _is_url(db: str | None) -> bool:
+    return db is not None and db.startswith(("postgresql://", "postgres://"))
+
+
+def _path(db: str | None) -> Path:
+    if db == ":memory:":
+        raise click.ClickException("a hub with --db :memory: keeps no seats; give it a database file or URL")
+    return Path(db) if db else syn_home() / "hub.db"
+
+
 @contextlib.contextmanager
-def _store(db: Path | None) -> Iterator[Any]:
-    """The hub's seat tables; a refused request or an unusable file becomes a one-line error."""
+def _store(db: str | None) -> Iterator[Any]:
+    """The hub's seat tables; a refused request or an unusable database becomes a one-line error."""
     from ..seats import SeatError, SeatStore
 
-    path = db if db is not None else syn_home() / "hub.db"
+    if db is not None and _is_url(db):
+        from ..pgseats import PgSeatClient
+
+        with _pg_errors(db):
+            try:
+                yield PgSeatClient(db)
+            except SeatError as exc:
+                raise click.ClickException(str(exc)) from None
+        return
+    path = _path(db)
     try:
         store = SeatStore(path)
     except (OSError, sqlite3.Error) as exc:
@@ -42,6 +67,21 @@ def _store(db: Path | None) -> Iterator[Any]:
         raise click.ClickException(str(exc)) from None
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def _pg_errors(url: str) -> Iterator[None]:
+    """An unreachable or refusing PostgreSQL (or no asyncpg) is one line naming the URL without its password."""
+    from ..pgstore import NoDriver, redact
+
+    try:
+        yield
+    except NoDriver as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        if not (type(exc).__module__ or "").startswith("asyncpg") and not isinstance(exc, OSError | TimeoutError):
+            raise
+        raise click.ClickException(f"cannot use {redact(url)}: {type(exc).__name__}: {exc}") from None
 
 
 def _by() -> str:
@@ -73,7 +113,7 @@ def seat() -> None:
     help="More identities this seat may register, globs allowed (e.g. 'api/*'); repeatable.",
 )
 @DB_OPTION
-def add(name: str, role: str, patterns: tuple[str, ...], db: Path | None) -> None:
+def add(name: str, role: str, patterns: tuple[str, ...], db: str | None) -> None:
     """Create seat NAME and print its secret, alone on the last line (shown only now)."""
     with _store(db) as store:
         secret = store.add(name, role, tuple(p for ps in patterns for p in ps.split(",") if p), by=_by())
@@ -86,7 +126,7 @@ def add(name: str, role: str, patterns: tuple[str, ...], db: Path | None) -> Non
 @seat.command("rotate")
 @click.argument("name")
 @DB_OPTION
-def rotate(name: str, db: Path | None) -> None:
+def rotate(name: str, db: str | None) -> None:
     """Give seat NAME a new secret (printed on the last line); the old one stops working."""
     with _store(db) as store:
         secret = store.rotate(name, by=_by())
@@ -97,7 +137,7 @@ def rotate(name: str, db: Path | None) -> None:
 @seat.command("revoke")
 @click.argument("name")
 @DB_OPTION
-def revoke(name: str, db: Path | None) -> None:
+def revoke(name: str, db: str | None) -> None:
     """Disable seat NAME; a running hub closes its connections within a second."""
     with _store(db) as store:
         store.revoke(name, by=_by())
@@ -107,7 +147,7 @@ def revoke(name: str, db: Path | None) -> None:
 @seat.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @DB_OPTION
-def list_seats(as_json: bool, db: Path | None) -> None:
+def list_seats(as_json: bool, db: str | None) -> None:
     """List seats with their role and names (never their secrets)."""
     with _store(db) as store:
         seats = [s.public() for s in store.seats()]
@@ -127,12 +167,18 @@ def list_seats(as_json: bool, db: Path | None) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="Newest entries to show.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @DB_OPTION
-def audit(limit: int, as_json: bool, db: Path | None) -> None:
+def audit(limit: int, as_json: bool, db: str | None) -> None:
     """Show refused authentication, refused cross-identity access and seat changes."""
-    path = db if db is not None else syn_home() / "hub.db"
-    if not path.exists():
-        raise click.ClickException(f"no database at {path}")
-    entries = _audit_entries(path, limit)
+    if db is not None and _is_url(db):
+        with _store(db) as store:
+            entries = store.audit(AUDIT_KINDS, limit)
+        entries.sort(key=lambda e: e["ts"])
+        entries = entries[-limit:]
+    else:
+        path = _path(db)
+        if not path.exists():
+            raise click.ClickException(f"no database at {path}")
+        entries = _audit_entries(path, limit)
     for entry in entries:
         if as_json:
             click.echo(json.dumps(entry, sort_keys=True))

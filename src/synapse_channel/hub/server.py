@@ -51,15 +51,13 @@ from .link import Link
 from .metrics import HubMetrics
 
 if TYPE_CHECKING:
-    import sqlite3
-
     import pluggy
 
     from ..core.access import Grant
     from ..core.searching import SearchQuery
     from ..feed import FeedWriter
     from ..search import Searcher
-    from ..seats import SeatTable
+    from ..seats import SeatSource, SeatTable
     from ..store import Journal
     from .compactor import AutoCompactor
     from .dashboard import DashSession
@@ -111,7 +109,8 @@ class Hub:
         self.failure: str | None = None
         self._per_host: dict[str, int] = {}
         self._stop_task: asyncio.Future[None] | None = None
-        self._seat_db: sqlite3.Connection | None = None
+        #: Where seats are read from: the SQLite file or the PostgreSQL database (None: in memory, no seats).
+        self._seat_source: SeatSource | None = None
         self._seats: SeatTable | None = None
         self._seat_mark: int | None = None
         self._seat_watch: asyncio.Task[None] | None = None
@@ -167,8 +166,7 @@ class Hub:
             warning = check_exposure(cfg, seated=self._seats is not None and self._seats.configured)
         except BaseException:
             await self.journal.close()
-            if self._seat_db is not None:
-                self._seat_db.close()
+            await self._close_seat_source()
             raise
         if warning:
             log.warning("%s", warning)
@@ -204,6 +202,7 @@ class Hub:
         assert isinstance(self.journal, PostgresJournal)
         self._make_core()
         self.role = "standby"
+        self._start_seat_watch()  # a standby keeps its seats current too: /metrics, and the takeover
         self.metrics.start()
         await self._bind()
         self.journal.on_deposed = self._deposed
@@ -221,6 +220,7 @@ class Hub:
         from ..pgstore import PostgresJournal
 
         assert isinstance(self.journal, PostgresJournal)
+        await self._refresh_seats()  # the seats as of now, before the first client is served
         caught = await self.journal.catch_up(self._core)
         await self.journal.settle_tail(self._core)
         self._start_serving()
@@ -283,8 +283,7 @@ class Hub:
         if self.pm is not None:
             self._dispatcher = Dispatcher(self.pm)
         self._expirer = asyncio.create_task(self._run_expiry())
-        if self._seat_db is not None:
-            self._seat_watch = asyncio.create_task(self._watch_seats())
+        self._start_seat_watch()
         self.metrics.start()
         self._health_push = asyncio.create_task(self._push_health())
 
@@ -355,8 +354,7 @@ class Hub:
         await self.metrics.stop()
         await self._stop_compactor()
         await self._close_searcher()
-        if self._seat_db is not None:
-            self._seat_db.close()
+        await self._close_seat_source()
         if self.feed is not None:
             await self.feed.close()
         if self.journal is not None:
@@ -423,8 +421,7 @@ class Hub:
             self._seat_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._seat_watch
-        if self._seat_db is not None:
-            self._seat_db.close()
+        await self._close_seat_source()
         if self._dispatcher is not None:
             await self._dispatcher.drain(timeout=1.0)
         await self._stop_compactor()
@@ -691,24 +688,28 @@ class Hub:
     # ------------------------------------------------------------------ seats
 
     async def _load_seats(self) -> None:
-        """Open the seat reader on the hub's database and read the active seats."""
-        if self.config.db is None:
+        """Open the seat reader on the hub's database (SQLite file or PostgreSQL) and read the active seats."""
+        if self.config.database_url is not None:
+            from ..pgseats import PgSeatSource
+
+            self._seat_source = PgSeatSource(self.config.database_url)
+        elif self.config.db is not None:
+            from ..seats import SqliteSeatSource
+
+            self._seat_source = SqliteSeatSource(self.config.db)
+        else:
             return
-        import sqlite3
+        self._seat_mark = await self._seat_source.mark()
+        self._seats = await self._seat_source.table()
 
-        from ..seats import read_seat_table
+    def _start_seat_watch(self) -> None:
+        if self._seat_source is not None and self._seat_watch is None:
+            self._seat_watch = asyncio.create_task(self._watch_seats())
 
-        self._seat_db = sqlite3.connect(self.config.db, timeout=5.0, check_same_thread=False)
-        self._seat_mark = await asyncio.to_thread(self._seat_log_mark)
-        self._seats = await asyncio.to_thread(read_seat_table, self._seat_db)
-
-    def _seat_log_mark(self) -> int:
-        assert self._seat_db is not None
-        try:
-            row = self._seat_db.execute("SELECT MAX(id) FROM seat_log").fetchone()
-        except Exception:  # no seat table yet: nothing was ever added
-            return 0
-        return int(row[0] or 0)
+    async def _close_seat_source(self) -> None:
+        source, self._seat_source = self._seat_source, None
+        if source is not None:
+            await source.close()
 
     def _update_security(self) -> None:
         cfg = self.config
@@ -737,16 +738,15 @@ class Hub:
         Also called before refusing a secret, so a seat added a moment ago
         works at once rather than after the next poll.
         """
-        from ..seats import read_seat_table
-
-        if self._seat_db is None:
+        source = self._seat_source
+        if source is None:
             return False
         try:
-            mark = await asyncio.to_thread(self._seat_log_mark)
+            mark = await source.mark()
             if mark == self._seat_mark:
                 return False
             was_secured = self.secured
-            self._seats = await asyncio.to_thread(read_seat_table, self._seat_db)
+            self._seats = await source.table()
             self._seat_mark = mark
         except Exception:
             log.exception("could not reload seats; keeping the previous table")
