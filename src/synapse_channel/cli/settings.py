@@ -172,6 +172,14 @@ project = "{project}"
 [adapters]
 # enabled = ["claude_code"]
 
+[claims]
+# auto = false               # an agent's first edit of a free file claims it (the assistants' edit hook)
+# auto_release = "turn"      # turn: released when its turn ends | merge: when its branch is merged
+
+[guard]
+# edits = true               # `adapters install` adds the hook refusing edits of others' claimed files
+# enforce_shell = false      # run the assistants' shell commands under `synapse run --enforce` (Linux)
+
 [plugins]
 # disabled = []              # entry-point names of plugins not to load
 """
