@@ -225,8 +225,8 @@ class Bridge:
             if code == 0:
                 seqs = tuple(sorted(m.seq for m in messages if m.seq))
                 hub_ids = {m.raw.get("hub_id") for m in messages if isinstance(m.raw.get("hub_id"), str)}
-                log.info("wake for %s: seq %s", self.identity, list(seqs))
                 self.set_pending(Wake(seqs, hub_ids.pop() if len(hub_ids) == 1 else None))
+                log.info("wake for %s: seq %s", self.identity, list(seqs))  # after it is on disk: a restart keeps it
                 if await self.deliver_pending() and once:
                     return 0
             elif code == 4:
