@@ -124,6 +124,32 @@ async def test_a_standby_never_compacts_and_takes_over_a_compacted_log(pg_url: s
     assert standby.compactor is not None  # the new leader compacts from now on
 
 
+async def test_a_lagging_follower_reloads_the_snapshot_instead_of_a_gapped_log(
+    pg_url: str, hub_factory: HubFactory
+) -> None:
+    """A follower whose state predates the compaction would miss deleted rows (history): it reloads the snapshot."""
+    from synapse_channel.core import HubCore
+    from synapse_channel.pgstore import open_postgres
+
+    leader = await _pg_hub(hub_factory, pg_url)
+    follower = await open_postgres(pg_url, hub_id="x", snapshot_every=50, group_commit=True)
+    try:
+        core = HubCore(follower.hub_id)
+        await follower.replay(core)
+        behind = core.seq
+        await _busy_history(leader)
+        assert leader.compactor is not None and await leader.compactor.compact_now() is not None
+        mark = await _mark(pg_url)
+        assert mark is not None and mark > behind
+        await follower.catch_up(core)  # rows behind it were deleted meanwhile
+        ours, theirs = json.loads(json.dumps(core.snapshot())), _state(leader)
+        assert ours == theirs  # history, claims, mailbox: all of it
+        assert core.seq == theirs["seq"] and follower.report.snapshot_seq >= mark
+    finally:
+        follower.snapshot_source = None
+        await follower.close()
+
+
 async def test_a_deposed_leader_deletes_nothing(pg_url: str, hub_factory: HubFactory) -> None:
     """A compaction batch under a stale epoch rolls back whole; under the current epoch the same batch deletes."""
     from synapse_channel.pgcompaction import compact_batch
