@@ -17,6 +17,15 @@ compacts 200k covered rows in one go (a hub restarted on an uncompacted
 journal) while a 5 ms ticker measures how long the event loop was blocked.
 
     python benchmarks/compaction.py [--events 1000000] [--step 100000] [--quick]
+
+``--postgresql`` runs the same churn on a throw-away PostgreSQL cluster
+(``tests/pgcluster.py``, ``fsync=off``: sizes do not depend on it) through
+the PostgreSQL journal, leading, with its compactor; each point records the
+journal's rows and ``pg_total_relation_size('events')`` (the compactor
+runs a plain ``VACUUM`` after each run), and at the end the size after a plain ``VACUUM``.
+It writes ``benchmarks/results/compaction_pg.json``.
+
+    python benchmarks/compaction.py --postgresql [--events 200000] [--step 20000]
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchlib import summary, write_results
 from durability import start_hub
 
@@ -211,13 +221,128 @@ async def main_async(events: int, step: int, retain_days: float) -> dict[str, An
     return results
 
 
+async def _pg_measure(url: str, events: int) -> dict[str, Any]:
+    from synapse_channel.pgstore import connect
+
+    con = await connect(url)
+    try:
+        rows = await con.fetchval("SELECT COUNT(*) FROM events")
+        size = await con.fetchval("SELECT pg_total_relation_size('events')")
+    finally:
+        await con.close()
+    return {"events": events, "rows": int(rows), "bytes": int(size)}
+
+
+async def pg_churn(url: str, events: int, step: int, *, compaction: bool, retain_days: float) -> dict[str, Any]:
+    """The churn of :func:`churn` through a leading PostgreSQL journal (same snapshot interval, same compactor)."""
+    from synapse_channel.hub.compactor import PostgresBackend
+    from synapse_channel.pgstore import connect, open_postgres
+
+    journal = await open_postgres(url, hub_id="syn-bench00", snapshot_every=SNAPSHOT_EVERY, group_commit=True)
+    assert await journal.try_lead("bench")
+    core = HubCore(journal.hub_id)
+    await journal.replay(core)
+    await journal.settle_tail(core)
+    journal.snapshot_source = core.snapshot
+    compactor = None
+    if compaction:
+        compactor = AutoCompactor(PostgresBackend(journal), retain_days)
+        journal.snapshot_source = compactor.watch(core.snapshot)
+        compactor.start()
+    for conn, name in ((1, "proj/worker"), (2, "proj/seat")):
+        core.open(conn, time.time())
+        core.receive(conn, _frame(sender=name, type="heartbeat"), time.time())
+    points: list[dict[str, Any]] = []
+    next_point = step
+    pending: list[asyncio.Future[None]] = []
+    rounds = 0
+    t0 = time.perf_counter()
+    while core.seq < events:
+        now = time.time()
+        outs = [
+            core.receive(1, _frame(sender="proj/worker", type="claim", task_id="t", paths=["a.py"]), now),
+            core.receive(1, _frame(sender="proj/worker", type="release", task_id="t", epoch=rounds + 1), now),
+        ]
+        if rounds % 10 == 0:
+            outs.append(
+                core.receive(1, _frame(sender="proj/worker", type="chat", target="proj/seat", payload="hi"), now)
+            )
+            outs.append(core.receive(2, _frame(sender="proj/seat", type="ack", seq=core.seq), now))
+        rounds += 1
+        for out in outs:
+            if out.events:
+                pending.append(journal.submit(out.events))
+        if len(pending) >= 256:
+            await asyncio.gather(*pending)
+            pending.clear()
+        if core.seq >= next_point:
+            await asyncio.gather(*pending)
+            pending.clear()
+            points.append(p := await _pg_measure(url, core.seq))
+            mode = "with" if compaction else "without"
+            print(
+                f"postgresql {mode} compaction: {p['events']:>9} events  {p['bytes'] / 2**20:7.1f} MiB  "
+                f"{p['rows']:>8} rows",
+                flush=True,
+            )
+            next_point += step
+    await asyncio.gather(*pending)
+    seconds = time.perf_counter() - t0
+    if compactor is not None:
+        await compactor.compact_now()
+        await compactor.stop()
+    await journal.close()
+    final = await _pg_measure(url, events)
+    con = await connect(url)
+    try:
+        await con.execute("VACUUM events")
+    finally:
+        await con.close()
+    vacuumed = await _pg_measure(url, events)
+    deleted = compactor.deleted if compactor is not None else 0
+    return {"points": points, "seconds": seconds, "final": final, "after_vacuum": vacuumed, "deleted": deleted}
+
+
+async def pg_main_async(events: int, step: int, retain_days: float) -> dict[str, Any]:
+    from tests.pgcluster import Cluster, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("benchmarks/compaction.py --postgresql: PostgreSQL server binaries not found")
+    cluster = Cluster(bindir, fsync=False).start()
+    try:
+        version = bindir.parent.name
+        results: dict[str, Any] = {
+            "events": events,
+            "step": step,
+            "retain_days": retain_days,
+            "snapshot_every": SNAPSHOT_EVERY,
+            "postgresql": version,
+        }
+        for compaction in (True, False):
+            key = "with_compaction" if compaction else "without_compaction"
+            results[key] = r = await pg_churn(
+                cluster.create_db(), events, step, compaction=compaction, retain_days=retain_days
+            )
+            print(f"postgresql {key}: {r['seconds']:.0f}s, final {r['final']}, after VACUUM {r['after_vacuum']}")
+    finally:
+        cluster.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--step", type=int, default=100_000)
     parser.add_argument("--retain-days", type=float, default=0.0)
     parser.add_argument("--quick", action="store_true", help="200k events, a point every 20k")
+    parser.add_argument("--postgresql", action="store_true", help="the churn on a throw-away PostgreSQL cluster")
     args = parser.parse_args()
+    if args.postgresql:
+        events, step = (args.events, args.step) if not args.quick else (200_000, 20_000)
+        pg = asyncio.run(pg_main_async(events, step, args.retain_days))
+        print(f"wrote {write_results('compaction_pg', pg)}")
+        return
     events, step = (200_000, 20_000) if args.quick else (args.events, args.step)
     results = asyncio.run(main_async(events, step, args.retain_days))
     print(f"wrote {write_results('compaction', results)}")

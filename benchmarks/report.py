@@ -538,6 +538,29 @@ def compaction_section(data: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def compaction_pg_section(data: dict[str, Any]) -> list[str]:
+    def mib(x: int) -> str:
+        return f"{x / 2**20:.1f} MiB"
+
+    with_c, without = data["with_compaction"], data["without_compaction"]
+    out = [
+        "### Journal compaction on PostgreSQL",
+        "",
+        host_line(data),
+        f"`benchmarks/compaction.py --postgresql`: the same churn through the PostgreSQL journal (leading, "
+        f"PostgreSQL {data['postgresql']} on the same host), a snapshot every {data['snapshot_every']:,} events, "
+        f"`--retain-days {data['retain_days']:g}`; journal rows and `pg_total_relation_size('events')`.",
+        "",
+        "| events | rows, compacted | size, compacted | rows, never compacted | size, never compacted |",
+        "|---|---|---|---|---|",
+    ]
+    for a, b in zip(with_c["points"], without["points"], strict=False):
+        out.append(f"| {a['events']:,} | {a['rows']:,} | {mib(a['bytes'])} | {b['rows']:,} | {mib(b['bytes'])} |")
+    a, b = with_c["final"], without["final"]
+    out.append(f"| final | {a['rows']:,} | {mib(a['bytes'])} | {b['rows']:,} | {mib(b['bytes'])} |")
+    return [*out, ""]
+
+
 def ha_section(data: dict[str, Any]) -> list[str]:
     fail, pause, grants = data["failover"], data["pause"], data["grants"]
     close = pause.get("client_close")
@@ -643,6 +666,9 @@ def render() -> str:
     compaction = load("compaction")
     if compaction:
         out += compaction_section(compaction)
+    compaction_pg = load("compaction_pg")
+    if compaction_pg:
+        out += compaction_pg_section(compaction_pg)
     brick = load("brick")
     if brick:
         out += brick_section(brick)

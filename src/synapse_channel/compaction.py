@@ -37,6 +37,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,26 @@ def droppable(seq: int, ts: float, kind: str, text: str, keep: Keep, cutoff: flo
     return False
 
 
+def droppable_seqs(rows: Iterable[tuple[int, float, str, str]], keep: Keep, cutoff: float) -> list[int]:
+    """The seqs among ``rows`` (``seq, ts, kind, data``, all at or below ``keep.seq``) that may go.
+
+    The whole decision, free of any database: the SQLite and PostgreSQL
+    compactors only differ in how they read the rows and delete the result.
+    """
+    return [int(seq) for seq, ts, kind, text in rows if droppable(int(seq), float(ts), kind, text, keep, cutoff)]
+
+
+def snapshot_whole(header: str, parts: int, size: int) -> bool:
+    """True when a stored snapshot (its ``state`` text, and its parts' count and bytes) is complete."""
+    if not header.startswith('{"chunked":'):
+        return True
+    try:
+        chunked = json.loads(header)["chunked"]
+        return bool(parts == chunked["parts"] and size == chunked["bytes"])
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 @dataclass(slots=True)
 class Report:
     """What one compaction did."""
@@ -162,16 +183,10 @@ def stored_snapshot_seq(con: sqlite3.Connection) -> int | None:
     only makes sure the snapshot a compaction relies on is committed and whole.
     """
     for seq, text in con.execute("SELECT seq, state FROM snapshots ORDER BY seq DESC").fetchall():
-        if not text.startswith('{"chunked":'):
-            return int(seq)
-        try:
-            header = json.loads(text)["chunked"]
-        except (ValueError, KeyError):
-            continue
         parts, size = con.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM snapshot_chunks WHERE seq = ?", (seq,)
         ).fetchone()
-        if parts == header["parts"] and size == header["bytes"]:
+        if snapshot_whole(text, parts, size):
             return int(seq)
     return None
 
@@ -204,8 +219,8 @@ def compact_batch(
         if not rows:
             con.execute("COMMIT")
             return None
-        gone = [(seq,) for seq, ts, kind, text in rows if droppable(seq, ts, kind, text, keep, cutoff)]
-        con.executemany("DELETE FROM events WHERE seq = ?", gone)
+        gone = droppable_seqs(rows, keep, cutoff)
+        con.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq in gone])
         if keep.seq > compacted_through(con):
             con.execute("INSERT OR REPLACE INTO meta VALUES ('compacted_through', ?)", (str(keep.seq),))
         con.execute("COMMIT")

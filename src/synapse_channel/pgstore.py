@@ -411,7 +411,8 @@ class PostgresJournal(Journal):
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            async with self._lease_lock, self.lease_con.transaction(readonly=True):
+            async with self._lease_lock, self.lease_con.transaction(isolation="repeatable_read", readonly=True):
+                await self._skip_compacted(core)
                 cur = self.lease_con.cursor(
                     "SELECT seq, ts, kind, data, crc FROM events WHERE seq > $1 ORDER BY seq", core.seq
                 )
@@ -425,6 +426,27 @@ class PostgresJournal(Journal):
             log.error("journal %s: %s", redact(self.url), report)
         self.committed_seq = core.seq
         return report.replayed - before
+
+    async def _skip_compacted(self, core: HubCore) -> None:
+        """Behind a compaction (a standby that lagged): reload the snapshot instead of applying a gapped log.
+
+        The leader deletes rows its snapshot covers; a follower whose state is
+        older than ``compacted_through`` would miss them (a release, an ack) and
+        diverge. Read in the same repeatable-read transaction as the events.
+        """
+        compacted = await self.lease_con.fetchval("SELECT value FROM meta WHERE key = 'compacted_through'")
+        if compacted is None or int(compacted) <= core.seq:
+            return
+        found = await read_newest_snapshot(self.lease_con)
+        if found is None or found[0] < int(compacted):
+            from .store import SnapshotMissing
+
+            raise SnapshotMissing(
+                f"{redact(self.url)} was compacted through seq {compacted} but has no usable snapshot at or after it"
+            )
+        log.warning("behind a compaction (seq %d < %s): reloading the snapshot at %d", core.seq, compacted, found[0])
+        core.restore(found[1])
+        self.report.snapshot_seq = self.last_snapshot_seq = found[0]
 
     async def settle_tail(self, core: HubCore) -> None:
         """As the new leader, after catching up: move an unreadable tail aside, never reuse a seq.

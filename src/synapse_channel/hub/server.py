@@ -51,6 +51,8 @@ from .link import Link
 from .metrics import HubMetrics
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pluggy
 
     from ..core.access import Grant
@@ -213,6 +215,7 @@ class Hub:
         await self.journal.settle_tail(self._core)
         self._start_serving()
         self.role = "leader"
+        self._start_compactor()
         return True
 
     async def take_over(self) -> None:
@@ -225,6 +228,7 @@ class Hub:
         await self.journal.settle_tail(self._core)
         self._start_serving()
         self.role = "leader"
+        self._start_compactor()
         self._info = self._make_info()
         self._emit("hub_started")
         log.warning(
@@ -306,14 +310,25 @@ class Hub:
         )
 
     def _start_compactor(self) -> None:
-        """Offer every snapshot for compaction; after a start from a snapshot alone, compact at once."""
-        from ..compaction import keep_of
-        from .compactor import AutoCompactor
+        """Offer every snapshot for compaction; after a start from a snapshot alone, compact at once.
 
-        path = getattr(self.journal, "path", None)
-        if not self.config.compaction or path is None or self.journal is None or self.core is None:
+        On PostgreSQL only the leader calls this (at start or takeover): a standby never writes.
+        """
+        from ..compaction import keep_of
+        from ..pgstore import PostgresJournal
+        from .compactor import AutoCompactor, Backend, PostgresBackend
+
+        if not self.config.compaction or self.journal is None or self.core is None or self.compactor is not None:
             return
-        self.compactor = AutoCompactor(path, self.config.retain_days)
+        path = getattr(self.journal, "path", None)
+        target: Path | Backend
+        if isinstance(self.journal, PostgresJournal):
+            target = PostgresBackend(self.journal)
+        elif path is not None:
+            target = path
+        else:
+            return
+        self.compactor = AutoCompactor(target, self.config.retain_days)
         self.journal.snapshot_source = self.compactor.watch(self.core.snapshot)
         report = self.journal.report
         if report.snapshot_seq and report.snapshot_seq == self.core.seq:
