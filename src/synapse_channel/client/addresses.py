@@ -103,3 +103,16 @@ def listed(hint: str, addresses: tuple[str, ...]) -> str | None:
         return None
     key = address_key(hint)
     return next((a for a in addresses if address_key(a) == key), None)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short reason for a failed connection attempt (the caller names the address)."""
+    import socket
+
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]

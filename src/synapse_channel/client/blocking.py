@@ -47,17 +47,6 @@ class _Closed(Exception):
         self.code, self.reason = code, reason
 
 
-def _describe(exc: BaseException) -> str:
-    """A short reason for a failed connection attempt (the caller names the address)."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    return (str(exc) or type(exc).__name__).splitlines()[0][:200]
-
-
 def _mask(data: bytes, key: bytes) -> bytes:
     n = len(data)
     if not n:
@@ -140,7 +129,9 @@ class BlockingClient:
                 self._open_one(uri)
             except (OSError, ValueError) as exc:
                 self.close()
-                self._failures.append(f"{uri} ({_describe(exc)})")
+                from .addresses import describe_failure
+
+                self._failures.append(f"{uri} ({describe_failure(exc)})")
                 continue
             self.address = uri
             return

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import PROTOCOL_VERSION, SYSTEM_TARGET, client_frame
-from .addresses import GOING_DOWN, STANDBY_CLOSE, AddressError, listed, parse_addresses, standby_hint
+from .addresses import (
+    GOING_DOWN,
+    STANDBY_CLOSE,
+    AddressError,
+    describe_failure,
+    listed,
+    parse_addresses,
+    standby_hint,
+)
 from .wire import WebSocketStream, WireClosed
 
 DEFAULT_URI = "ws://localhost:8876"
@@ -263,7 +270,7 @@ class HubClient:
         try:
             self.ws = await asyncio.wait_for(WebSocketStream.open(uri), self.ready_timeout)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
-            raise HubUnreachable(_describe(exc)) from None
+            raise HubUnreachable(describe_failure(exc)) from None
         self.address = uri
         try:
             await self.send(self.registration_frame())
@@ -390,18 +397,6 @@ class HubClient:
                 code, reason = self.closed_by or (None, "")
                 await self._notify("client_disconnected", code=code, reason=reason)
             self.ws = None
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason for a failed connection attempt (the caller names the address)."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def next_after(client: HubClient, ftype: str, **fields: Any) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
