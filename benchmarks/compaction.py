@@ -37,6 +37,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,18 +70,14 @@ def _measure(db: Path, events: int) -> dict[str, Any]:
     return {"events": events, "bytes": file_bytes(db), "rows": rows, "bytes_in_use": pages * page_size}
 
 
-async def churn(db: Path, events: int, step: int, *, compaction: bool, retain_days: float) -> list[dict[str, Any]]:
-    """Drive ``events`` events of churn through core + journal; a size point every ``step`` events."""
-    journal = await open_journal(db, hub_id="syn-bench00", snapshot_every=SNAPSHOT_EVERY)
-    assert isinstance(journal, SqliteJournal)
-    core = HubCore(journal.hub_id)
-    await journal.replay(core)
-    journal.snapshot_source = core.snapshot
-    compactor = None
-    if compaction:
-        compactor = AutoCompactor(db, retain_days)
-        journal.snapshot_source = compactor.watch(core.snapshot)
-        compactor.start()
+async def drive(
+    core: HubCore, journal: Any, events: int, step: int, measure: Callable[[int], Awaitable[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The churn both stores get: claims granted and released, every tenth round a chat and its ack.
+
+    Commits are awaited 256 outcomes at a time (group commit) and at every
+    ``step`` events, where ``measure`` takes a size point.
+    """
     for conn, name in ((1, "proj/worker"), (2, "proj/seat")):
         core.open(conn, time.time())
         core.receive(conn, _frame(sender=name, type="heartbeat"), time.time())
@@ -109,16 +106,36 @@ async def churn(db: Path, events: int, step: int, *, compaction: bool, retain_da
         if core.seq >= next_point:
             await asyncio.gather(*pending)
             pending.clear()
-            points.append(_measure(db, core.seq))
-            p = points[-1]
-            mode = "with" if compaction else "without"
-            print(
-                f"{mode} compaction: {p['events']:>9} events  {p['bytes'] / 2**20:7.1f} MiB on disk  "
-                f"{p['bytes_in_use'] / 2**20:7.1f} MiB in use  {p['rows']:>8} rows",
-                flush=True,
-            )
+            points.append(await measure(core.seq))
             next_point += step
     await asyncio.gather(*pending)
+    return points
+
+
+async def churn(db: Path, events: int, step: int, *, compaction: bool, retain_days: float) -> list[dict[str, Any]]:
+    """Drive ``events`` events of churn through core + journal; a size point every ``step`` events."""
+    journal = await open_journal(db, hub_id="syn-bench00", snapshot_every=SNAPSHOT_EVERY)
+    assert isinstance(journal, SqliteJournal)
+    core = HubCore(journal.hub_id)
+    await journal.replay(core)
+    journal.snapshot_source = core.snapshot
+    compactor = None
+    if compaction:
+        compactor = AutoCompactor(db, retain_days)
+        journal.snapshot_source = compactor.watch(core.snapshot)
+        compactor.start()
+    mode = "with" if compaction else "without"
+
+    async def measure(seq: int) -> dict[str, Any]:
+        p = _measure(db, seq)
+        print(
+            f"{mode} compaction: {p['events']:>9} events  {p['bytes'] / 2**20:7.1f} MiB on disk  "
+            f"{p['bytes_in_use'] / 2**20:7.1f} MiB in use  {p['rows']:>8} rows",
+            flush=True,
+        )
+        return p
+
+    points = await drive(core, journal, events, step, measure)
     if compactor is not None:
         await compactor.compact_now()
         await compactor.stop()
@@ -249,44 +266,19 @@ async def pg_churn(url: str, events: int, step: int, *, compaction: bool, retain
         compactor = AutoCompactor(PostgresBackend(journal), retain_days)
         journal.snapshot_source = compactor.watch(core.snapshot)
         compactor.start()
-    for conn, name in ((1, "proj/worker"), (2, "proj/seat")):
-        core.open(conn, time.time())
-        core.receive(conn, _frame(sender=name, type="heartbeat"), time.time())
-    points: list[dict[str, Any]] = []
-    next_point = step
-    pending: list[asyncio.Future[None]] = []
-    rounds = 0
+    mode = "with" if compaction else "without"
+
+    async def measure(seq: int) -> dict[str, Any]:
+        p = await _pg_measure(url, seq)
+        print(
+            f"postgresql {mode} compaction: {p['events']:>9} events  {p['bytes'] / 2**20:7.1f} MiB  "
+            f"{p['rows']:>8} rows",
+            flush=True,
+        )
+        return p
+
     t0 = time.perf_counter()
-    while core.seq < events:
-        now = time.time()
-        outs = [
-            core.receive(1, _frame(sender="proj/worker", type="claim", task_id="t", paths=["a.py"]), now),
-            core.receive(1, _frame(sender="proj/worker", type="release", task_id="t", epoch=rounds + 1), now),
-        ]
-        if rounds % 10 == 0:
-            outs.append(
-                core.receive(1, _frame(sender="proj/worker", type="chat", target="proj/seat", payload="hi"), now)
-            )
-            outs.append(core.receive(2, _frame(sender="proj/seat", type="ack", seq=core.seq), now))
-        rounds += 1
-        for out in outs:
-            if out.events:
-                pending.append(journal.submit(out.events))
-        if len(pending) >= 256:
-            await asyncio.gather(*pending)
-            pending.clear()
-        if core.seq >= next_point:
-            await asyncio.gather(*pending)
-            pending.clear()
-            points.append(p := await _pg_measure(url, core.seq))
-            mode = "with" if compaction else "without"
-            print(
-                f"postgresql {mode} compaction: {p['events']:>9} events  {p['bytes'] / 2**20:7.1f} MiB  "
-                f"{p['rows']:>8} rows",
-                flush=True,
-            )
-            next_point += step
-    await asyncio.gather(*pending)
+    points = await drive(core, journal, events, step, measure)
     seconds = time.perf_counter() - t0
     if compactor is not None:
         await compactor.compact_now()
