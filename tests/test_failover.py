@@ -288,6 +288,40 @@ async def test_wait_rearms_on_the_other_address_and_delivers_exactly_once(tmp_pa
         await second.kill()
 
 
+async def test_listen_with_a_list_reconnects_across_a_failover(tmp_path: Path) -> None:
+    """``synapse listen`` over a hub list rides a failover (says so once); over one address it exits on the drop."""
+    import signal
+
+    db = tmp_path / "ha.db"
+    first, second = HubProcess(db), HubProcess(db)
+    uris = f"{first.uri},{second.uri}"
+    listener = None
+    try:
+        await first.start()
+        listener = await start_cli("listen", "--uri", uris, "--name", "shop/ear")
+        assert listener.stderr is not None and listener.stdout is not None
+        await read_line_containing(listener.stderr, f"listening on {first.uri}")
+        assert await first.stop() == 0
+        await read_line_containing(listener.stderr, "reconnecting to the next hub")
+        await second.start()
+        await read_line_containing(listener.stderr, f"listening on {second.uri}")
+        code, _, err = await run_cli("send", "--uri", second.uri, "--name", "shop/b", "--target", "all", "after")
+        assert code == 0, err
+        await read_line_containing(listener.stdout, "shop/b: after")
+        listener.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(listener.wait(), TIMEOUT) == 0
+        single = await start_cli("listen", "--uri", second.uri, "--name", "shop/ear2")
+        assert single.stderr is not None
+        await read_line_containing(single.stderr, "listening on")
+        assert await second.stop() == 0
+        assert await asyncio.wait_for(single.wait(), TIMEOUT) != 0  # one address: the drop ends it
+    finally:
+        if listener is not None and listener.returncode is None:
+            listener.kill()
+        await first.kill()
+        await second.kill()
+
+
 async def test_api_wait_rides_a_failover_too(tmp_path: Path) -> None:
     db = tmp_path / "ha.db"
     first, second = HubProcess(db), HubProcess(db)

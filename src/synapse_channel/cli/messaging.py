@@ -219,32 +219,53 @@ def listen(
 
 
 async def _listen(uri: str, name: str, token: str | None, for_name: str | None, as_json: bool = False) -> int:
+    """Print what arrives until interrupted.
+
+    With a list of hubs (a failover group), a lost connection is not the end:
+    it reconnects to whichever address answers (backing off up to 2 s) and
+    says so on stderr. With one address it exits as before, so a script sees
+    the drop.
+    """
     import asyncio
     import signal
 
-    from ..client.connection import HubClient, HubError
+    from ..client.connection import EXIT_DROPPED, HubClient, HubError, HubUnreachable
     from ..protocol import addresses
 
-    client = HubClient(uri, name, token=token)
+    several = "," in uri
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await client.connect()
-        say(name, f"listening{' for ' + for_name if for_name else ''} on {client.address or uri}")
-        while (frame := await client.recv_until(stop)) is not None:
-            _print_frame(frame, for_name, addresses, as_json)
-    except HubError as exc:
-        say(name, str(exc))
-        if as_json:
-            from .roster import _failure
+    delay, lost = 0.25, False
+    while True:
+        client = HubClient(uri, name, token=token)
+        try:
+            await client.connect()
+            say(name, f"listening{' for ' + for_name if for_name else ''} on {client.address or uri}")
+            delay, lost = 0.25, False
+            while (frame := await client.recv_until(stop)) is not None:
+                _print_frame(frame, for_name, addresses, as_json)
+            return 0
+        except HubError as exc:
+            failover = several and (exc.exit_code == EXIT_DROPPED or (lost and isinstance(exc, HubUnreachable)))
+            if not failover or stop.is_set():
+                say(name, str(exc))
+                if as_json:
+                    from .roster import _failure
 
-            click.echo(json.dumps(_failure(exc), sort_keys=True))
-        return exc.exit_code
-    finally:
-        await client.close()
-    return 0
+                    click.echo(json.dumps(_failure(exc), sort_keys=True))
+                return exc.exit_code
+            if not lost:
+                say(name, f"{exc}; reconnecting to the next hub of {uri}")
+            lost = True
+        finally:
+            await client.close()
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return 0  # interrupted while waiting to reconnect
+        except TimeoutError:
+            delay = min(2.0, delay * 2)
 
 
 def _print_frame(frame: dict[str, object], for_name: str | None, addresses: object, as_json: bool = False) -> None:
