@@ -270,13 +270,14 @@ class Searcher:
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, q)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Wait for the query in flight, then close the connection (in its thread)."""
+        import asyncio
 
         def shut() -> None:
             if self._con is not None:
                 self._con.close()
                 self._con = None
 
-        self._pool.submit(shut).result()
+        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
         self._pool.shutdown(wait=True)
