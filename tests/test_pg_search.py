@@ -145,6 +145,10 @@ async def test_pages_follow_the_cursor_and_survive_a_restart(pg_url: str, hub_fa
     assert again.indexer is not None and again.indexer.indexed == 0, "nothing below the watermark is indexed again"
     await b.send("chat", "all", "lynx later")
     assert (await texts(b, "lynx"))[0] == "lynx later"
+    for i in range(70):  # more hits than the first chunk the backend reads (64)
+        await b.send("chat", "all", f"lynx burst {i}")
+    found = await texts(b, "lynx", limit=200)
+    assert len(found) == 76 and found[0] == "lynx burst 69" and found[-1] == "lynx 0"
 
 
 async def test_compaction_removes_dropped_chats_from_results_and_the_side_table(

@@ -284,11 +284,14 @@ async def index_batch(con: asyncpg.Connection, rows: int) -> tuple[int, int, int
     return through, len(found), len(docs)
 
 
-#: The hits, newest first, joined back to their rows (a compacted row is never returned).
+#: The hits, newest first, joined back to their rows (a compacted row is never returned). Read in chunks
+#: of growing size (:data:`CHUNKS`), each a plain ``LIMIT`` query rather than one cursor: the planner then
+#: picks per chunk between walking the seq index backwards (a common word) and the GIN index (a rare one).
 SELECT = """
 SELECT e.seq, e.ts, e.kind, e.data FROM search_docs d JOIN events e ON e.seq = d.seq
-WHERE d.tsv @@ $1::tsquery AND d.seq < $2 AND e.ts >= $3 ORDER BY d.seq DESC
+WHERE d.tsv @@ $1::tsquery AND d.seq < $2 AND e.ts >= $3 ORDER BY d.seq DESC LIMIT $4
 """
+CHUNKS = (64, 256, 1024, 4096)
 HEADLINE = "StartSel=[, StopSel=], MaxWords=16, MinWords=6, ShortWord=0, FragmentDelimiter=..., MaxFragments=1"
 
 
@@ -327,11 +330,14 @@ class PgSearcher:
         try:
             async with con.transaction(readonly=True):
                 await con.execute(f"SET LOCAL statement_timeout = {int(QUERY_SECONDS * 1000)}")
-                cur = await con.cursor(SELECT, tsquery, page.last, since)
-                while (rows := await cur.fetch(64)) and all(
-                    page.add(r["seq"], r["ts"], r["kind"], r["data"]) for r in rows
-                ):
-                    pass
+                bound, chunk = page.last, 0
+                while True:
+                    size = CHUNKS[min(chunk, len(CHUNKS) - 1)]
+                    chunk += 1
+                    rows = await con.fetch(SELECT, tsquery, bound, since, size)
+                    if not all(page.add(r["seq"], r["ts"], r["kind"], r["data"]) for r in rows) or len(rows) < size:
+                        break
+                    bound = int(rows[-1]["seq"])
                 if page.items:
                     texts = [_item_text(i) for i in page.items]
                     made = await con.fetch(
