@@ -195,3 +195,28 @@ async def test_cli_search_against_a_postgres_hub(pg_url: str, hub_factory: HubFa
     code, out, _ = await run_cli("search", "parser AND (", "--json", *base)
     failure = json.loads(out)
     assert code == 1 and (failure["ok"], failure["outcome"], failure["code"]) == (False, "refused", "BAD_QUERY")
+
+
+async def test_only_the_leader_indexes_and_a_new_leader_carries_on_from_the_watermark(
+    pg_url: str, hub_factory: HubFactory
+) -> None:
+    import asyncio
+
+    leader = await _pg_hub(hub_factory, pg_url)
+    a = await register(leader.uri, "api/alice")
+    for i in range(8):
+        await a.send("chat", "all", f"heron {i}")
+    assert len(await texts(a, "heron")) == 8
+    standby = await _pg_hub(hub_factory, pg_url)
+    assert standby.role == "standby" and standby.searcher is None and standby.indexer is None
+    await a.close()
+    await leader.stop()
+    async with asyncio.timeout(30):
+        while standby.role != "leader":
+            await asyncio.sleep(0.05)
+    assert standby.searcher is not None and standby.indexer is not None
+    b = await register(standby.uri, "api/bob")
+    await b.send("chat", "all", "heron after the takeover")
+    found = await texts(b, "heron")
+    assert found[0] == "heron after the takeover" and len(found) == 9
+    assert standby.indexer.indexed == 1, "what the old leader indexed is not indexed again"

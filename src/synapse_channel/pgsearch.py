@@ -47,6 +47,8 @@ CREATE INDEX IF NOT EXISTS search_docs_tsv ON search_docs USING GIN (tsv);
 #: tsvector limits: positions above 16383 are not stored, lexemes must be under 2 KiB.
 MAX_POSITION = 16383
 MAX_LEXEME_BYTES = 2000
+#: A tsvector is at most 1 MiB; the literal is cut well below (a longer text is indexed by its start).
+MAX_LITERAL_CHARS = 512 * 1024
 
 
 def _is_token_char(ch: str) -> bool:
@@ -86,7 +88,15 @@ def tsvector_literal(text: str) -> str:
         if i > MAX_POSITION:
             break
         positions.setdefault(tok, []).append(i)
-    return " ".join(f"{_lexeme(t)}:{','.join(map(str, p[:256]))}" for t, p in positions.items())
+    parts: list[str] = []
+    size = 0
+    for t, p in positions.items():
+        part = f"{_lexeme(t)}:{','.join(map(str, p[:256]))}"
+        size += len(part.encode()) + 1
+        if size > MAX_LITERAL_CHARS:
+            break
+        parts.append(part)
+    return " ".join(parts)
 
 
 def body_text(kind: str, data: str) -> str:
@@ -339,20 +349,32 @@ class PgSearcher:
                         break
                     bound = int(rows[-1]["seq"])
                 if page.items:
-                    texts = [_item_text(i) for i in page.items]
-                    made = await con.fetch(
-                        "SELECT ts_headline('simple', t, to_tsquery('simple', $2), $3) AS h "
-                        "FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n",
-                        texts,
-                        _headline_query(tsquery),
-                        HEADLINE,
-                    )
-                    page.snippets({int(i["seq"]): r["h"] for i, r in zip(page.items, made, strict=True)})
+                    await self._snippets(con, page, tsquery)
         except asyncpg.QueryCanceledError:
             raise SearchError("SEARCH_TIMEOUT", f"search took over {QUERY_SECONDS:g}s; narrow the query") from None
         except (asyncpg.PostgresError, OSError) as exc:
             raise SearchError("SEARCH_FAILED", f"search failed: {exc}") from None
         return page.reply()
+
+    async def _snippets(self, con: asyncpg.Connection, page: Page, tsquery: str) -> None:
+        """The page's snippets (``ts_headline``); in a savepoint: a failure leaves them empty, not the search."""
+        import asyncpg
+
+        texts = [_item_text(i) for i in page.items]
+        try:
+            async with con.transaction():
+                made = await con.fetch(
+                    "SELECT ts_headline('simple', t, to_tsquery('simple', $2), $3) AS h "
+                    "FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n",
+                    texts,
+                    _headline_query(tsquery),
+                    HEADLINE,
+                )
+        except asyncpg.QueryCanceledError:
+            raise
+        except asyncpg.PostgresError:
+            return
+        page.snippets({int(i["seq"]): r["h"] for i, r in zip(page.items, made, strict=True)})
 
     async def close(self) -> None:
         if self._con is not None:
