@@ -8,6 +8,10 @@ that was deposed meanwhile finds another epoch, the batch rolls back and
 nothing is deleted (:class:`~.pgstore.Fenced`). The fence comes last so the
 leader row is locked only for the commit, not for the whole batch.
 
+The deleted rows' search entries (:mod:`.pgsearch`) go in the same
+transaction: a search never returns them anyway (hits are joined back to
+``events``), and the side table does not keep growing.
+
 ``meta.compacted_through`` is raised in the same transaction, so replay and
 takeover (:meth:`.pgstore.PostgresJournal.replay`) refuse a journal whose
 snapshot at or above it is gone. PostgreSQL reuses the space of deleted rows
@@ -81,6 +85,7 @@ async def compact_batch(
         gone = droppable_seqs([(r["seq"], r["ts"], r["kind"], r["data"]) for r in rows], keep, cutoff)
         if gone:
             await con.execute("DELETE FROM events WHERE seq = ANY($1::bigint[])", gone)
+            await con.execute("DELETE FROM search_docs WHERE seq = ANY($1::bigint[])", gone)
         await con.execute(_RAISE_MARK, str(keep.seq))
         if await con.execute(FENCE, epoch, keep.seq) != "UPDATE 1":
             raise Fenced(f"fenced: the leader epoch is no longer {epoch}; the compaction batch rolled back")

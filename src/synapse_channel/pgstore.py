@@ -62,7 +62,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("synapse_channel.store")
 
 SCHEMA_VERSION = 1
-#: Same tables as SQLite (``synapse db migrate`` copies rows as they are) plus the leader row.
+#: Same tables as SQLite (``synapse db migrate`` copies rows as they are) plus the leader row, and the search
+#: side table (:mod:`.pgsearch`; created here so compaction can always delete from it).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -76,6 +77,7 @@ CREATE TABLE IF NOT EXISTS leader (
     id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL, seq BIGINT NOT NULL,
     holder TEXT NOT NULL, address TEXT NOT NULL, since DOUBLE PRECISION NOT NULL);
 INSERT INTO leader VALUES (1, 0, 0, '', '', 0) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS search_docs (seq BIGINT PRIMARY KEY, tsv TSVECTOR NOT NULL);
 """
 #: Seats (:mod:`.pgseats`): the SQLite columns; ``seat_log`` ids come from an identity column.
 SEAT_SCHEMA = """

@@ -33,12 +33,11 @@ then indexes the whole journal in the background).
 Queries (:class:`Searcher`) run on a separate read-only connection in one
 worker thread: WAL lets them read while the hub's writer commits, the event
 loop never waits on them, and each is bounded by a row budget
-(:data:`SCAN_ROWS`) and a time budget (:data:`QUERY_SECONDS`).
+(:data:`~.core.searching.SCAN_ROWS`) and a time budget (:data:`QUERY_SECONDS`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -46,10 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .core import paging
-from .core.access import may_see_as
-from .core.searching import SearchQuery
-from .protocol import base_identity, target_parts
+from .core.searching import Page, SearchQuery
 
 log = logging.getLogger("synapse_channel.store")
 
@@ -62,8 +58,6 @@ WATERMARK = "search_indexed_through"
 INDEXED_KINDS = ("chat", "ledger_task", "ledger_progress")
 #: Result ``kind`` for each indexed event kind.
 RESULT_KIND = {"chat": "chat", "ledger_task": "task", "ledger_progress": "note"}
-#: Rows a query examines at most (hits it may not see count too); past it the reply says ``has_more``.
-SCAN_ROWS = 5000
 #: Wall-clock seconds one query may run before SQLite interrupts it (``error`` SEARCH_TIMEOUT).
 QUERY_SECONDS = 2.0
 #: Journal rows (of any kind) one indexing batch covers at most: it bounds how long it holds the writer.
@@ -204,69 +198,6 @@ class SearchError(Exception):
         self.code = code
 
 
-def _result(seq: int, ts: float, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
-    """One result item from an event row (None for a shape we do not know)."""
-    if kind == "chat":
-        frame = data.get("frame") or {}
-        return {
-            "seq": seq,
-            "ts": ts,
-            "kind": "chat",
-            "from": frame.get("sender", ""),
-            "to": frame.get("target", ""),
-            "text": frame.get("payload", ""),
-            "snippet": "",
-            "msg_id": frame.get("msg_id", 0),
-        }
-    if kind == "ledger_task":
-        task = data.get("task") or {}
-        return {
-            "seq": seq,
-            "ts": ts,
-            "kind": "task",
-            "from": task.get("created_by") or "",
-            "to": "board",
-            "text": f"{task.get('title', '')}\n{task.get('description', '')}".strip(),
-            "snippet": "",
-            "task_id": task.get("task_id", ""),
-            "status": task.get("status", ""),
-            "version": task.get("version", 0),
-        }
-    if kind == "ledger_progress":
-        note = data.get("note") or {}
-        return {
-            "seq": seq,
-            "ts": ts,
-            "kind": "note",
-            "from": note.get("author") or "",
-            "to": "board",
-            "text": note.get("text", ""),
-            "snippet": "",
-            "task_id": note.get("task_id", ""),
-        }
-    return None
-
-
-def _visible(q: SearchQuery, kind: str, data: dict[str, Any]) -> bool:
-    """Tasks and notes are on the board (everyone reads it); a chat follows the history rule."""
-    if kind != "chat":
-        return True
-    frame = data.get("frame")
-    return isinstance(frame, dict) and may_see_as(q.viewer.name, q.viewer.roles, q.viewer.admin, frame)
-
-
-def _filters(q: SearchQuery, item: dict[str, Any]) -> bool:
-    if q.sender is not None:
-        sender = str(item["from"])
-        if sender != q.sender and base_identity(sender) != q.sender:
-            return False
-    if q.target is not None:
-        target = str(item["to"])
-        if target != q.target and q.target not in target_parts(target):
-            return False
-    return True
-
-
 #: The hits, newest first; no snippet here: it costs a re-read of the text, so it is only made for the page.
 SELECT = """
 SELECT e.seq, e.ts, e.kind, e.data
@@ -285,41 +216,22 @@ WHERE search_index MATCH ? AND rowid BETWEEN ? AND ?
 def run(con: sqlite3.Connection, q: SearchQuery) -> dict[str, Any]:
     """Run ``q`` on ``con`` (a worker thread) and return the filled ``search_results`` frame.
 
-    Newest first. Reads at most :data:`SCAN_ROWS` hits: a page cut by that
+    Newest first. Reads at most :data:`~.core.searching.SCAN_ROWS` hits: a page cut by that
     budget, by ``limit`` or by the frame's bytes says ``has_more`` with
     ``cursor`` (the last seq examined): ask again with ``after`` set to it.
     """
     deadline = time.monotonic() + QUERY_SECONDS
     con.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-    items: list[dict[str, Any]] = []
-    examined = 0
-    last = q.after if q.after is not None else 2**62
-    more = False
+    page = Page(q)
     try:
-        cur = con.execute(SELECT, (q.query, last, q.since if q.since is not None else float("-inf")))
-        while rows := cur.fetchmany(64):
-            for seq, ts, kind, text in rows:
-                examined += 1
-                if len(items) >= q.limit or examined > SCAN_ROWS:
-                    more = True
-                    break
-                last = seq
-                try:
-                    data = json.loads(text)
-                except ValueError:
-                    continue
-                item = _result(seq, ts, kind, data) if isinstance(data, dict) else None
-                if item is not None and _visible(q, kind, data) and _filters(q, item):
-                    items.append(item)
-            if more:
-                break
+        cur = con.execute(SELECT, (q.query, page.last, q.since if q.since is not None else float("-inf")))
+        while (rows := cur.fetchmany(64)) and all(page.add(*row) for row in rows):
+            pass
         cur.close()
-        if items:
-            seqs = [int(i["seq"]) for i in items]
+        if page.items:
+            seqs = [int(i["seq"]) for i in page.items]
             sql = SNIPPETS.format(",".join("?" * len(seqs)))
-            snippets = dict(con.execute(sql, (*seqs, q.query, seqs[-1], seqs[0])).fetchall())
-            for item in items:
-                item["snippet"] = snippets.get(item["seq"]) or ""
+            page.snippets(dict(con.execute(sql, (*seqs, q.query, seqs[-1], seqs[0])).fetchall()))
     except sqlite3.OperationalError as exc:
         if "interrupted" in str(exc):
             raise SearchError("SEARCH_TIMEOUT", f"search took over {QUERY_SECONDS:g}s; narrow the query") from None
@@ -328,14 +240,7 @@ def run(con: sqlite3.Connection, q: SearchQuery) -> dict[str, Any]:
         raise SearchError("SEARCH_FAILED", f"search failed: {exc}") from None
     finally:
         con.set_progress_handler(None, 0)
-    reply = dict(q.reply)
-    page = paging.fit(items, paging.room_for({**reply, "results": []}, q.budget))
-    if len(page) < len(items):
-        more, last = True, int(page[-1]["seq"])
-    reply["results"] = page
-    reply["has_more"] = more
-    reply["cursor"] = last if more else None
-    return reply
+    return page.reply()
 
 
 class Searcher:
@@ -365,13 +270,14 @@ class Searcher:
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, q)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Wait for the query in flight, then close the connection (in its thread)."""
+        import asyncio
 
         def shut() -> None:
             if self._con is not None:
                 self._con.close()
                 self._con = None
 
-        self._pool.submit(shut).result()
+        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
         self._pool.shutdown(wait=True)

@@ -11,6 +11,11 @@ on it, and the hub's writer waits at most one batch for the database lock.
 
 ``search_request`` calls :meth:`Indexer.wait_for` first, so a search sent
 right after an acked chat finds it (bounded: see :data:`WAIT_SECONDS`).
+
+The store-specific part is an :class:`IndexBackend` (read the watermark,
+index one batch): :class:`SqliteIndex` (FTS5, a worker thread) and
+:class:`PostgresIndex` (a ``tsvector`` side table, :mod:`..pgsearch`). The
+scheduling above is the same for both.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Protocol
 
 from .. import search
 
@@ -36,11 +42,103 @@ WAIT_SECONDS = 0.2
 RETRY_PAUSE = 1.0
 
 
+class IndexBackend(Protocol):
+    """A store's side of indexing: the watermark and one batch above it."""
+
+    #: Errors that pause indexing (retried) rather than stop it.
+    errors: tuple[type[BaseException], ...]
+
+    async def watermark(self) -> int: ...
+
+    async def batch(self, rows: int) -> tuple[int, int, int]:
+        """Index up to ``rows`` journal rows above the watermark: ``(watermark, examined, indexed)``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteIndex:
+    """The FTS5 index of a SQLite journal, written on its own connection in one worker thread."""
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synapse-index")
+        self._con: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._con is None:
+            con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            con.execute("PRAGMA busy_timeout=5000")
+            con.execute("PRAGMA synchronous=NORMAL")  # the index is rebuilt from events, never trusted over them
+            self._con = con
+        return self._con
+
+    async def watermark(self) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: search.watermark(self._connect()))
+
+    async def batch(self, rows: int) -> tuple[int, int, int]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: search.index_batch(self._connect(), rows)
+        )
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
+        self._pool.shutdown(wait=True)
+
+
+class PostgresIndex:
+    """The ``tsvector`` side table of a PostgreSQL journal, written by the leader on its own connection."""
+
+    def __init__(self, url: str) -> None:
+        import asyncpg
+
+        self.url = url
+        self.errors: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+        self._con: Any = None
+
+    async def _connect(self) -> Any:
+        from .. import pgsearch
+        from ..pgstore import connect
+
+        if self._con is None or self._con.is_closed():
+            con = await connect(self.url)
+            await pgsearch.ensure(con)
+            self._con = con
+        return self._con
+
+    async def watermark(self) -> int:
+        from .. import pgsearch
+
+        return await pgsearch.watermark(await self._connect())
+
+    async def batch(self, rows: int) -> tuple[int, int, int]:
+        from .. import pgsearch
+
+        return await pgsearch.index_batch(await self._connect(), rows)
+
+    async def close(self) -> None:
+        if self._con is not None:
+            con, self._con = self._con, None
+            try:
+                await asyncio.wait_for(con.close(), 2.0)
+            except Exception:
+                con.terminate()
+
+
 class Indexer:
     """Indexes one database's journal behind its commits, off the event loop."""
 
-    def __init__(self, path: Path, batch_rows: int = search.BATCH_ROWS, turn: asyncio.Lock | None = None) -> None:
-        self.path = path
+    def __init__(
+        self, backend: IndexBackend | Path, batch_rows: int = search.BATCH_ROWS, turn: asyncio.Lock | None = None
+    ) -> None:
+        self.backend: IndexBackend = SqliteIndex(backend) if isinstance(backend, Path) else backend
         self.batch_rows = batch_rows
         #: The journal's writer lock (``SqliteJournal.turn``): a batch runs between two commits, never during one.
         self.turn = turn
@@ -49,8 +147,6 @@ class Indexer:
         #: Rows added to the index since start (for tests and ``/metrics``-style counters).
         self.indexed = 0
         self.batches = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synapse-index")
-        self._con: sqlite3.Connection | None = None
         self._wake = asyncio.Event()
         self._moved = asyncio.Event()
         self._now = asyncio.Event()
@@ -66,22 +162,10 @@ class Indexer:
         """Something was committed (the journal's ``on_commit``): index it soon."""
         self._wake.set()
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._con is None:
-            con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
-            con.execute("PRAGMA busy_timeout=5000")
-            con.execute("PRAGMA synchronous=NORMAL")  # the index is rebuilt from events, never trusted over them
-            self._con = con
-        return self._con
-
-    def _batch(self) -> tuple[int, int, int]:
-        return search.index_batch(self._connect(), self.batch_rows)
-
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         try:  # what is already indexed is searchable before the first batch
-            self._advance(await loop.run_in_executor(self._pool, lambda: search.watermark(self._connect())))
-        except sqlite3.Error as exc:
+            self._advance(await self.backend.watermark())
+        except self.backend.errors as exc:
             log.warning("search index watermark not read: %s", exc)
         while not self._stopping:
             await self._wake.wait()
@@ -90,8 +174,8 @@ class Indexer:
             while not self._stopping:
                 try:
                     async with self.turn or contextlib.nullcontext():
-                        through, examined, added = await loop.run_in_executor(self._pool, self._batch)
-                except sqlite3.Error as exc:
+                        through, examined, added = await self.backend.batch(self.batch_rows)
+                except self.backend.errors as exc:
                     log.warning("search indexing paused (%s); retrying", exc)
                     await self._pause(RETRY_PAUSE)  # a waiting search asks for a retry at once
                     continue
@@ -136,11 +220,4 @@ class Indexer:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
-
-        def shut() -> None:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
-        self._pool.shutdown(wait=True)
+        await self.backend.close()

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from ..core.access import Grant
     from ..core.searching import SearchQuery
     from ..feed import FeedWriter
+    from ..pgsearch import PgSearcher
     from ..search import Searcher
     from ..seats import SeatSource, SeatTable
     from ..store import Journal
@@ -134,7 +135,7 @@ class Hub:
         self._dashboards: set[int] = set()
         self._health_push: asyncio.Task[None] | None = None
         #: Runs ``search_request`` queries on a read-only connection (None: in memory).
-        self.searcher: Searcher | None = None
+        self.searcher: Searcher | PgSearcher | None = None
         #: The pending presence broadcast, and when (loop time) the last one went out.
         self._presence_timer: asyncio.TimerHandle | None = None
         self._presence_sent_at = -math.inf
@@ -275,21 +276,41 @@ class Hub:
         assert self.journal is not None
         self.journal.snapshot_source = self._core.snapshot
         self.feed = open_feed(cfg.relay_log, cfg.relay_max_lines, cfg.relay_max_bytes)
-        path = getattr(self.journal, "path", None)
-        if path is not None:
-            from ..search import Searcher
-            from .indexer import Indexer
-
-            self.searcher = Searcher(path)
-            self.indexer = Indexer(path, turn=getattr(self.journal, "turn", None))
-            self.journal.on_commit = self.indexer.wake
-            self.indexer.start()  # catches up from the stored watermark in the background
+        self._start_search()
         if self.pm is not None:
             self._dispatcher = Dispatcher(self.pm)
         self._expirer = asyncio.create_task(self._run_expiry())
         self._start_seat_watch()
         self.metrics.start()
         self._health_push = asyncio.create_task(self._push_health())
+
+    def _start_search(self) -> None:
+        """The search backend of the store: FTS5 beside a SQLite journal, a tsvector table on PostgreSQL.
+
+        On PostgreSQL only the leader gets here (a standby turns clients away),
+        so only the leader indexes and answers searches.
+        """
+        from ..pgstore import PostgresJournal
+        from .indexer import IndexBackend, Indexer, PostgresIndex
+
+        assert self.journal is not None
+        path = getattr(self.journal, "path", None)
+        backend: IndexBackend | Path
+        if isinstance(self.journal, PostgresJournal):
+            from ..pgsearch import PgSearcher
+
+            self.searcher = PgSearcher(self.journal.url)
+            backend = PostgresIndex(self.journal.url)
+        elif path is not None:
+            from ..search import Searcher
+
+            self.searcher = Searcher(path)
+            backend = path
+        else:
+            return
+        self.indexer = Indexer(backend, turn=getattr(self.journal, "turn", None))
+        self.journal.on_commit = self.indexer.wake
+        self.indexer.start()  # catches up from the stored watermark in the background
 
     async def _bind(self) -> None:
         from .http import HttpSurface
@@ -343,7 +364,7 @@ class Hub:
             await indexer.stop()
         if self.searcher is not None:
             searcher, self.searcher = self.searcher, None
-            await asyncio.to_thread(searcher.close)
+            await searcher.close()
 
     async def _stop_compactor(self) -> None:
         if self.compactor is not None:
@@ -848,7 +869,7 @@ class Hub:
         if self.searcher is None:
             reply = query.error(
                 "SEARCH_UNAVAILABLE",
-                "this hub keeps no SQLite database (--db :memory: or PostgreSQL): nothing to search",
+                "this hub keeps no database (--db :memory:): nothing to search",
             )
         else:
             if self.indexer is not None and self.journal is not None:
