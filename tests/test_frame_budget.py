@@ -241,3 +241,38 @@ async def test_who_pages_by_name_and_the_cli_follows(hub_factory: HubFactory) ->
     assert code == 0, err
     assert sum(1 for n in json.loads(out)["mailbox_pending"] if n.startswith("fleet/")) == 600
     await sender.close()
+
+
+async def test_presence_and_welcome_fit_the_budget_with_long_names(hub_factory: HubFactory) -> None:
+    """180 agents with 121-character names under a 16 KiB budget: the roster list (22 KB) would not fit.
+
+    Every newcomer still gets its ``welcome`` and an observer hears every join
+    in presence frames within the budget; past a third of the budget the
+    frames carry ``online_count`` instead of the list (CI once saw a 17.8 KB
+    ``presence_update`` refused as FRAME_TOO_LARGE here).
+    """
+    budget = 16 * 1024
+    hub = await hub_factory(max_frame_bytes=budget, max_queue_bytes=64 * budget)
+    raw = await open_raw(hub.uri, "observer")
+    observer = Sized(raw.ws, "observer")  # a listener (not quiet): it hears presence
+    await observer.send("heartbeat", payload="online", protocol_version=7)
+    await observer.expect("welcome")
+    names = [f"fleet/agent-{i:03d}-" + "n" * 105 for i in range(180)]
+    agents = []
+    for name in names:
+        agent = await open_raw(hub.uri, name)
+        await agent.send("heartbeat", payload="online", protocol_version=7)
+        await agent.expect("welcome")
+        agents.append(agent)
+    heard: set[str] = set()
+    last: dict[str, Any] = {}
+    while not heard >= set(names):  # recv raises after its timeout: a lost join fails the test
+        got = await observer.recv()
+        assert got["type"] != "error", got
+        if got["type"] == "presence_update":
+            heard.update(got.get("joined", []))
+            last = got
+    assert max(observer.sizes) <= budget, observer.sizes
+    assert "online_agents" not in last and last["online_count"] == len(names) + 1
+    for agent in agents:
+        await agent.close()

@@ -52,6 +52,23 @@ def test_a_thousand_joins_between_flushes_make_five_frames_per_observer() -> Non
     assert not core.flush_presence(102.0).sends  # the batch is empty afterwards
 
 
+def test_a_burst_of_long_names_is_cut_by_bytes_under_a_small_budget() -> None:
+    """190 joins of 128-character names in one flush under 16 KiB: several frames, each within the budget."""
+    budget = 16 * 1024
+    core = HubCore("syn-test", max_frame_bytes=budget)
+    core.open(1, 100.0)
+    core.receive(1, parse_frame(frame("observer", "heartbeat")), 100.0)
+    core.flush_presence(100.0)
+    names = [f"fleet/a{i:03d}-" + "n" * 117 for i in range(2, 192)]
+    for cid, name in enumerate(names, start=2):
+        core.open(cid, 100.0)
+        core.receive(cid, parse_frame(frame(name, "heartbeat")), 100.0)
+    got = presence_to(core.flush_presence(101.0), 1)
+    assert len(got) > 1 and changes(got) == [(n, "joined") for n in names]
+    assert max(len(json.dumps(f, separators=(",", ":")).encode()) for f in got) <= budget
+    assert all(f["online_count"] == 191 and "online_agents" not in f for f in got)  # 24 KB of names, 191 < 200
+
+
 def test_a_join_and_leave_between_flushes_cancel_out() -> None:
     """Observers learn net changes: a name that came and went before the flush is not announced."""
     core = HubCore("syn-test", presence_grace=0)

@@ -345,7 +345,7 @@ class HubCore:
         def make(payload: str, **fields: Any) -> dict[str, Any]:
             return self.frame("presence_update", "all", payload, now, **fields)
 
-        presence.flush_into(out, self.presence, self.roster.all_ids(), online, roster, make)
+        presence.flush_into(out, self.presence, self.roster.all_ids(), online, roster, make, self.max_frame_bytes // 3)
         return out
 
     def _roster_field(self, online: list[str] | None = None) -> dict[str, Any]:
@@ -358,7 +358,10 @@ class HubCore:
         count = len(self.roster.names)
         if count > PRESENCE_ROSTER_LIMIT:
             return {"online_count": count}
-        return {"online_agents": self.roster.online() if online is None else online}
+        names = self.roster.online() if online is None else online
+        if paging.encoded_size(names) > self.max_frame_bytes // 3:
+            return {"online_count": count}  # long names: the list would crowd the frame past its budget
+        return {"online_agents": names}
 
     # ------------------------------------------------------------------ frames
 

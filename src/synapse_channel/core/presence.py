@@ -14,13 +14,14 @@ cancels out: observers learn the net change, which is what presence is for.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .outcome import Outcome
 
-#: Changes listed in one frame: with names of at most 128 characters a frame stays far below
-#: any frame budget; a bigger batch is split into several frames.
+#: Changes listed in one frame at most; a bigger batch is split into several frames. The
+#: names' bytes are bounded too (``room``): 200 names of 200 characters outgrow a 16 KiB budget.
 CHANGES_PER_FRAME = 200
 
 JOINED = "joined"
@@ -60,15 +61,17 @@ def flush_into(
     online: list[str],
     roster: dict[str, Any],
     make_frame: Any,
+    room: int,
 ) -> None:
     """Queue the batch as ``presence_update`` frames for ``audience`` and one plugin notice per change.
 
     ``roster`` is the roster field every frame carries (``online_agents`` or
     ``online_count``); ``make_frame(payload, **fields)`` stamps a hub frame.
+    One frame lists at most ``CHANGES_PER_FRAME`` names and at most ``room``
+    bytes of them, so it always fits the hub's frame budget.
     """
     changes = batch.take()
-    for start in range(0, len(changes), CHANGES_PER_FRAME):
-        chunk = changes[start : start + CHANGES_PER_FRAME]
+    for chunk in _chunks(changes, room):
         agent, event = chunk[-1]
         lists: dict[str, list[str]] = {}
         for name, what in chunk:
@@ -77,3 +80,20 @@ def flush_into(
         out.send(audience, frame, public=True)
     for agent, event in changes:
         out.notify("presence_changed", agent=agent, event=event, online_agents=online)
+
+
+def _chunks(changes: list[tuple[str, str]], room: int) -> list[list[tuple[str, str]]]:
+    """``changes`` cut into runs of at most ``CHANGES_PER_FRAME`` names and ``room`` encoded bytes (one at least)."""
+    chunks: list[list[tuple[str, str]]] = []
+    chunk: list[tuple[str, str]] = []
+    used = 0
+    for change in changes:
+        size = len(json.dumps(change[0], ensure_ascii=False).encode()) + 1  # the name and its comma
+        if chunk and (len(chunk) >= CHANGES_PER_FRAME or used + size > room):
+            chunks.append(chunk)
+            chunk, used = [], 0
+        chunk.append(change)
+        used += size
+    if chunk:
+        chunks.append(chunk)
+    return chunks

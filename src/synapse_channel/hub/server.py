@@ -1004,7 +1004,11 @@ class Hub:
         for send in out.sends:
             self.metrics.frames_out.add(str(send.frame.get("type")), len(send.to))
             data = encode(send.frame)
-            self._fanout.add(data, len(data.encode()), send.to)
+            size = len(data.encode())
+            if size > self.config.max_frame_bytes:  # the core sizes presence frames; this is the last guard
+                self._refuse_oversize(send.frame, send.to, size)
+                continue
+            self._fanout.add(data, size, send.to)
             if self.feed is not None:
                 self.feed.append(send.frame)
         for notice in out.notices:
