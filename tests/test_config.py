@@ -79,6 +79,8 @@ async def test_identity_from_config_is_used_by_wait_and_send(project: Path, hub:
         ("[wake]\njiter = 3\n", "synapse.toml:2: unknown key 'wake.jiter' (did you mean 'wake.jitter'?)"),
         ('[hub]\nuri = "x"\ntoken = "s3cret"\n', "synapse.toml:3: unknown key 'hub.token'"),
         ('[wake]\njitter = "soon"\n', "synapse.toml:2: wake.jitter must be a float"),
+        ('[claims]\nauto = true\nauto_release = "merged"\n', "synapse.toml:3: claims.auto_release must be one of"),
+        ('[wake]\npolicy = "random"\n', "synapse.toml:2: wake.policy must be one of uniform, offset, none"),
     ],
 )
 async def test_broken_config_names_file_and_line(project: Path, text: str, message: str) -> None:

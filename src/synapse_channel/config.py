@@ -382,7 +382,23 @@ def line_of(path: Path, key: str) -> int:
     return 1
 
 
+#: Core settings that take one of a few words: anything else is a config error naming the
+#: file and line, never a silent fall-back to the default (a typo must not change behaviour).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "claims.auto_release": ("turn", "merge"),
+    "wake.policy": ("uniform", "offset", "none"),
+}
+
+
 def _coerce(setting: Setting, value: Any, where: str) -> Any:
+    value = _coerce_type(setting, value, where)
+    choices = CHOICES.get(setting.key)
+    if choices is not None and value is not None and value not in choices:
+        raise ConfigError(f"{where}: {setting.key} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _coerce_type(setting: Setting, value: Any, where: str) -> Any:
     if value is None:
         return None
     expected = setting.type
