@@ -389,6 +389,28 @@ class Session:
             if frame.get("type") == "chat":
                 yield Message.of(frame)
 
+    async def frames(self, until: asyncio.Event | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every frame this connection receives (chats, presence changes, anything), as sent, until ``until`` is set.
+
+        For a monitor that shows more than chats (``synapse listen``). Each
+        frame is a fresh dict the caller may keep. When the hub closes the
+        connection the loop raises like :meth:`events`; a drop of a ready
+        connection is a :class:`Closed` whose ``exit_code`` is 3.
+        """
+        await self._ensure()
+        stop = until if until is not None else asyncio.Event()
+        while not stop.is_set():
+            if self._kept:
+                yield self._kept.pop(0)
+                continue
+            try:
+                frame = await self._client.recv_until(stop)
+            except HubError as exc:
+                raise translate(exc) from None
+            if frame is None:
+                return
+            yield frame
+
     async def message_status(self, seq: int) -> str:
         """Where message ``seq`` stands for its recipient: ``stored``, ``delivered``, ``acked`` or ``unknown``.
 
