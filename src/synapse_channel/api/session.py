@@ -130,6 +130,9 @@ class Session:
     ``direct`` (default), ``passive`` (a waiter) or ``presence`` (it holds a
     project's presence and never reads mail); ``registration`` adds fields
     to the registration frame (``takeover``, ``roles``, ``presence_for``).
+
+    ``anonymous=True`` presents no token at all, whatever is configured: for
+    a diagnosis that asks what the hub says to a stranger.
     """
 
     def __init__(
@@ -143,11 +146,12 @@ class Session:
         announce: bool = False,
         registration: Mapping[str, Any] | None = None,
         wake_capability: str = "direct",
+        anonymous: bool = False,
     ) -> None:
         from ..client import context
 
         try:
-            self.token = context.resolve_token(token, token_file)
+            self.token = None if anonymous else context.resolve_token(token, token_file)
         except context.TokenFileError as exc:
             raise Refused(str(exc), "TOKEN_FILE") from None
         self.name = name or context.default_identity() or context.one_shot("api")
