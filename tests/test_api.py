@@ -397,3 +397,39 @@ async def test_search_refusals_are_typed_and_the_session_stays_usable(hub_factor
         with pytest.raises(Refused) as unavailable:
             await api.search("parser")
         assert unavailable.value.code == "SEARCH_UNAVAILABLE"
+
+
+async def test_frames_streams_presence_and_chats_as_sent_until_stopped(hub: Hub) -> None:
+    stop = asyncio.Event()
+    async with Session("shop/mon", uri=hub.uri, announce=True) as mon:
+        await mon.connect()
+        async with Session("shop/api", uri=hub.uri, announce=True) as api:
+            await api.connect()
+            await api.broadcast("hello all")
+        seen: list[tuple[object, ...]] = []
+        async for frame in mon.frames(stop):
+            if frame.get("type") == "presence_update" and frame.get("agent") == "shop/api":
+                seen.append(("presence", frame.get("event")))
+            elif frame.get("type") == "chat":
+                seen.append(("chat", frame.get("sender"), frame.get("payload")))
+            if ("chat", "shop/api", "hello all") in seen:
+                stop.set()
+        assert ("presence", "joined") in seen and seen[-1] == ("chat", "shop/api", "hello all")
+
+
+def test_merge_pages_joins_the_listed_keys_and_keeps_the_first_pages_other_fields() -> None:
+    from synapse_channel.api import merge_pages
+
+    pages = [
+        {"type": "board_snapshot", "board": {"version": 7, "tasks": [{"task_id": "A"}], "ready": ["A"]}},
+        {"type": "board_snapshot", "board": {"version": 8, "tasks": [{"task_id": "B"}], "ready": []}},
+    ]
+    merged = merge_pages(pages, "board", "tasks", "ready")
+    assert merged == {"version": 7, "tasks": [{"task_id": "A"}, {"task_id": "B"}], "ready": ["A"]}
+    assert pages[0]["board"]["tasks"] == [{"task_id": "A"}]  # the pages are not changed
+
+
+def test_an_anonymous_session_presents_no_token_whatever_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNAPSE_TOKEN", "configured-secret")
+    assert Session("a", uri="ws://127.0.0.1:9").token == "configured-secret"
+    assert Session("a", uri="ws://127.0.0.1:9", anonymous=True).token is None

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the names below are loaded on first use (a plugin's `synaps
         Timeout,
         Unreachable,
     )
+    from .paging import merge_pages
     from .scope import OutsideWorktree, claim_scope, git_toplevel
     from .session import Session
     from .sync import SyncSession
@@ -70,6 +71,7 @@ _LAZY = {
     "setting": ("context", "setting"),
     "settings": ("context", "settings"),
     "Session": ("session", "Session"),
+    "merge_pages": ("paging", "merge_pages"),
     "SyncSession": ("sync", "SyncSession"),
     "wait_sync": ("sync", "wait"),
     "wait": ("waiting", "wait"),
@@ -103,6 +105,7 @@ __all__ = [
     "default_identity",
     "default_uri",
     "git_toplevel",
+    "merge_pages",
     "one_shot",
     "owner_of",
     "resolve_token",

@@ -130,6 +130,9 @@ class Session:
     ``direct`` (default), ``passive`` (a waiter) or ``presence`` (it holds a
     project's presence and never reads mail); ``registration`` adds fields
     to the registration frame (``takeover``, ``roles``, ``presence_for``).
+
+    ``anonymous=True`` presents no token at all, whatever is configured: for
+    a diagnosis that asks what the hub says to a stranger.
     """
 
     def __init__(
@@ -143,11 +146,12 @@ class Session:
         announce: bool = False,
         registration: Mapping[str, Any] | None = None,
         wake_capability: str = "direct",
+        anonymous: bool = False,
     ) -> None:
         from ..client import context
 
         try:
-            self.token = context.resolve_token(token, token_file)
+            self.token = None if anonymous else context.resolve_token(token, token_file)
         except context.TokenFileError as exc:
             raise Refused(str(exc), "TOKEN_FILE") from None
         self.name = name or context.default_identity() or context.one_shot("api")
@@ -388,6 +392,28 @@ class Session:
                 return
             if frame.get("type") == "chat":
                 yield Message.of(frame)
+
+    async def frames(self, until: asyncio.Event | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every frame this connection receives (chats, presence changes, anything), as sent, until ``until`` is set.
+
+        For a monitor that shows more than chats (``synapse listen``). Each
+        frame is a fresh dict the caller may keep. When the hub closes the
+        connection the loop raises like :meth:`events`; a drop of a ready
+        connection is a :class:`Closed` whose ``exit_code`` is 3.
+        """
+        await self._ensure()
+        stop = until if until is not None else asyncio.Event()
+        while not stop.is_set():
+            if self._kept:
+                yield self._kept.pop(0)
+                continue
+            try:
+                frame = await self._client.recv_until(stop)
+            except HubError as exc:
+                raise translate(exc) from None
+            if frame is None:
+                return
+            yield frame
 
     async def message_status(self, seq: int) -> str:
         """Where message ``seq`` stands for its recipient: ``stored``, ``delivered``, ``acked`` or ``unknown``.

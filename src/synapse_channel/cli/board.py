@@ -162,7 +162,7 @@ def board(uri: str, name: str | None, token: str | None, token_file: Path | None
     who = Caller(uri, name or one_shot("board"), resolve_token(token, token_file))
 
     async def go() -> int:
-        from ..client.connection import merge_pages
+        from ..api import merge_pages
 
         pages = await ask_pages(who, "board_request", lambda f: f.get("type") == "board_snapshot", payload="board")
         snap = merge_pages(pages, "board", "tasks", "ready")

@@ -648,7 +648,7 @@ def state(
     who = Caller(uri, name or one_shot("state"), caller_token(token, token_file))
 
     async def go() -> int:
-        from ..client.connection import merge_pages
+        from ..api import merge_pages
 
         pages = await ask_pages(who, "state_request", lambda f: f.get("type") == "state_snapshot", payload="snapshot")
         snapshot = merge_pages(pages, "snapshot", "active_claims")

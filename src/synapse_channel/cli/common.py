@@ -34,13 +34,13 @@ from ..client.context import token_origin as token_origin
 
 def default_identity() -> str | None:
     """``SYN_IDENTITY``, else the project config's identity (``[identity]``)."""
-    from ..client.context import default_identity as resolved
+    from ..api.context import default_identity as resolved
 
     return resolved()
 
 
 def one_shot(tag: str) -> str:
     """This command's connection name: ``IDENTITY~tag-PID`` when an identity is configured."""
-    from ..client.context import one_shot as named
+    from ..api.context import one_shot as named
 
     return named(tag)

@@ -131,18 +131,21 @@ def hub_report(report: Report, token: str | None, token_file: Path | None, confi
 
 async def _ask_hub(uri: str, name: str, token: str | None, timeout: float) -> Report:
     """The hub's ``welcome`` as a report section (a seated hub admits ``IDENTITY~doctor-PID``)."""
-    from ..client.connection import HubClient, HubClosed, HubError
+    from ..api import Closed, Forbidden, Session, SynapseError
 
-    client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
+    session = None
     try:
-        welcome = await client.connect()
-    except HubClosed as exc:
-        text = "unknown (no welcome)"
-        return {"contacted": True, "reachable": True, "error": str(exc), "security": None, "security_text": text}
-    except HubError as exc:
+        session = Session(name, uri=uri, token=token, timeout=timeout, anonymous=token is None)
+        welcome = await session.connect()
+    except SynapseError as exc:
+        # The hub closed the socket (a refused credential included): it is there, just not welcoming.
+        if isinstance(exc, Closed) or (isinstance(exc, Forbidden) and exc.code == "AUTH_DENIED"):
+            text = "unknown (no welcome)"
+            return {"contacted": True, "reachable": True, "error": str(exc), "security": None, "security_text": text}
         return {"contacted": True, "reachable": False, "error": str(exc)}
     finally:
-        await client.close()
+        if session is not None:
+            await session.close()
     security = welcome.get("security")
     if not isinstance(security, dict):
         security = None

@@ -229,9 +229,10 @@ async def _listen(uri: str, name: str, token: str | None, for_name: str | None, 
     import asyncio
     import signal
 
-    from ..client.connection import EXIT_DROPPED, HubClient, HubError, HubUnreachable
+    from ..api import Closed, Session, SynapseError, Unreachable
     from ..protocol import addresses
 
+    dropped = 3  # the exit code of a ready connection the hub closed (docs/cli.md)
     several = "," in uri
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -239,16 +240,18 @@ async def _listen(uri: str, name: str, token: str | None, for_name: str | None, 
         loop.add_signal_handler(sig, stop.set)
     delay, lost = 0.25, False
     while True:
-        client = HubClient(uri, name, token=token)
+        session = None
         try:
-            await client.connect()
-            say(name, f"listening{' for ' + for_name if for_name else ''} on {client.address or uri}")
+            session = Session(name, uri=uri, token=token, announce=True)
+            await session.connect()
+            say(name, f"listening{' for ' + for_name if for_name else ''} on {session.address or uri}")
             delay, lost = 0.25, False
-            while (frame := await client.recv_until(stop)) is not None:
+            async for frame in session.frames(stop):
                 _print_frame(frame, for_name, addresses, as_json)
             return 0
-        except HubError as exc:
-            failover = several and (exc.exit_code == EXIT_DROPPED or (lost and isinstance(exc, HubUnreachable)))
+        except SynapseError as exc:
+            drop = isinstance(exc, Closed) and exc.exit_code == dropped
+            failover = several and (drop or (lost and isinstance(exc, Unreachable)))
             if not failover or stop.is_set():
                 say(name, str(exc))
                 if as_json:
@@ -260,7 +263,8 @@ async def _listen(uri: str, name: str, token: str | None, for_name: str | None, 
                 say(name, f"{exc}; reconnecting to the next hub of {uri}")
             lost = True
         finally:
-            await client.close()
+            if session is not None:
+                await session.close()
         try:
             await asyncio.wait_for(stop.wait(), delay)
             return 0  # interrupted while waiting to reconnect

@@ -117,10 +117,12 @@ def health(
 
 def _failure(exc: Exception) -> dict[str, Any]:
     """The ``--json`` object for a connection that failed: unreachable, or refused with the close code."""
-    from ..client.connection import HubClosed, HubUnreachable
+    from ..api import Closed, Forbidden, Unreachable
 
-    code = exc.code if isinstance(exc, HubClosed) else None
-    outcome = "unreachable" if isinstance(exc, HubUnreachable) else "refused"
+    code = exc.code if isinstance(exc, Closed) else None
+    if isinstance(exc, Forbidden) and exc.code == "AUTH_DENIED":
+        code = 4010  # the close code the hub sent (the API names it)
+    outcome = "unreachable" if isinstance(exc, Unreachable) else "refused"
     return {"ok": False, "outcome": outcome, "code": None if code is None else str(code), "error": str(exc)}
 
 
@@ -177,20 +179,35 @@ def receipt(
     run(_receipt(uri, name or one_shot("receipt"), resolve_token(token, token_file), seq, timeout, as_json))
 
 
-async def _receipt(uri: str, name: str, token: str | None, seq: int, timeout: float, as_json: bool = False) -> int:
-    from ..client.connection import HubClient, HubError
+def _unconnected(exc: Exception, name: str, seq: int, as_json: bool) -> int:
+    """Report a ``receipt`` that never reached the hub (the ``--json`` object, then the one stderr line)."""
+    if as_json:
+        click.echo(json.dumps({**_failure(exc), "seq": seq}, sort_keys=True))
+    say(name, str(exc))
+    return 1
 
-    client = HubClient(uri, name, token=token, ready_timeout=timeout, registration={"quiet": True})
+
+async def _receipt(uri: str, name: str, token: str | None, seq: int, timeout: float, as_json: bool = False) -> int:
+    from ..api import Refused, Session, SynapseError, Timeout
+
+    # No request_id: a 0.99 hub does not echo it, and the reply is the only message_status on this connection.
+    reply: dict[str, Any] | None = None
+    session = None
     try:
-        await client.connect(client.frame("message_status_request", seq=seq))
-        reply = await client.wait_for(lambda f: f.get("type") in ("message_status", "error"), timeout)
-    except HubError as exc:
-        if as_json:
-            click.echo(json.dumps({**_failure(exc), "seq": seq}, sort_keys=True))
-        say(name, str(exc))
-        return 1
+        session = Session(name, uri=uri, token=token, timeout=timeout)
+        frame = session.frame("message_status_request", seq=seq)
+        reply = dict(await session.request(frame, lambda f: f.get("type") == "message_status"))
+    except Timeout:
+        reply = None
+    except Refused as exc:
+        if exc.frame.get("type") != "error":  # refused before any answer (a malformed URI): a failed connection
+            return _unconnected(exc, name, seq, as_json)
+        reply = exc.frame
+    except SynapseError as exc:
+        return _unconnected(exc, name, seq, as_json)
     finally:
-        await client.close()
+        if session is not None:
+            await session.close()
     if reply is None or reply.get("type") != "message_status":
         if as_json:
             body = {

@@ -96,8 +96,7 @@ def run(
     if not enforce:
         raise click.UsageError("run needs --enforce (without it, just run the command)")
     from .. import landlock
-    from ..api import Session, SynapseError
-    from ..client.context import default_identity, one_shot
+    from ..api import Session, SynapseError, default_identity, one_shot
     from ..core.scope_index import ScopeError, worktree_key
     from ..protocol import owner_of
 
