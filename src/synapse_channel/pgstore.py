@@ -49,8 +49,7 @@ from .store import (
     ReplayReport,
     _apply_rows,
     _settle,
-    checksum,
-    encode_data,
+    event_rows,
     write_batches,
 )
 
@@ -314,11 +313,7 @@ class PostgresJournal(Journal):
         if self.failed is not None:
             _settle(batch, JournalFailed(f"the journal stopped: {self.failed}"))
             return
-        rows = []
-        for events, _ in batch:
-            for ev in events:
-                text = ev.text if ev.text is not None else encode_data(ev.data)
-                rows.append((ev.seq, ev.ts, ev.kind, text, checksum(ev.kind, text)))
+        rows = event_rows(batch)
         last = rows[-1][0] if rows else 0
         assert self.db is not None
         try:

@@ -199,11 +199,7 @@ class SqliteJournal(Journal):
         if self.failed is not None:
             _settle(batch, JournalFailed(f"the journal stopped after a failed commit: {self.failed}"))
             return
-        rows = []
-        for events, _ in batch:
-            for ev in events:
-                text = ev.text if ev.text is not None else encode_data(ev.data)
-                rows.append((ev.seq, ev.ts, ev.kind, text, checksum(ev.kind, text)))
+        rows = event_rows(batch)
         last = rows[-1][0] if rows else 0
         try:
             await self.db.executemany(INSERT_EVENT, rows)
@@ -358,6 +354,16 @@ def _apply_rows(core: HubCore, rows: list[Any], report: ReplayReport) -> bool:
         return False
     report.replayed += len(rows)
     return True
+
+
+def event_rows(batch: list[Batch]) -> list[tuple[int, float, str, str, int]]:
+    """The journal rows ``(seq, ts, kind, text, checksum)`` of a group-commit batch, for either store."""
+    rows = []
+    for events, _ in batch:
+        for ev in events:
+            text = ev.text if ev.text is not None else encode_data(ev.data)
+            rows.append((ev.seq, ev.ts, ev.kind, text, checksum(ev.kind, text)))
+    return rows
 
 
 def _settle(batch: list[Batch], exc: BaseException | None) -> None:
